@@ -1,0 +1,348 @@
+"""BudgetFormer: a Transformer encoder whose attention layers pick, per input, how many heads
+to run (the budget k) and which ones (the relevance ranking). Read top to bottom.
+
+Per layer l, from the masked mean s of the layer's (normalised) input:
+  budget head     q_l(k | x) = softmax(W_b s)          over k = 1..H
+  relevance head  r_l(x)     = W_r s                   one logit per head
+  inference       k = smallest k with CDF_q(k) >= tau_l, capped by cap_l, at least 1;
+                  the k heads with the highest relevance run (ties to the lower index).
+Unselected heads are never computed: their Q/K/V/O weight slices are gathered per sample
+(padded to the batch's largest k, padded slots zeroed), exactly as the exported graph does.
+Selected heads are summed unweighted through the output projection, so a model that runs
+all heads is an ordinary multi-head attention.
+
+Training (see bfexport/train.py) runs every head and multiplies by a hard 0/1 gate with
+straight-through gradients to both heads of the router.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Callable
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from bfexport.errors import BfexportError
+
+MASK_BIAS = -30000.0  # added to scores at padding keys; finite so fp16 exports stay finite too
+LIMITS = {"vocab_size": 1_000_000, "d_model": 8192, "n_heads": 64, "n_layers": 64,
+          "d_ff": 65536, "max_length": 16384, "n_labels": 100_000}
+
+
+@dataclass
+class BudgetFormerConfig:
+    vocab_size: int = 8000  # WordPiece vocabulary trained on the training split
+    max_length: int = 256  # longest input in tokens; long inputs are where head skipping pays
+    d_model: int = 128  # residual width d
+    n_heads: int = 8  # H; head width d_head = d_model / n_heads
+    n_layers: int = 4
+    d_ff: int = 512  # FFN width f
+    labels: list[str] = field(default_factory=lambda: ["negative", "positive"])
+    dropout: float = 0.1
+    adaptive: bool = True  # False: every head always runs (the dense baseline, same weights)
+    budget_thresholds: list[float] | None = None  # tau per layer; None = 0.5 (the median budget)
+    head_caps: list[int] | None = None  # kmax per layer; None = n_heads
+    pad_token_id: int = 0
+
+    def __post_init__(self) -> None:
+        for name, bound in LIMITS.items():
+            value = self.n_labels if name == "n_labels" else getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= bound:
+                raise BfexportError(f"config: {name} must be an integer in [1, {bound}], got {value!r}")
+        if self.d_model % self.n_heads:
+            raise BfexportError(f"config: d_model {self.d_model} is not divisible by n_heads {self.n_heads}")
+        if self.budget_thresholds is None:
+            self.budget_thresholds = [0.5] * self.n_layers
+        if self.head_caps is None:
+            self.head_caps = [self.n_heads] * self.n_layers
+        self.budget_thresholds = check_thresholds(self.budget_thresholds, self.n_layers)
+        self.head_caps = check_caps(self.head_caps, self.n_layers, self.n_heads)
+
+    @property
+    def n_labels(self) -> int:
+        return len(self.labels)
+
+    @property
+    def d_head(self) -> int:
+        return self.d_model // self.n_heads
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> BudgetFormerConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise BfexportError(f"config: unknown key(s) {', '.join(unknown)}")
+        return cls(**data)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
+
+
+def check_thresholds(values: Any, n_layers: int) -> list[float]:
+    """Budget thresholds are a probability level: (0, 1], one per layer."""
+    if not isinstance(values, (list, tuple)) or len(values) != n_layers:
+        raise BfexportError(f"budget thresholds: expected a list of {n_layers} values (one per layer), got {values!r}")
+    out = []
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 < float(v) <= 1.0:
+            raise BfexportError(f"budget thresholds must lie in (0, 1], got {v!r}")
+        out.append(float(v))
+    return out
+
+
+def check_caps(values: Any, n_layers: int, n_heads: int) -> list[int]:
+    if not isinstance(values, (list, tuple)) or len(values) != n_layers:
+        raise BfexportError(f"head caps: expected a list of {n_layers} integers (one per layer), got {values!r}")
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= n_heads:
+            raise BfexportError(f"head caps must be integers in [1, {n_heads}], got {v!r}")
+    return [int(v) for v in values]
+
+
+def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean over non-padding tokens, as a (mask / length) row vector times x: cheaper than
+    a ReduceMean in the exported graph, and the same op order in both runtimes."""
+    weights = mask.to(x.dtype)  # (B, S)
+    weights = weights / weights.sum(-1, keepdim=True).clamp(min=1.0)
+    return (weights.unsqueeze(1) @ x).squeeze(1)  # (B, 1, S) @ (B, S, d) -> (B, d)
+
+
+@dataclass
+class Selection:
+    """Which heads run in one layer: per sample, up to kmax head indices by rank."""
+
+    heads: torch.Tensor  # (B, kmax) int64 head indices, highest relevance first
+    active: torch.Tensor  # (B, kmax) bool, False for slots past the sample's own k
+    counts: torch.Tensor  # (B,) int64, the sample's k
+
+
+class Router(nn.Module):
+    """Budget distribution over k = 1..H and relevance logits over the H heads."""
+
+    def __init__(self, config: BudgetFormerConfig) -> None:
+        super().__init__()
+        self.n_heads = config.n_heads
+        self.proj = nn.Linear(config.d_model, 2 * config.n_heads)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        budget_logits, relevance = self.proj(masked_mean(x, mask)).split(self.n_heads, dim=-1)
+        return budget_logits, relevance  # (B, H) each
+
+    @staticmethod
+    def budget(budget_logits: torch.Tensor, tau: torch.Tensor, cap: torch.Tensor) -> torch.Tensor:
+        """k = smallest k with CDF(k) >= tau, within [1, cap]. tau and cap are (B,) or scalars.
+
+        Compared in the tail form P(K > k) <= 1 - tau: tail probabilities keep their
+        precision where the CDF rounds to 1, so tau = 1 reliably means all heads in every
+        runtime. P(K > H) = 0, so only k = 1..H-1 are compared.
+        """
+        tail = budget_logits.softmax(-1).flip(-1).cumsum(-1).flip(-1)[..., 1:]  # (B, H-1): P(K > k), k = 1..H-1
+        k = (tail > (1 - tau).unsqueeze(-1)).sum(-1) + 1  # (B,) tails above 1 - tau come first
+        return torch.minimum(k, cap)
+
+    @staticmethod
+    def rank(relevance: torch.Tensor) -> torch.Tensor:
+        """Heads by descending relevance, ties to the lower index (as ONNX TopK orders them)."""
+        return torch.sort(relevance, dim=-1, descending=True, stable=True).indices  # (B, H)
+
+    def select(self, x: torch.Tensor, mask: torch.Tensor, tau: torch.Tensor, cap: torch.Tensor) -> Selection:
+        budget_logits, relevance = self(x, mask)
+        counts = self.budget(budget_logits, tau, cap)  # (B,)
+        kmax = int(counts.max())
+        heads = self.rank(relevance)[:, :kmax]  # (B, kmax)
+        active = torch.arange(kmax, device=x.device).unsqueeze(0) < counts.unsqueeze(1)  # (B, kmax)
+        return Selection(heads, active, counts)
+
+
+class BudgetedAttention(nn.Module):
+    """Multi-head attention that computes only the selected heads of each sample.
+
+    Weights are stored per head so one Gather picks a head's Q/K/V columns and its rows of
+    the output projection: qkv_weight (H, d, 3*dh) holds [Wq_h | Wk_h | Wv_h], out_weight
+    (H, dh, d) holds head h's rows of Wo.
+    """
+
+    def __init__(self, config: BudgetFormerConfig) -> None:
+        super().__init__()
+        H, d, dh = config.n_heads, config.d_model, config.d_head
+        self.n_heads, self.d_head = H, dh
+        self.qkv_weight = nn.Parameter(torch.randn(H, d, 3 * dh) * 0.02)
+        self.qkv_bias = nn.Parameter(torch.zeros(H, 3 * dh))
+        self.out_weight = nn.Parameter(torch.randn(H, dh, d) * 0.02 / math.sqrt(2 * config.n_layers))
+        self.out_bias = nn.Parameter(torch.zeros(d))
+        self.router = Router(config)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_bias: torch.Tensor) -> torch.Tensor:
+        scores = (q @ k.transpose(-1, -2)) / math.sqrt(self.d_head) + key_bias  # (B, h, S, S)
+        return self.dropout(scores.softmax(-1)) @ v  # (B, h, S, dh)
+
+    def forward_selected(self, x: torch.Tensor, key_bias: torch.Tensor, sel: Selection) -> torch.Tensor:
+        """Inference: gather the selected heads' weights, compute only those heads."""
+        w_qkv = self.qkv_weight[sel.heads]  # (B, kmax, d, 3dh)
+        b_qkv = self.qkv_bias[sel.heads].unsqueeze(2)  # (B, kmax, 1, 3dh)
+        qkv = x.unsqueeze(1) @ w_qkv + b_qkv  # (B, 1, S, d) @ (B, kmax, d, 3dh) -> (B, kmax, S, 3dh)
+        q, k, v = qkv.split(self.d_head, dim=-1)  # (B, kmax, S, dh) each
+        ctx = self.attend(q, k, v, key_bias)  # (B, kmax, S, dh)
+        B, kmax, S, dh = ctx.shape
+        ctx = ctx.transpose(1, 2).reshape(B, S, kmax * dh)  # (B, S, kmax*dh) heads side by side
+        w_out = self.out_weight[sel.heads] * sel.active[:, :, None, None].to(x.dtype)  # (B, kmax, dh, d), padded slots zeroed
+        return ctx @ w_out.reshape(B, kmax * dh, -1) + self.out_bias  # (B, S, d)
+
+    def forward_gated(self, x: torch.Tensor, key_bias: torch.Tensor, gates: torch.Tensor) -> torch.Tensor:
+        """Training: every head computed, each scaled by its (straight-through) 0/1 gate."""
+        qkv = torch.einsum("bsd,hde->bhse", x, self.qkv_weight) + self.qkv_bias.unsqueeze(1)  # (B, H, S, 3dh)
+        q, k, v = qkv.split(self.d_head, dim=-1)
+        ctx = self.attend(q, k, v, key_bias) * gates[:, :, None, None]  # (B, H, S, dh)
+        return torch.einsum("bhse,hed->bsd", ctx, self.out_weight) + self.out_bias  # (B, S, d)
+
+
+class FeedForward(nn.Module):
+    def __init__(self, config: BudgetFormerConfig) -> None:
+        super().__init__()
+        self.up = nn.Linear(config.d_model, config.d_ff)
+        self.down = nn.Linear(config.d_ff, config.d_model)
+        nn.init.normal_(self.down.weight, std=0.02 / math.sqrt(2 * config.n_layers))
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dropout(self.down(F.gelu(self.up(x))))
+
+
+class Block(nn.Module):
+    """Pre-LN encoder layer; the router reads the normalised input the attention sees."""
+
+    def __init__(self, config: BudgetFormerConfig) -> None:
+        super().__init__()
+        self.ln_attn = nn.LayerNorm(config.d_model)
+        self.attn = BudgetedAttention(config)
+        self.ln_ffn = nn.LayerNorm(config.d_model)
+        self.ffn = FeedForward(config)
+        self.dropout = nn.Dropout(config.dropout)
+
+
+@dataclass
+class BudgetFormerOutput:
+    logits: torch.Tensor  # (B, n_labels)
+    head_counts: torch.Tensor  # (B, n_layers) heads each sample ran in each layer
+    selections: list[Selection]  # per layer; under training, the sampled selection
+    budget_probs: list[torch.Tensor]  # per layer (B, H): q(k | x), for the cost term
+    loss: torch.Tensor | None = None
+
+
+# Training hook: (layer, budget_logits, relevance) -> ((B, H) gates, the selection they encode).
+GateFn = Callable[[int, torch.Tensor, torch.Tensor], tuple[torch.Tensor, Selection]]
+
+
+class BudgetFormerForSequenceClassification(nn.Module):
+    def __init__(self, config: BudgetFormerConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.tok_emb = nn.Embedding(config.vocab_size, config.d_model)
+        self.pos_emb = nn.Embedding(config.max_length, config.d_model)
+        self.emb_dropout = nn.Dropout(config.dropout)
+        self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layers))
+        self.ln_final = nn.LayerNorm(config.d_model)
+        self.classifier = nn.Linear(config.d_model, config.n_labels)
+        nn.init.normal_(self.tok_emb.weight, std=0.02)
+        nn.init.normal_(self.pos_emb.weight, std=0.02)
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        *,
+        thresholds: torch.Tensor | list[float] | None = None,
+        caps: torch.Tensor | list[int] | None = None,
+        fixed_heads: list[list[int]] | None = None,
+        gate_fn: GateFn | None = None,
+        labels: torch.Tensor | None = None,
+    ) -> BudgetFormerOutput:
+        """Classify a padded batch.
+
+        thresholds / caps override the config's per layer: shape (n_layers,) or per sample
+        (B, n_layers). fixed_heads runs the same heads for every input (static pruning);
+        a non-adaptive config runs every head. gate_fn is the training hook (train.py).
+        """
+        B, S = input_ids.shape
+        check_batch(input_ids, attention_mask, self.config)
+        tau = self._per_sample(thresholds, self.config.budget_thresholds, B, torch.float32)  # (B, L)
+        cap = self._per_sample(caps, self.config.head_caps, B, torch.long)  # (B, L)
+        mask = attention_mask.to(torch.bool)
+        key_bias = ((~mask).float() * MASK_BIAS)[:, None, None, :]  # (B, 1, 1, S)
+        positions = torch.arange(S, device=input_ids.device)
+        x = self.emb_dropout(self.tok_emb(input_ids) + self.pos_emb(positions))  # (B, S, d)
+
+        selections, budget_probs = [], []
+        for l, block in enumerate(self.blocks):
+            h = block.ln_attn(x)
+            attn = block.attn
+            if gate_fn is not None:
+                budget_logits, relevance = attn.router(h, mask)
+                gates, sel = gate_fn(l, budget_logits, relevance)
+                budget_probs.append(budget_logits.softmax(-1))
+                a = attn.forward_gated(h, key_bias, gates)
+            else:
+                sel = self._select(l, attn.router, h, mask, tau[:, l], cap[:, l], fixed_heads)
+                a = attn.forward_selected(h, key_bias, sel)
+            selections.append(sel)
+            x = x + block.dropout(a)
+            x = x + block.ffn(block.ln_ffn(x))
+
+        logits = self.classifier(masked_mean(self.ln_final(x), mask))  # (B, n_labels)
+        head_counts = torch.stack([s.counts for s in selections], dim=1)  # (B, L)
+        loss = F.cross_entropy(logits, labels) if labels is not None else None
+        return BudgetFormerOutput(logits, head_counts, selections, budget_probs, loss)
+
+    def _select(self, l: int, router: Router, h: torch.Tensor, mask: torch.Tensor, tau: torch.Tensor,
+                cap: torch.Tensor, fixed_heads: list[list[int]] | None) -> Selection:
+        B = h.shape[0]
+        if fixed_heads is not None or not self.config.adaptive:
+            heads = fixed_heads[l] if fixed_heads is not None else list(range(self.config.n_heads))
+            idx = torch.tensor(heads, dtype=torch.long, device=h.device).expand(B, -1)
+            counts = torch.full((B,), len(heads), dtype=torch.long, device=h.device)
+            return Selection(idx, torch.ones_like(idx, dtype=torch.bool), counts)
+        return router.select(h, mask, tau, cap)
+
+    def _per_sample(self, value: Any, default: list, B: int, dtype: torch.dtype) -> torch.Tensor:
+        t = torch.as_tensor(default if value is None else value, dtype=dtype, device=self.tok_emb.weight.device)
+        if t.dim() == 1:
+            t = t.unsqueeze(0)
+        if t.shape[-1] != self.config.n_layers or t.shape[0] not in (1, B) or t.dim() != 2:
+            raise BfexportError(f"expected (n_layers,) or (batch, n_layers) = ({B}, {self.config.n_layers}) values, got shape {tuple(t.shape)}")
+        if dtype == torch.float32 and not bool(((t > 0) & (t <= 1)).all()):
+            raise BfexportError("budget thresholds must lie in (0, 1]")
+        if dtype == torch.long and not bool(((t >= 1) & (t <= self.config.n_heads)).all()):
+            raise BfexportError(f"head caps must lie in [1, {self.config.n_heads}]")
+        return t.expand(B, -1)
+
+    @torch.no_grad()
+    def predict(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **kwargs: Any) -> BudgetFormerOutput:
+        was_training = self.training
+        self.eval()
+        try:
+            return self(input_ids, attention_mask, **kwargs)
+        finally:
+            self.train(was_training)
+
+
+def check_batch(input_ids: torch.Tensor, attention_mask: torch.Tensor, config: BudgetFormerConfig) -> None:
+    """Reject inputs the model cannot run: wrong shapes, empty or over-long sequences, all-padding rows."""
+    if input_ids.dim() != 2 or input_ids.shape != attention_mask.shape:
+        raise BfexportError(f"input_ids and attention_mask must both be (batch, seq); got {tuple(input_ids.shape)} and {tuple(attention_mask.shape)}")
+    B, S = input_ids.shape
+    if B == 0 or S == 0:
+        raise BfexportError("empty batch or empty sequence")
+    if S > config.max_length:
+        raise BfexportError(f"sequence length {S} exceeds the model's max_length {config.max_length}")
+    if not bool((attention_mask.sum(-1) > 0).all()):
+        raise BfexportError("a row of the batch is all padding (attention_mask all zero)")
+    if bool(((input_ids < 0) | (input_ids >= config.vocab_size)).any()):
+        raise BfexportError(f"input_ids outside the vocabulary [0, {config.vocab_size})")

@@ -1,0 +1,197 @@
+"""The BudgetFormer training recipe: exploration, then exploitation.
+
+Exploration (the first `explore_frac` of steps): each layer samples its budget k from q(k|x)
+mixed with an epsilon of uniform, and picks heads by Gumbel-top-k on relevance / temperature;
+epsilon and temperature anneal linearly. Exploitation: the deterministic inference rule
+(k from the threshold, top-k relevance). Either way the hard 0/1 head gate carries
+straight-through gradients to the relevance head (softmax of relevance) and to the budget
+head (P(k > rank of the head)). Loss = cross-entropy + cost_lambda * mean_l E_q[k]/H.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from bfexport import data
+from bfexport.checkpoint import save_checkpoint
+from bfexport.errors import BfexportError
+from bfexport.model import BudgetFormerConfig, BudgetFormerForSequenceClassification, Router, Selection
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 8
+    batch_size: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    warmup_frac: float = 0.05  # linear warm-up, then linear decay to zero
+    explore_frac: float = 0.5  # share of steps spent exploring before exploitation
+    temperature: tuple[float, float] = (2.0, 0.1)  # Gumbel-top-k temperature, start -> end of exploration
+    epsilon: tuple[float, float] = (0.3, 0.0)  # uniform mixing into q when sampling k
+    cost_lambda: float = 0.2  # weight of E_q[k]/H, the compute penalty
+    dense: bool = False  # train with every head always on (the baseline)
+    seed: int = 0
+    vocab_size: int = 8000
+    max_length: int = 256
+    d_model: int = 128
+    n_heads: int = 8
+    n_layers: int = 4
+    d_ff: int = 512
+    dropout: float = 0.1
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+class ExploreExploit:
+    """The gate function handed to the model's forward during training."""
+
+    def __init__(self, config: BudgetFormerConfig, train_config: TrainConfig, total_steps: int) -> None:
+        self.config, self.tc = config, train_config
+        self.explore_steps = int(train_config.explore_frac * total_steps)
+        self.step = 0
+
+    def schedule(self) -> tuple[float, float] | None:
+        """(temperature, epsilon) while exploring, None once exploiting."""
+        if self.step >= self.explore_steps:
+            return None
+        t = self.step / max(1, self.explore_steps)
+        (t0, t1), (e0, e1) = self.tc.temperature, self.tc.epsilon
+        return t0 + (t1 - t0) * t, e0 + (e1 - e0) * t
+
+    def __call__(self, layer: int, budget_logits: torch.Tensor, relevance: torch.Tensor) -> tuple[torch.Tensor, Selection]:
+        B, H = relevance.shape
+        q = budget_logits.softmax(-1)  # (B, H): q[:, j] = P(k = j + 1)
+        phase = self.schedule()
+        if phase is None:
+            tau = torch.tensor(self.config.budget_thresholds[layer], device=q.device)
+            counts = Router.budget(budget_logits, tau, torch.tensor(H, device=q.device))
+            order, temperature = Router.rank(relevance), 1.0
+        else:
+            temperature, eps = phase
+            explore_q = (1 - eps) * q.detach() + eps / H
+            counts = torch.multinomial(explore_q, 1).squeeze(1) + 1  # (B,)
+            gumbel = -torch.log(-torch.log(torch.rand_like(relevance).clamp(1e-9, 1 - 1e-9)))
+            order = Router.rank(relevance.detach() / temperature + gumbel)  # Gumbel-top-k
+        rank_of_head = order.argsort(-1)  # (B, H): position of each head in the order
+        hard = (rank_of_head < counts.unsqueeze(1)).to(q.dtype)  # (B, H) 0/1
+        survival = q.flip(-1).cumsum(-1).flip(-1)  # (B, H): P(k > r) at r = 0..H-1
+        soft_budget = survival.gather(1, rank_of_head)
+        soft_relevance = (relevance / temperature).softmax(-1)
+        gates = hard + (soft_budget - soft_budget.detach()) + (soft_relevance - soft_relevance.detach())
+        active = torch.arange(H, device=q.device).unsqueeze(0) < counts.unsqueeze(1)
+        return gates, Selection(order, active, counts)
+
+
+def all_heads_gate(layer: int, budget_logits: torch.Tensor, relevance: torch.Tensor) -> tuple[torch.Tensor, Selection]:
+    B, H = relevance.shape
+    order = torch.arange(H, device=relevance.device).expand(B, H)
+    return torch.ones_like(relevance), Selection(order, torch.ones_like(order, dtype=torch.bool), torch.full((B,), H, device=relevance.device))
+
+
+def expected_budget(budget_probs: list[torch.Tensor]) -> torch.Tensor:
+    """Mean over layers and batch of E_q[k] / H, the differentiable cost."""
+    H = budget_probs[0].shape[-1]
+    ks = torch.arange(1, H + 1, dtype=budget_probs[0].dtype, device=budget_probs[0].device)
+    return torch.stack([(q * ks).sum(-1).mean() for q in budget_probs]).mean() / H
+
+
+def tensors(tokenizer: Any, examples: list[data.Example], labels: list[str], max_length: int,
+            device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    ids, mask = data.encode(tokenizer, [e.text for e in examples], max_length)
+    y = data.label_ids(examples, labels)
+    return torch.from_numpy(ids).to(device), torch.from_numpy(mask).to(device), torch.from_numpy(y).to(device)
+
+
+@torch.no_grad()
+def evaluate(model: BudgetFormerForSequenceClassification, tokenizer: Any, examples: list[data.Example],
+             batch_size: int = 64) -> dict[str, Any]:
+    """Accuracy and mean heads per layer at the model's configured thresholds."""
+    model.eval()
+    device = next(model.parameters()).device
+    correct, counts = 0, []
+    for batch in data.batches(examples, batch_size):
+        ids, mask, y = tensors(tokenizer, batch, model.config.labels, model.config.max_length, device)
+        out = model(ids, mask)
+        correct += int((out.logits.argmax(-1) == y).sum())
+        counts.append(out.head_counts.float())
+    heads = torch.cat(counts).mean(0)
+    return {"accuracy": correct / len(examples), "mean_heads_per_layer": [round(float(h), 4) for h in heads],
+            "mean_heads": float(heads.mean())}
+
+
+def train(train_examples: list[data.Example], val_examples: list[data.Example], tc: TrainConfig,
+          out_dir: str | Path, *, show_progress: bool = True) -> dict[str, Any]:
+    """Train a BudgetFormer, keep the best epoch (validation accuracy), save it to out_dir."""
+    seed_everything(tc.seed)
+    labels = sorted({e.label for e in train_examples if e.label is not None})
+    if len(labels) < 2:
+        raise BfexportError("training data needs at least two distinct labels")
+    tokenizer = data.train_tokenizer((e.text for e in train_examples), tc.vocab_size)
+    config = BudgetFormerConfig(vocab_size=tokenizer.get_vocab_size(), max_length=tc.max_length, d_model=tc.d_model,
+                                n_heads=tc.n_heads, n_layers=tc.n_layers, d_ff=tc.d_ff, labels=labels,
+                                dropout=tc.dropout, adaptive=not tc.dense)
+    data.label_ids(val_examples, labels)  # unknown validation labels fail now, not after an epoch
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    model = BudgetFormerForSequenceClassification(config).to(device)
+    steps_per_epoch = math.ceil(len(train_examples) / tc.batch_size)
+    total = steps_per_epoch * tc.epochs
+    gate = all_heads_gate if tc.dense else ExploreExploit(config, tc, total)
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and "emb" not in n]
+    no_decay = [p for n, p in model.named_parameters() if not (p.dim() >= 2 and "emb" not in n)]
+    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": tc.weight_decay},
+                                   {"params": no_decay, "weight_decay": 0.0}], lr=tc.lr)
+    warmup = max(1, int(tc.warmup_frac * total))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: min((s + 1) / warmup, max(0.0, (total - s) / max(1, total - warmup))))
+
+    best: dict[str, Any] = {"accuracy": -1.0}
+    history = []
+    columns = [TextColumn("[bold]epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("loss {task.fields[loss]:.3f} acc {task.fields[acc]:.3f} heads {task.fields[heads]:.2f}"),
+               TimeRemainingColumn()]
+    with Progress(*columns, disable=not show_progress) as progress:
+        task = progress.add_task("train", total=total, epoch=1, loss=0.0, acc=0.0, heads=float(config.n_heads))
+        for epoch in range(1, tc.epochs + 1):
+            model.train()
+            for batch in data.batches(train_examples, tc.batch_size, shuffle=True, seed=tc.seed + epoch):
+                ids, mask, y = tensors(tokenizer, batch, labels, config.max_length, device)
+                out = model(ids, mask, gate_fn=gate, labels=y)
+                assert out.loss is not None
+                loss = out.loss if tc.dense else out.loss + tc.cost_lambda * expected_budget(out.budget_probs)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                optimizer.step()
+                scheduler.step()
+                if isinstance(gate, ExploreExploit):
+                    gate.step += 1
+                acc = float((out.logits.argmax(-1) == y).float().mean())
+                progress.update(task, advance=1, epoch=epoch, loss=float(loss), acc=acc,
+                                heads=float(out.head_counts.float().mean()))
+            metrics = evaluate(model, tokenizer, val_examples)
+            history.append({"epoch": epoch, **metrics})
+            progress.console.log(f"epoch {epoch}: val acc {metrics['accuracy']:.4f}, mean heads {metrics['mean_heads']:.2f}")
+            exploring = isinstance(gate, ExploreExploit) and gate.schedule() is not None
+            if metrics["accuracy"] > best["accuracy"] and not exploring:
+                best = {"epoch": epoch, **metrics}
+                save_checkpoint(model.cpu(), out_dir, tokenizer_json=tokenizer.to_str(),
+                                extra_json={"training_args.json": asdict(tc),
+                                            "metrics.json": {"best": best, "history": history}})
+                model.to(device)
+    if best["accuracy"] < 0:
+        raise BfexportError("no epoch finished exploitation; raise --epochs or lower --explore-frac")
+    (Path(out_dir) / "metrics.json").write_text(json.dumps({"best": best, "history": history}, indent=2) + "\n")
+    return {"best": best, "history": history}
