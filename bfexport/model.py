@@ -236,6 +236,14 @@ class BudgetFormerOutput:
     budget_probs: list[torch.Tensor]  # per layer (B, H): q(k | x), for the cost term
     loss: torch.Tensor | None = None
 
+    def selected_heads(self, n_heads: int) -> torch.Tensor:
+        """(B, n_layers, H): each sample's heads by rank, -1 past its k (the ONNX output)."""
+        B = self.logits.shape[0]
+        out = torch.full((B, len(self.selections), n_heads), -1, dtype=torch.long)
+        for l, sel in enumerate(self.selections):
+            out[:, l, : sel.heads.shape[1]] = torch.where(sel.active, sel.heads, -1)
+        return out
+
 
 # Training hook: (layer, budget_logits, relevance) -> ((B, H) gates, the selection they encode).
 GateFn = Callable[[int, torch.Tensor, torch.Tensor], tuple[torch.Tensor, Selection]]

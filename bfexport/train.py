@@ -10,7 +10,6 @@ head (P(k > rank of the head)). Loss = cross-entropy + cost_lambda * mean_l E_q[
 
 from __future__ import annotations
 
-import json
 import math
 import random
 from dataclasses import asdict, dataclass
@@ -24,6 +23,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from bfexport import data
 from bfexport.checkpoint import save_checkpoint
 from bfexport.errors import BfexportError
+from bfexport.files import write_json
 from bfexport.model import BudgetFormerConfig, BudgetFormerForSequenceClassification, Router, Selection
 
 
@@ -101,6 +101,26 @@ def all_heads_gate(layer: int, budget_logits: torch.Tensor, relevance: torch.Ten
     return torch.ones_like(relevance), Selection(order, torch.ones_like(order, dtype=torch.bool), torch.full((B,), H, device=relevance.device))
 
 
+def length_batches(examples: list[data.Example], lengths: np.ndarray, batch_size: int, *,
+                   seed: int | None = None) -> list[list[data.Example]]:
+    """Batches of similar length, so padding does not dominate the cost (attention is
+    quadratic in the padded length). With a seed: shuffled, sorted within pools of 50 batches."""
+    order = np.arange(len(examples))
+    pool = 50 * batch_size
+    if seed is not None:
+        order = np.random.default_rng(seed).permutation(order)
+    chunks = [order[i:i + pool] for i in range(0, len(order), pool)]
+    order = np.concatenate([c[np.argsort(lengths[c], kind="stable")] for c in chunks])
+    out = [[examples[i] for i in order[j:j + batch_size]] for j in range(0, len(order), batch_size)]
+    if seed is not None:
+        np.random.default_rng(seed + 1).shuffle(out)  # type: ignore[arg-type]
+    return out
+
+
+def token_lengths(tokenizer: Any, examples: list[data.Example]) -> np.ndarray:
+    return np.array([len(e.ids) for e in tokenizer.encode_batch([x.text for x in examples], add_special_tokens=False)])
+
+
 def expected_budget(budget_probs: list[torch.Tensor]) -> torch.Tensor:
     """Mean over layers and batch of E_q[k] / H, the differentiable cost."""
     H = budget_probs[0].shape[-1]
@@ -122,7 +142,7 @@ def evaluate(model: BudgetFormerForSequenceClassification, tokenizer: Any, examp
     model.eval()
     device = next(model.parameters()).device
     correct, counts = 0, []
-    for batch in data.batches(examples, batch_size):
+    for batch in length_batches(examples, token_lengths(tokenizer, examples), batch_size):
         ids, mask, y = tensors(tokenizer, batch, model.config.labels, model.config.max_length, device)
         out = model(ids, mask)
         correct += int((out.logits.argmax(-1) == y).sum())
@@ -146,6 +166,7 @@ def train(train_examples: list[data.Example], val_examples: list[data.Example], 
     data.label_ids(val_examples, labels)  # unknown validation labels fail now, not after an epoch
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model = BudgetFormerForSequenceClassification(config).to(device)
+    lengths = token_lengths(tokenizer, train_examples)
     steps_per_epoch = math.ceil(len(train_examples) / tc.batch_size)
     total = steps_per_epoch * tc.epochs
     gate = all_heads_gate if tc.dense else ExploreExploit(config, tc, total)
@@ -166,7 +187,7 @@ def train(train_examples: list[data.Example], val_examples: list[data.Example], 
         task = progress.add_task("train", total=total, epoch=1, loss=0.0, acc=0.0, heads=float(config.n_heads))
         for epoch in range(1, tc.epochs + 1):
             model.train()
-            for batch in data.batches(train_examples, tc.batch_size, shuffle=True, seed=tc.seed + epoch):
+            for batch in length_batches(train_examples, lengths, tc.batch_size, seed=tc.seed + epoch):
                 ids, mask, y = tensors(tokenizer, batch, labels, config.max_length, device)
                 out = model(ids, mask, gate_fn=gate, labels=y)
                 assert out.loss is not None
@@ -193,5 +214,5 @@ def train(train_examples: list[data.Example], val_examples: list[data.Example], 
                 model.to(device)
     if best["accuracy"] < 0:
         raise BfexportError("no epoch finished exploitation; raise --epochs or lower --explore-frac")
-    (Path(out_dir) / "metrics.json").write_text(json.dumps({"best": best, "history": history}, indent=2) + "\n")
+    write_json(Path(out_dir) / "metrics.json", {"best": best, "history": history})
     return {"best": best, "history": history}

@@ -20,6 +20,7 @@ the heads each sample ran, by rank, -1 past its k).
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
 
@@ -30,6 +31,7 @@ from onnx import TensorProto
 from bfexport.errors import BfexportError
 from bfexport.model import MASK_BIAS, BudgetFormerConfig, BudgetFormerForSequenceClassification
 from converters.graph import INT64, GraphBuilder
+from converters.onnx_io import KEY_CONFIG, KEY_FLAVOR, KEY_HEADS, KEY_TOKENIZER, set_metadata
 
 MIN_OPSET, MAX_OPSET = 17, 23
 
@@ -86,8 +88,10 @@ class _Exporter:
         mask = g.input("attention_mask", INT64, ["batch", "seq"])
         adaptive = isinstance(self.export, (AdaptiveExport, MaskedExport))
         if adaptive:
-            tau = g.input("budget_thresholds", g.float_type, ["threshold_rows", L],
-                          np.asarray([cfg.budget_thresholds], dtype=g.np_float))
+            tau = g.input("budget_thresholds", TensorProto.FLOAT, ["threshold_rows", L],
+                          np.asarray([cfg.budget_thresholds], dtype=np.float32))
+            if self.export.fp16:
+                tau = g.op("Cast", tau, to=g.float_type, name="budget_thresholds_fp16")
             caps = g.input("head_caps", INT64, ["cap_rows", L], np.asarray([cfg.head_caps], dtype=np.int64))
 
         maskf = g.op("Cast", mask, to=g.float_type, name="mask_float")  # (B, S)
@@ -255,4 +259,17 @@ def export(model: BudgetFormerForSequenceClassification, config: ExportConfig) -
                 raise BfexportError(f"static head set {heads} must be distinct heads in [0, {cfg.n_heads})")
     proto = _Exporter(model, config).build()
     onnx.checker.check_model(proto, full_check=True)
+    return proto
+
+
+def export_with_metadata(model: BudgetFormerForSequenceClassification, config: ExportConfig,
+                         tokenizer_json: str | None = None) -> onnx.ModelProto:
+    """export() plus the metadata that lets the file stand alone (config, flavor, tokenizer)."""
+    proto = export(model, config)
+    values = {KEY_CONFIG: model.config.to_json(), KEY_FLAVOR: flavor_name(config)}
+    if isinstance(config, StaticExport):
+        values[KEY_HEADS] = json.dumps(config.heads)
+    if tokenizer_json is not None:
+        values[KEY_TOKENIZER] = tokenizer_json
+    set_metadata(proto, values)
     return proto

@@ -1,0 +1,67 @@
+"""`bfexport` command line: one module per command, each a thin layer over the Python API."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from bfexport.errors import BfexportError
+
+EXIT_FAILED_CHECK, EXIT_USER_ERROR, EXIT_INTERNAL_ERROR = 1, 2, 3
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option("--debug", is_flag=True, help="Show full tracebacks for errors.")
+@click.version_option(package_name="bfexport")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool) -> None:
+    """bfexport: deploy BudgetFormer models with their per-input head skipping intact.
+
+    \b
+    Typical flow on the shipped example:
+      bfexport convert examples/debian-sections/checkpoint -o out/model.onnx
+      bfexport validate examples/debian-sections/checkpoint out/model.onnx
+      bfexport calibrate out/model.onnx --data examples/debian-sections/validation.jsonl.gz --target-flops 0.6
+
+    Exit codes: 0 success, 1 a check failed (parity, target not met), 2 user error
+    (bad file or option), 3 internal error (a bug: rerun with --debug and report it).
+    """
+    ctx.obj = {"debug": debug}
+
+
+def _register() -> None:
+    from bfexport.cli import bench, calibrate, convert, deploy, inspect_cmd, train, validate
+
+    for module in (train, inspect_cmd, convert, validate, calibrate, bench, deploy):
+        cli.add_command(module.command)
+
+
+_register()
+
+
+def main() -> None:
+    debug = "--debug" in sys.argv[1:]
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Exit as e:
+        sys.exit(e.exit_code)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(EXIT_USER_ERROR)
+    except click.exceptions.Abort:
+        click.echo("interrupted", err=True)
+        sys.exit(130)
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(130)
+    except BfexportError as e:
+        if debug:
+            raise
+        click.echo(f"error: {e}", err=True)
+        sys.exit(EXIT_USER_ERROR)
+    except Exception as e:  # a bug, not a user mistake: one line unless --debug
+        if debug:
+            raise
+        click.echo(f"internal error: {type(e).__name__}: {e} (rerun with --debug for the traceback)", err=True)
+        sys.exit(EXIT_INTERNAL_ERROR)

@@ -1,0 +1,30 @@
+"""Option groups shared by several commands, and the printing helpers they use."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import click
+from rich.console import Console
+
+console = Console(stderr=True)  # progress and human text go to stderr; stdout carries --json
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout instead of text.")
+data_option = click.option("--data", "data_path", type=click.Path(dir_okay=True), default=None,
+                           help="Data file: .jsonl/.csv (gzip ok) with text[,label], or a saved Hugging Face dataset.")
+samples_option = click.option("--samples", type=click.IntRange(min=1), default=None,
+                              help="Use at most this many rows of --data.")
+
+
+def checkpoint_argument(f: Callable[..., Any]) -> Callable[..., Any]:
+    return click.argument("checkpoint", type=click.Path(exists=True, file_okay=False))(f)
+
+
+def emit(result: dict[str, Any], as_json: bool, text: Callable[[dict[str, Any]], None]) -> None:
+    """One JSON object on stdout, or the human rendering."""
+    if as_json:
+        click.echo(json.dumps(result, indent=2, sort_keys=True))
+    else:
+        text(result)

@@ -1,0 +1,76 @@
+"""bfexport convert: checkpoint -> ONNX file (and optionally an Optimum-loadable directory)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from bfexport import data
+from bfexport.checkpoint import load_checkpoint, load_tokenizer_json
+from bfexport.cli.args import checkpoint_argument, console, data_option, emit, json_option, samples_option
+from bfexport.errors import BfexportError
+from converters import FLAVORS, StaticExport, export_with_metadata, save_onnx
+from converters.onnx_export import MAX_OPSET, MIN_OPSET
+from converters.static_heads import head_usage, most_used_heads
+
+
+def parse_head_sets(text: str, n_layers: int) -> list[list[int]]:
+    """'0,1,2;3,4;...' -> one head list per layer."""
+    try:
+        sets = [[int(h) for h in part.split(",") if h.strip()] for part in text.split(";")]
+    except ValueError:
+        raise BfexportError(f"--head-sets: expected comma-separated head indices per layer, separated by ';', got {text!r}") from None
+    if len(sets) != n_layers:
+        raise BfexportError(f"--head-sets: expected {n_layers} layers separated by ';', got {len(sets)}")
+    return sets
+
+
+@click.command("convert")
+@checkpoint_argument
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="ONNX file to write.")
+@click.option("--flavor", type=click.Choice(sorted(FLAVORS)), default="adaptive", show_default=True,
+              help="adaptive: only selected heads computed; masked: all heads computed then zeroed; "
+                   "dense: ordinary attention, no router; static: fixed heads per layer.")
+@click.option("--heads", type=int, default=None, help="static: keep the N most used heads of each layer on --data.")
+@click.option("--head-sets", default=None, help="static: explicit heads per layer, e.g. '0,1;2,3;0,5;1,2'.")
+@data_option
+@samples_option
+@click.option("--opset", type=int, default=17, show_default=True, help=f"ONNX opset ({MIN_OPSET}..{MAX_OPSET}).")
+@click.option("--fp16", is_flag=True, help="Export weights and activations in float16 (logits stay float32).")
+@json_option
+def command(checkpoint: str, output: str, flavor: str, heads: int | None, head_sets: str | None,
+            data_path: str | None, samples: int | None, opset: int, fp16: bool, as_json: bool) -> None:
+    """Export CHECKPOINT to ONNX with per-input head skipping.
+
+    The file carries budget_thresholds and head_caps as optional inputs (defaulting to the
+    checkpoint's values), so one file serves every operating point; logits, head_counts and
+    selected_heads come out. The checkpoint's config and tokenizer are embedded as metadata.
+    """
+    model = load_checkpoint(checkpoint)
+    cfg = model.config
+    tokenizer_json = load_tokenizer_json(checkpoint)
+    options: dict[str, object] = {"opset": opset, "fp16": fp16}
+    if flavor == "static":
+        if head_sets is not None:
+            options["heads"] = parse_head_sets(head_sets, cfg.n_layers)
+        elif heads is not None:
+            if not 1 <= heads <= cfg.n_heads:
+                raise BfexportError(f"--heads must be in [1, {cfg.n_heads}], got {heads}")
+            if data_path is None:
+                raise BfexportError("--flavor static --heads N needs --data to find the most used heads")
+            texts = [e.text for e in data.read_examples(data_path, limit=samples)]
+            tokenizer = data.tokenizer_from_str(tokenizer_json)
+            options["heads"] = most_used_heads(head_usage(model, tokenizer, texts), heads)
+        else:
+            raise BfexportError("--flavor static needs --heads N (with --data) or --head-sets")
+    elif heads is not None or head_sets is not None:
+        raise BfexportError("--heads / --head-sets only apply to --flavor static")
+    config = FLAVORS[flavor](**options)  # type: ignore[arg-type]
+    with console.status(f"exporting {flavor} flavor"):
+        proto = export_with_metadata(model, config, tokenizer_json)
+        save_onnx(proto, output)
+    result = {"output": output, "flavor": flavor, "opset": opset, "fp16": fp16,
+              "bytes": Path(output).stat().st_size,
+              "static_heads": getattr(config, "heads", None) if isinstance(config, StaticExport) else None}
+    emit(result, as_json, lambda r: console.print(f"wrote {r['output']} ({r['flavor']}, opset {r['opset']}, {r['bytes'] / 1e6:.1f} MB)"))

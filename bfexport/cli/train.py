@@ -1,0 +1,46 @@
+"""bfexport train: the reference BudgetFormer and its exploration -> exploitation recipe."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from bfexport import data
+from bfexport.cli.args import console, emit, json_option
+from bfexport.train import TrainConfig, train
+
+DEFAULTS = TrainConfig()
+
+
+@click.command("train")
+@click.option("--train", "train_path", required=True, type=click.Path(), help="Training data (text,label).")
+@click.option("--validation", "val_path", required=True, type=click.Path(), help="Validation data; the best epoch is kept.")
+@click.option("-o", "--output", required=True, type=click.Path(), help="Checkpoint directory to write.")
+@click.option("--dense", is_flag=True, help="Run every head always (the baseline, same architecture).")
+@click.option("--epochs", type=click.IntRange(min=1), default=DEFAULTS.epochs, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=DEFAULTS.batch_size, show_default=True)
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=DEFAULTS.lr, show_default=True)
+@click.option("--explore-frac", type=click.FloatRange(0, 1), default=DEFAULTS.explore_frac, show_default=True,
+              help="Share of steps spent exploring (sampled budgets, Gumbel-top-k heads).")
+@click.option("--cost-lambda", type=click.FloatRange(min=0), default=DEFAULTS.cost_lambda, show_default=True,
+              help="Weight of the compute penalty E[k]/H.")
+@click.option("--seed", type=int, default=DEFAULTS.seed, show_default=True)
+@click.option("--vocab-size", type=click.IntRange(min=100), default=DEFAULTS.vocab_size, show_default=True)
+@click.option("--max-length", type=click.IntRange(min=8), default=DEFAULTS.max_length, show_default=True)
+@click.option("--d-model", type=click.IntRange(min=8), default=DEFAULTS.d_model, show_default=True)
+@click.option("--n-heads", type=click.IntRange(min=1), default=DEFAULTS.n_heads, show_default=True)
+@click.option("--n-layers", type=click.IntRange(min=1), default=DEFAULTS.n_layers, show_default=True)
+@click.option("--d-ff", type=click.IntRange(min=8), default=DEFAULTS.d_ff, show_default=True)
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="Use at most this many training rows.")
+@json_option
+def command(train_path: str, val_path: str, output: str, limit: int | None, as_json: bool, **options: object) -> None:
+    """Train a BudgetFormer classifier and save the best epoch as a checkpoint directory
+    (config.json, model.safetensors, tokenizer.json, training_args.json, metrics.json)."""
+    tc = TrainConfig(**options)  # type: ignore[arg-type]
+    train_rows = data.read_examples(train_path, require_labels=True, limit=limit)
+    val_rows = data.read_examples(val_path, require_labels=True)
+    result = train(train_rows, val_rows, tc, Path(output), show_progress=not as_json)
+    emit({"checkpoint": output, **result["best"]}, as_json, lambda r: console.print(
+        f"saved {output}: epoch {r['epoch']}, validation accuracy {r['accuracy']:.4f}, "
+        f"mean heads per layer {r['mean_heads_per_layer']}"))

@@ -1,0 +1,59 @@
+"""The cost model (multiply-accumulates, batch 1), from the design brief section 3.
+
+Per layer at sequence length L, width d, head width dh, FFN width f, k heads:
+  QKV projection 3*L*d*(k*dh), scores L^2*(k*dh), weighted sum L^2*(k*dh),
+  output projection L*(k*dh)*d, FFN 2*L*d*f, plus the router (pooling L*d, logits d*2H).
+FLOPs = 2 * MACs. The ideal speedup at budget k is dense cost / this cost.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from bfexport.model import BudgetFormerConfig
+
+
+def layer_macs(config: BudgetFormerConfig, seq_len: int, k: int, *, router: bool = True) -> int:
+    L, d, dh, f, H = seq_len, config.d_model, config.d_head, config.d_ff, config.n_heads
+    width = k * dh
+    attention = 3 * L * d * width + 2 * L * L * width + L * width * d
+    return attention + 2 * L * d * f + ((L * d + d * 2 * H) if router else 0)
+
+
+def model_macs(config: BudgetFormerConfig, seq_len: int, heads_per_layer: Sequence[int] | None = None, *,
+               router: bool = True) -> int:
+    """Encoder + pooling + classifier. heads_per_layer None is the dense model: every head, no router."""
+    if heads_per_layer is None:
+        heads_per_layer, router = [config.n_heads] * config.n_layers, False
+    layers = sum(layer_macs(config, seq_len, int(k), router=router) for k in heads_per_layer)
+    return layers + seq_len * config.d_model + config.d_model * config.n_labels
+
+
+def computed_heads(flavor: str, head_counts: np.ndarray, n_heads: int) -> tuple[np.ndarray, bool]:
+    """Heads each flavor actually computes per (sample, layer), and whether it runs a router.
+
+    masked computes every head whatever the router chose; adaptive and static compute the
+    heads they report; dense reports all heads.
+    """
+    if flavor == "masked":
+        return np.full_like(head_counts, n_heads), True
+    return head_counts, flavor in ("adaptive", "pytorch")
+
+
+def flops_ratio(config: BudgetFormerConfig, lengths: Sequence[int], head_counts: np.ndarray, *,
+                router: bool = True) -> float:
+    """Mean cost at the given per-sample head counts (N, n_layers) over mean dense cost."""
+    spent = sum(model_macs(config, int(n), row, router=router) for n, row in zip(lengths, head_counts))
+    dense = sum(model_macs(config, int(n)) for n in lengths)
+    return spent / dense
+
+
+def per_layer_macs(config: BudgetFormerConfig, lengths: Sequence[int], head_counts: np.ndarray | None, *,
+                   router: bool = True) -> list[float]:
+    """Mean MACs of each layer over the samples; head_counts None = dense."""
+    if head_counts is None:
+        head_counts, router = np.full((len(lengths), config.n_layers), config.n_heads), False
+    return [float(np.mean([layer_macs(config, int(n), int(k), router=router) for n, k in zip(lengths, head_counts[:, l])]))
+            for l in range(config.n_layers)]

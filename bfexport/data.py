@@ -1,0 +1,330 @@
+"""Reading user data (JSONL / CSV / Hugging Face datasets), labels, tokenizer and batching.
+
+Every mistake in a user's file raises BfexportError with one line that starts with
+`file:line:` so the user can jump straight to the offending row.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import itertools
+import json
+import random
+import zlib
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+import tokenizers
+from tokenizers import decoders, models, normalizers, pre_tokenizers, trainers
+
+from bfexport.errors import BfexportError
+
+MAX_CHARS = 1_000_000
+"""Longest accepted line or text, in characters: one bad row must not exhaust memory."""
+_MAX_LINE_BYTES = 4 * MAX_CHARS + 2  # a line of MAX_CHARS UTF-8 characters plus "\r\n"
+_GZIP_MAGIC = b"\x1f\x8b"
+_FORMATS = {".jsonl": "jsonl", ".csv": "csv"}
+PAD_TOKEN, UNK_TOKEN = "[PAD]", "[UNK]"
+
+
+@dataclass(frozen=True)
+class Example:
+    """One text with its label as written in the file, and where it came from for error messages."""
+
+    text: str
+    label: str | None  # None when the row has no label
+    source: str  # "file:line"
+
+
+def read_examples(
+    path: str | Path,
+    *,
+    require_labels: bool = False,
+    limit: int | None = None,
+    split: str | None = None,
+) -> list[Example]:
+    """Reads the examples of a .jsonl / .csv file (optionally gzipped) or a saved HF dataset.
+
+    Rows need a `text` and may have a `label` (a name, or an integer id kept as its decimal
+    string; `label_ids` resolves both). `limit` stops after that many examples, so a quick
+    run does not parse a whole large file. `split` picks the split of a saved DatasetDict
+    (default "train"). Any problem raises BfexportError naming the file and line.
+    """
+    path = Path(path)
+    if limit is not None and limit < 1:
+        raise BfexportError(f"limit must be at least 1, got {limit}")
+    if not path.exists():
+        raise BfexportError(f"{path}: no such file or directory")
+    rows = _dataset_rows(path, split) if path.is_dir() else _file_rows(path)
+    examples = [_example(row, source, require_labels) for source, row in itertools.islice(rows, limit)]
+    if not examples:
+        raise BfexportError(f"{path}: no usable rows")
+    return examples
+
+
+def _file_rows(path: Path) -> Iterator[tuple[str, Mapping[str, Any]]]:
+    """Picks the reader from the extension (a trailing .gz is ignored: gzip is sniffed)."""
+    suffixes = path.suffixes[-2:] if path.suffix == ".gz" else path.suffixes[-1:]
+    kind = _FORMATS.get(suffixes[0].lower() if suffixes else "")
+    if kind is None:
+        raise BfexportError(
+            f"{path}: unsupported file type '{''.join(suffixes)}'; use .jsonl, .jsonl.gz, .csv or .csv.gz"
+        )
+    return _jsonl_rows(path) if kind == "jsonl" else _csv_rows(path)
+
+
+def _open_binary(path: Path) -> IO[bytes]:
+    """Opens a file for binary reading, decompressing it when it starts with the gzip magic bytes."""
+    with path.open("rb") as probe:
+        is_gzip = probe.read(2) == _GZIP_MAGIC
+    return gzip.open(path, "rb") if is_gzip else path.open("rb")
+
+
+def _lines(path: Path) -> Iterator[tuple[int, str]]:
+    """Yields (line number, text) with line endings kept; bounded memory per line."""
+    with _open_binary(path) as stream:
+        for number in itertools.count(1):
+            try:
+                raw = stream.readline(_MAX_LINE_BYTES + 1)
+            except (OSError, EOFError, zlib.error) as error:
+                raise BfexportError(f"{path}:{number}: cannot decompress ({error})") from None
+            if not raw:
+                return
+            if len(raw) > _MAX_LINE_BYTES:
+                raise _line_too_long(path, number)
+            try:
+                line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
+            except UnicodeDecodeError as error:
+                raise BfexportError(f"{path}:{number}: invalid UTF-8 (byte {error.start + 1} of the line)") from None
+            if len(line) > MAX_CHARS:
+                raise _line_too_long(path, number)
+            yield number, line
+
+
+def _line_too_long(path: Path, number: int) -> BfexportError:
+    return BfexportError(f"{path}:{number}: line longer than {MAX_CHARS:,} characters")
+
+
+def _jsonl_rows(path: Path) -> Iterator[tuple[str, Mapping[str, Any]]]:
+    """Yields one JSON object per non-blank line."""
+    for number, line in _lines(path):
+        if not line.strip():
+            continue
+        source = f"{path}:{number}"
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise BfexportError(f"{source}: invalid JSON ({error.msg} at column {error.colno})") from None
+        if not isinstance(row, dict):
+            raise BfexportError(f"{source}: expected a JSON object, found {_json_type(row)}")
+        yield source, row
+
+
+def _csv_rows(path: Path) -> Iterator[tuple[str, Mapping[str, Any]]]:
+    """Yields one dict per CSV record; the first record is the header and must name `text`."""
+    csv.field_size_limit(max(csv.field_size_limit(), MAX_CHARS))
+    reader = csv.reader(line for _, line in _lines(path))
+    records = _csv_records(path, reader)
+    header_line, header = next(records, (1, None))
+    if header is None:
+        return
+    header = [name.strip() for name in header]
+    if "text" not in header:
+        raise BfexportError(f"{path}:{header_line}: no 'text' column in the CSV header (found: {', '.join(header)})")
+    for line, record in records:
+        source = f"{path}:{line}"
+        if len(record) != len(header):
+            raise BfexportError(
+                f"{source}: {len(record)} fields but the header has {len(header)} (quote texts containing commas)"
+            )
+        yield source, dict(zip(header, record))
+
+
+def _csv_records(path: Path, reader: Any) -> Iterator[tuple[int, list[str]]]:
+    """Yields (first line of the record, fields), skipping blank lines."""
+    first_line = 1
+    while True:
+        try:
+            record = next(reader, None)
+        except csv.Error as error:
+            raise BfexportError(f"{path}:{reader.line_num}: bad CSV ({error})") from None
+        if record is None:
+            return
+        if record:
+            yield first_line, record
+        first_line = reader.line_num + 1
+
+
+def _dataset_rows(path: Path, split: str | None) -> Iterator[tuple[str, Mapping[str, Any]]]:
+    """Yields the rows of a dataset saved with `datasets.save_to_disk`; ClassLabel ids become names."""
+    try:
+        import datasets
+    except ImportError:
+        raise BfexportError(
+            f"{path}: is a directory; reading a saved Hugging Face dataset needs `pip install datasets`"
+        ) from None
+    try:
+        loaded = datasets.load_from_disk(str(path))
+    except Exception as error:  # datasets raises several types for "not a saved dataset"
+        raise BfexportError(f"{path}: not a dataset saved with save_to_disk ({error})") from None
+    name = str(path)
+    if isinstance(loaded, datasets.DatasetDict):
+        split = split or "train"
+        if split not in loaded:
+            raise BfexportError(f"{path}: no split '{split}' (splits: {', '.join(loaded)})")
+        loaded, name = loaded[split], f"{path}[{split}]"
+    if "text" not in loaded.column_names:
+        raise BfexportError(f"{name}: no 'text' column (found: {', '.join(loaded.column_names)})")
+    label_feature = loaded.features.get("label")
+    for index, row in enumerate(loaded):
+        if isinstance(label_feature, datasets.ClassLabel) and isinstance(row["label"], int) and row["label"] >= 0:
+            row = {**row, "label": label_feature.int2str(row["label"])}
+        yield f"{name}:{index + 1}", row
+
+
+def _example(row: Mapping[str, Any], source: str, require_labels: bool) -> Example:
+    """Validates one row and turns it into an Example."""
+    if "text" not in row:
+        raise BfexportError(f"{source}: missing 'text'")
+    text = row["text"]
+    if not isinstance(text, str):
+        raise BfexportError(f"{source}: 'text' must be a string, found {_json_type(text)}")
+    if not text.strip():
+        raise BfexportError(f"{source}: empty text")
+    if len(text) > MAX_CHARS:
+        raise BfexportError(f"{source}: text longer than {MAX_CHARS:,} characters")
+    label = _label(row.get("label"), source)
+    if label is None and require_labels:
+        raise BfexportError(f"{source}: missing label")
+    return Example(text=text, label=label, source=source)
+
+
+def _label(value: Any, source: str) -> str | None:
+    """A label name or integer id as a string; None for a missing or blank label."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if isinstance(value, str):
+        return value.strip()
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    raise BfexportError(f"{source}: label must be a string or an integer, found {_json_type(value)}")
+
+
+def _json_type(value: Any) -> str:
+    """Names a parsed value's type the way a JSON user would."""
+    names = {dict: "an object", list: "an array", str: "a string", bool: "a boolean", int: "a number", float: "a number"}
+    return "null" if value is None else names.get(type(value), type(value).__name__)
+
+
+def label_ids(examples: Sequence[Example], labels: Sequence[str]) -> np.ndarray:
+    """Maps labels to int64 class ids: a known name gives its index, else an in-range decimal id.
+
+    Names win over ids so that labels literally named "0", "1" keep their order in `labels`.
+    """
+    index = {name: i for i, name in enumerate(labels)}
+    return np.array([_label_id(example, index, labels) for example in examples], dtype=np.int64)
+
+
+def _label_id(example: Example, index: Mapping[str, int], labels: Sequence[str]) -> int:
+    label = example.label
+    if label is None:
+        raise BfexportError(f"{example.source}: missing label")
+    if label in index:
+        return index[label]
+    if label.isascii() and label.isdigit() and int(label) < len(labels):
+        return int(label)
+    known = ", ".join(labels[:5]) + (", ..." if len(labels) > 5 else "")
+    raise BfexportError(f"{example.source}: unknown label '{label}' (known labels: {known})")
+
+
+def train_tokenizer(texts: Iterable[str], vocab_size: int = 8000) -> tokenizers.Tokenizer:
+    """Trains a lowercase WordPiece tokenizer; [PAD] is id 0 and [UNK] id 1. Same texts, same vocab.
+
+    The Rust trainer numbers the "##c" continuation pieces in hash-map order, which changes
+    merge tie-breaks and so the vocabulary from run to run. Declaring every "##c" up front,
+    sorted, as a special token of the trainer makes training deterministic; the result is
+    rebuilt so that only [PAD] and [UNK] stay special.
+    """
+    texts = list(texts)
+    draft = _bert_tokenizer(models.WordPiece(unk_token=UNK_TOKEN))
+    seen = set().union(*(draft.normalizer.normalize_str(text) for text in texts))
+    chars = sorted(c for c in seen if not c.isspace())
+    trainer = trainers.WordPieceTrainer(
+        vocab_size=vocab_size,
+        special_tokens=[PAD_TOKEN, UNK_TOKEN, *(f"##{c}" for c in chars)],
+        show_progress=False,
+    )
+    draft.train_from_iterator(texts, trainer)
+    vocab = draft.get_vocab(with_added_tokens=False)
+    tokenizer = _bert_tokenizer(models.WordPiece(vocab=vocab, unk_token=UNK_TOKEN))
+    tokenizer.add_special_tokens([PAD_TOKEN, UNK_TOKEN])
+    return tokenizer
+
+
+def _bert_tokenizer(model: models.WordPiece) -> tokenizers.Tokenizer:
+    """A tokenizer around `model` with BERT's lowercasing, accent stripping and word splitting."""
+    tokenizer = tokenizers.Tokenizer(model)
+    tokenizer.normalizer = normalizers.BertNormalizer(lowercase=True, strip_accents=True)
+    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tokenizer.decoder = decoders.WordPiece()
+    return tokenizer
+
+
+def load_tokenizer(path: str | Path) -> tokenizers.Tokenizer:
+    """Loads a tokenizer.json, checking the [PAD]=0 / [UNK] ids `encode` relies on."""
+    path = Path(path)
+    if not path.is_file():
+        raise BfexportError(f"{path}: tokenizer file not found")
+    return tokenizer_from_str(path.read_text(encoding="utf-8", errors="replace"), str(path))
+
+
+def tokenizer_from_str(text: str, source: str = "tokenizer") -> tokenizers.Tokenizer:
+    """A tokenizer from its JSON text; padding and truncation stored in it are switched off
+    because `encode` does both itself."""
+    try:
+        tokenizer = tokenizers.Tokenizer.from_str(text)
+    except Exception as error:  # tokenizers raises a bare Exception for bad files
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise BfexportError(f"{source}: not a valid tokenizer.json ({reason})") from None
+    if tokenizer.token_to_id(PAD_TOKEN) != 0 or tokenizer.token_to_id(UNK_TOKEN) is None:
+        raise BfexportError(f"{source}: tokenizer needs {PAD_TOKEN} as id 0 and an {UNK_TOKEN} token")
+    tokenizer.no_padding()
+    tokenizer.no_truncation()
+    return tokenizer
+
+
+def encode(tokenizer: tokenizers.Tokenizer, texts: Sequence[str], max_length: int) -> tuple[np.ndarray, np.ndarray]:
+    """Token ids and attention mask, int64 [batch, longest row <= max_length], right-padded with 0.
+
+    A text with no tokens becomes a single [UNK] so that no row is all padding (which would
+    make mean pooling divide by zero).
+    """
+    if max_length < 1:
+        raise BfexportError(f"max_length must be at least 1, got {max_length}")
+    unk_id = tokenizer.token_to_id(UNK_TOKEN)
+    encodings = tokenizer.encode_batch(list(texts), add_special_tokens=False)
+    rows = [encoding.ids[:max_length] or [unk_id] for encoding in encodings]
+    width = max((len(row) for row in rows), default=0)
+    input_ids = np.zeros((len(rows), width), dtype=np.int64)
+    attention_mask = np.zeros((len(rows), width), dtype=np.int64)
+    for i, row in enumerate(rows):
+        input_ids[i, : len(row)] = row
+        attention_mask[i, : len(row)] = 1
+    return input_ids, attention_mask
+
+
+def batches(
+    examples: Sequence[Example], batch_size: int, *, shuffle: bool = False, seed: int = 0
+) -> Iterator[list[Example]]:
+    """Yields consecutive batches (the last may be smaller); shuffling is reproducible from `seed`."""
+    if batch_size < 1:
+        raise BfexportError(f"batch_size must be at least 1, got {batch_size}")
+    order = list(range(len(examples)))
+    if shuffle:
+        random.Random(seed).shuffle(order)
+    for start in range(0, len(order), batch_size):
+        yield [examples[i] for i in order[start : start + batch_size]]

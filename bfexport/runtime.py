@@ -1,0 +1,118 @@
+"""Serving an exported model with ONNX Runtime: text in, labels out, budget per call.
+
+One ONNX Runtime session is shared by all callers (`InferenceSession.run` is thread-safe);
+thresholds and caps travel with each call as inputs, so nothing per-request is stored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+import tokenizers
+
+from bfexport import data
+from bfexport.errors import BfexportError
+from bfexport.model import check_caps, check_thresholds
+from converters.onnx_io import ExportedModel, load_exported
+
+
+def session_options(threads: int | None = None) -> ort.SessionOptions:
+    """Quiet, and safe to interleave with other sessions (idle sessions stop spinning)."""
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    if threads:
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+    options.add_session_config_entry("session.force_spinning_stop", "1")
+    return options
+
+
+@dataclass
+class Prediction:
+    label: str
+    score: float  # softmax probability of the label
+    head_counts: list[int]  # heads run in each layer
+
+
+class OnnxClassifier:
+    """Classify text with a model written by `bfexport convert`.
+
+    Example:
+        clf = OnnxClassifier("out/model.onnx")
+        clf.classify(["A library for parsing JSON"], thresholds=[0.3] * clf.config.n_layers)
+    """
+
+    def __init__(self, model: str | Path | ExportedModel, *, threads: int | None = None,
+                 tokenizer: tokenizers.Tokenizer | None = None) -> None:
+        self.exported = model if isinstance(model, ExportedModel) else load_exported(model)
+        self.config = self.exported.config
+        if tokenizer is None:
+            if self.exported.tokenizer_json is None:
+                raise BfexportError(f"{self.exported.path}: no tokenizer embedded; pass tokenizer=")
+            tokenizer = data.tokenizer_from_str(self.exported.tokenizer_json, str(self.exported.path))
+        self.tokenizer = tokenizer
+        self.session = ort.InferenceSession(self.exported.proto.SerializeToString(), session_options(threads),
+                                            providers=["CPUExecutionProvider"])
+        self.input_names = {i.name for i in self.exported.proto.graph.input}  # incl. overridable initializers
+
+    @property
+    def budgeted(self) -> bool:
+        return "budget_thresholds" in self.input_names
+
+    def run(self, input_ids: np.ndarray, attention_mask: np.ndarray, *, thresholds: Any = None,
+            caps: Any = None) -> dict[str, np.ndarray]:
+        """Raw outputs (logits, head_counts, selected_heads) for a padded batch.
+
+        thresholds / caps: one value per layer, or one row per sample (batch, n_layers).
+        """
+        input_ids = np.asarray(input_ids, dtype=np.int64)
+        attention_mask = np.asarray(attention_mask, dtype=np.int64)
+        self._check_batch(input_ids, attention_mask)
+        feeds = {"input_ids": input_ids, "attention_mask": attention_mask}
+        if thresholds is not None or caps is not None:
+            if not self.budgeted:
+                raise BfexportError(f"this model ({self.exported.flavor} flavor) has no budget inputs")
+            if thresholds is not None:
+                feeds["budget_thresholds"] = self._rows(thresholds, input_ids.shape[0], np.float32, "thresholds")
+            if caps is not None:
+                feeds["head_caps"] = self._rows(caps, input_ids.shape[0], np.int64, "caps")
+        names = [o.name for o in self.session.get_outputs()]
+        return dict(zip(names, self.session.run(names, feeds)))
+
+    def classify(self, texts: list[str], *, thresholds: Any = None, caps: Any = None) -> list[Prediction]:
+        if not texts:
+            return []
+        ids, mask = data.encode(self.tokenizer, texts, self.config.max_length)
+        out = self.run(ids, mask, thresholds=thresholds, caps=caps)
+        logits = out["logits"].astype(np.float64)
+        probs = np.exp(logits - logits.max(-1, keepdims=True))
+        probs /= probs.sum(-1, keepdims=True)
+        best = probs.argmax(-1)
+        return [Prediction(self.config.labels[int(b)], float(p[b]), [int(k) for k in counts])
+                for b, p, counts in zip(best, probs, out["head_counts"])]
+
+    def _check_batch(self, ids: np.ndarray, mask: np.ndarray) -> None:
+        if ids.ndim != 2 or ids.shape != mask.shape or 0 in ids.shape:
+            raise BfexportError(f"input_ids and attention_mask must be non-empty (batch, seq); got {ids.shape}, {mask.shape}")
+        if ids.shape[1] > self.config.max_length:
+            raise BfexportError(f"sequence length {ids.shape[1]} exceeds max_length {self.config.max_length}")
+        if not (mask.sum(-1) > 0).all():
+            raise BfexportError("a row of the batch is all padding (attention_mask all zero)")
+        if (ids < 0).any() or (ids >= self.config.vocab_size).any():
+            raise BfexportError(f"input_ids outside the vocabulary [0, {self.config.vocab_size})")
+
+    def _rows(self, values: Any, batch: int, dtype: type, what: str) -> np.ndarray:
+        array = np.asarray(values)
+        rows = array.reshape(1, -1) if array.ndim == 1 else array
+        if rows.ndim != 2 or rows.shape[0] not in (1, batch):
+            raise BfexportError(f"{what}: expected ({self.config.n_layers},) or ({batch}, {self.config.n_layers}) values, got shape {array.shape}")
+        for row in rows.tolist():
+            if what == "thresholds":
+                check_thresholds(row, self.config.n_layers)
+            else:
+                check_caps(row, self.config.n_layers, self.config.n_heads)
+        return rows.astype(dtype)

@@ -1,0 +1,67 @@
+"""What `bfexport inspect` reports: architecture, cost per layer, and behaviour on data.
+
+Works on a checkpoint (PyTorch) or an exported file (ONNX Runtime) through one `Runner`:
+a callable from a padded batch to its outputs (logits, head_counts, selected_heads), the
+same names and shapes as the exported graph's, so `OnnxClassifier.run` is a runner.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import tokenizers
+import torch
+
+from bfexport import cost, data
+from bfexport.model import BudgetFormerConfig, BudgetFormerForSequenceClassification
+
+Runner = Callable[[np.ndarray, np.ndarray], dict[str, np.ndarray]]
+
+
+def torch_runner(model: BudgetFormerForSequenceClassification) -> Runner:
+    def run(ids: np.ndarray, mask: np.ndarray) -> dict[str, np.ndarray]:
+        out = model.predict(torch.from_numpy(ids), torch.from_numpy(mask))
+        return {"logits": out.logits.numpy(), "head_counts": out.head_counts.numpy(),
+                "selected_heads": out.selected_heads(model.config.n_heads).numpy()}
+    return run
+
+
+def architecture(config: BudgetFormerConfig, n_params: int | None = None) -> dict[str, Any]:
+    return {"n_layers": config.n_layers, "n_heads": config.n_heads, "d_model": config.d_model,
+            "d_head": config.d_head, "d_ff": config.d_ff, "max_length": config.max_length,
+            "vocab_size": config.vocab_size, "n_labels": config.n_labels, "adaptive": config.adaptive,
+            "budget_thresholds": config.budget_thresholds, "head_caps": config.head_caps, "parameters": n_params}
+
+
+def run_data(runner: Runner, tokenizer: tokenizers.Tokenizer, config: BudgetFormerConfig, texts: Sequence[str],
+             batch_size: int = 32) -> dict[str, np.ndarray]:
+    """The runner's outputs over `texts`, in order, plus `lengths` (tokens per text)."""
+    parts: dict[str, list[np.ndarray]] = {}
+    for start in range(0, len(texts), batch_size):
+        ids, mask = data.encode(tokenizer, texts[start:start + batch_size], config.max_length)
+        out = {**runner(ids, mask), "lengths": mask.sum(-1)}
+        for name in ("logits", "head_counts", "selected_heads", "lengths"):
+            parts.setdefault(name, []).append(out[name])
+    return {name: np.concatenate(arrays) for name, arrays in parts.items()}
+
+
+def behaviour(config: BudgetFormerConfig, flavor: str, outputs: dict[str, np.ndarray],
+              labels: np.ndarray | None) -> dict[str, Any]:
+    """Accuracy, head statistics and FLOPs of one flavor over a dataset (run_data's outputs)."""
+    counts, lengths, selected = outputs["head_counts"], outputs["lengths"], outputs["selected_heads"]
+    heads, router = cost.computed_heads(flavor, counts, config.n_heads)
+    L, H = config.n_layers, config.n_heads
+    return {
+        "samples": int(len(lengths)),
+        "accuracy": float((outputs["logits"].argmax(-1) == labels).mean()) if labels is not None else None,
+        "mean_heads_per_layer": [round(float(v), 4) for v in counts.mean(0)],
+        "k_histogram_per_layer": [np.bincount(counts[:, l], minlength=H + 1)[1:].tolist() for l in range(L)],
+        "head_usage_per_layer": [[round(float((selected[:, l] == h).any(-1).mean()), 4) for h in range(H)]
+                                 for l in range(L)],
+        "mean_length": float(lengths.mean()),
+        "flops_ratio": cost.flops_ratio(config, lengths, heads, router=router),
+        "flops_per_layer": [2 * m for m in cost.per_layer_macs(config, lengths, heads, router=router)],
+        "dense_flops_per_layer": [2 * m for m in cost.per_layer_macs(config, lengths, None)],
+    }
