@@ -40,28 +40,29 @@ def _register() -> None:
 _register()
 
 
-def main() -> None:
-    debug = "--debug" in sys.argv[1:]
+def run(args: list[str]) -> int:
+    """Run the CLI on `args` and return the exit code (errors printed as one line)."""
+    debug = "--debug" in args
     try:
-        cli.main(standalone_mode=False)
-    except click.exceptions.Exit as e:
-        sys.exit(e.exit_code)
+        code = cli.main(args, prog_name="bfexport", standalone_mode=False)
+        return code if isinstance(code, int) else 0
     except click.ClickException as e:
         e.show()
-        sys.exit(EXIT_USER_ERROR)
-    except click.exceptions.Abort:
+        return EXIT_USER_ERROR
+    except (click.exceptions.Abort, KeyboardInterrupt):
         click.echo("interrupted", err=True)
-        sys.exit(130)
-    except KeyboardInterrupt:
-        click.echo("interrupted", err=True)
-        sys.exit(130)
+        return 130
     except BfexportError as e:
         if debug:
             raise
         click.echo(f"error: {e}", err=True)
-        sys.exit(EXIT_USER_ERROR)
+        return EXIT_USER_ERROR
     except Exception as e:  # a bug, not a user mistake: one line unless --debug
         if debug:
             raise
         click.echo(f"internal error: {type(e).__name__}: {e} (rerun with --debug for the traceback)", err=True)
-        sys.exit(EXIT_INTERNAL_ERROR)
+        return EXIT_INTERNAL_ERROR
+
+
+def main() -> None:
+    sys.exit(run(sys.argv[1:]))

@@ -38,9 +38,13 @@ def parse_head_sets(text: str, n_layers: int) -> list[list[int]]:
 @samples_option
 @click.option("--opset", type=int, default=17, show_default=True, help=f"ONNX opset ({MIN_OPSET}..{MAX_OPSET}).")
 @click.option("--fp16", is_flag=True, help="Export weights and activations in float16 (logits stay float32).")
+@click.option("--hf-dir", type=click.Path(file_okay=False), default=None,
+              help="Also write a directory (model.onnx, config.json, tokenizer files) that Optimum's "
+                   "ORTModelForSequenceClassification and a transformers pipeline load (needs the hf extra to load, not to write).")
 @json_option
 def command(checkpoint: str, output: str, flavor: str, heads: int | None, head_sets: str | None,
-            data_path: str | None, samples: int | None, opset: int, fp16: bool, as_json: bool) -> None:
+            data_path: str | None, samples: int | None, opset: int, fp16: bool, hf_dir: str | None,
+            as_json: bool) -> None:
     """Export CHECKPOINT to ONNX with per-input head skipping.
 
     The file carries budget_thresholds and head_caps as optional inputs (defaulting to the
@@ -70,7 +74,12 @@ def command(checkpoint: str, output: str, flavor: str, heads: int | None, head_s
     with console.status(f"exporting {flavor} flavor"):
         proto = export_with_metadata(model, config, tokenizer_json)
         save_onnx(proto, output)
+        if hf_dir is not None:
+            from converters.hf import write_hf_directory  # lazy: plain json + shutil, no transformers
+
+            write_hf_directory(output, hf_dir)
     result = {"output": output, "flavor": flavor, "opset": opset, "fp16": fp16,
               "bytes": Path(output).stat().st_size,
-              "static_heads": getattr(config, "heads", None) if isinstance(config, StaticExport) else None}
+              "static_heads": getattr(config, "heads", None) if isinstance(config, StaticExport) else None,
+              "hf_dir": hf_dir}
     emit(result, as_json, lambda r: console.print(f"wrote {r['output']} ({r['flavor']}, opset {r['opset']}, {r['bytes'] / 1e6:.1f} MB)"))

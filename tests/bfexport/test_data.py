@@ -23,7 +23,7 @@ from bfexport.data import (
 )
 from bfexport.errors import BfexportError
 
-DATASET = Path(__file__).resolve().parent.parent / "examples" / "debian-sections"
+DATASET = Path(__file__).resolve().parents[2] / "examples" / "debian-sections"
 TEXTS = [
     "The quick brown fox jumps over the lazy dog.",
     "A library for parsing JSON documents quickly.",

@@ -1,0 +1,108 @@
+"""The command line: each command end to end on a tiny checkpoint, and one-line errors."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from bfexport.cli import run
+from tests.conftest import TEXTS
+
+
+@dataclass
+class Result:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture()
+def bfexport(capsys):
+    """Run the CLI in-process (as the console script does) and capture what it prints."""
+    def invoke(*args: object) -> Result:
+        capsys.readouterr()
+        code = run([str(a) for a in args])
+        out = capsys.readouterr()
+        return Result(code, out.out, out.err)
+    return invoke
+
+
+@pytest.fixture()
+def data_file(tmp_path: Path) -> Path:
+    path = tmp_path / "data.jsonl"
+    labels = ["libs", "games", "python", "doc"]
+    path.write_text("".join(json.dumps({"text": t, "label": labels[i % 4]}) + "\n" for i, t in enumerate(TEXTS)))
+    return path
+
+
+def test_help_lists_every_command(bfexport) -> None:
+    result = bfexport("--help")
+    assert result.returncode == 0
+    for command in ("train", "inspect", "convert", "validate", "calibrate", "bench", "deploy"):
+        assert f"  {command}" in result.stdout
+
+
+def test_convert_validate_inspect(bfexport, checkpoint: Path, data_file: Path, tmp_path: Path) -> None:
+    onnx_path = tmp_path / "m.onnx"
+    converted = bfexport("convert", checkpoint, "-o", onnx_path, "--json")
+    assert converted.returncode == 0, converted.stderr
+    assert json.loads(converted.stdout)["flavor"] == "adaptive"
+
+    validated = bfexport("validate", checkpoint, onnx_path, "--data", data_file, "--json")
+    assert validated.returncode == 0, validated.stderr
+    report = json.loads(validated.stdout)
+    assert report["max_abs_diff"] <= 1e-4 and report["head_selection_agreement"] == 1.0 and report["samples"] > 0
+
+    for target in (checkpoint, onnx_path):
+        inspected = bfexport("inspect", target, "--data", data_file, "--json")
+        assert inspected.returncode == 0, inspected.stderr
+        info = json.loads(inspected.stdout)
+        for key in ("accuracy", "n_heads", "n_layers", "d_model", "d_ff", "max_length", "mean_heads_per_layer",
+                    "flops_ratio"):
+            assert key in info
+        assert 0 < info["flops_ratio"] <= 1.1 and len(info["mean_heads_per_layer"]) == 3
+
+
+def test_static_convert_picks_most_used_heads(bfexport, checkpoint: Path, data_file: Path, tmp_path: Path) -> None:
+    result = bfexport("convert", checkpoint, "-o", tmp_path / "s.onnx", "--flavor", "static", "--heads", "2",
+                      "--data", data_file, "--json")
+    assert result.returncode == 0, result.stderr
+    heads = json.loads(result.stdout)["static_heads"]
+    assert len(heads) == 3 and all(len(h) == 2 for h in heads)
+    assert bfexport("validate", checkpoint, tmp_path / "s.onnx", "--data", data_file).returncode == 0
+
+
+def test_validate_fails_with_exit_1_on_a_mismatch(bfexport, checkpoint: Path, data_file: Path, tmp_path: Path) -> None:
+    onnx_path = tmp_path / "m.onnx"
+    assert bfexport("convert", checkpoint, "-o", onnx_path).returncode == 0
+    from safetensors.torch import load_file, save_file
+    state = load_file(str(checkpoint / "model.safetensors"))
+    state["classifier.bias"] += 1.0
+    save_file(state, str(checkpoint / "model.safetensors"))
+    result = bfexport("validate", checkpoint, onnx_path, "--data", data_file, "--json")
+    assert result.returncode == 1
+    assert json.loads(result.stdout)["passed"] is False
+
+
+@pytest.mark.parametrize("args, message", [
+    (["convert", "{ckpt}", "-o", "{tmp}/x.onnx", "--opset", "9"], "opset 9 is not supported"),
+    (["convert", "{ckpt}", "-o", "{tmp}/x.onnx", "--flavor", "static", "--heads", "9", "--data", "{data}"],
+     "--heads must be in [1, 4]"),
+    (["convert", "{ckpt}", "-o", "{tmp}/no/such/dir/x.onnx"], "does not exist"),
+    (["convert", "{tmp}", "-o", "{tmp}/x.onnx"], "config.json: file not found"),
+    (["validate", "{ckpt}", "{data}"], "not a readable ONNX file"),
+    (["inspect", "{ckpt}", "--data", "{tmp}/missing.jsonl"], "missing.jsonl"),
+    (["calibrate"], "not built yet"),
+])
+def test_user_errors_are_one_line_with_exit_2(bfexport, args, message: str, checkpoint: Path, data_file: Path,
+                                              tmp_path: Path) -> None:
+    filled = [a.format(ckpt=checkpoint, tmp=tmp_path, data=data_file) for a in args]
+    result = bfexport(*filled)
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "x.onnx").exists()
