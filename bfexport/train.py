@@ -200,7 +200,7 @@ def train(train_examples: list[data.Example], val_examples: list[data.Example], 
                 if isinstance(gate, ExploreExploit):
                     gate.step += 1
                 acc = float((out.logits.argmax(-1) == y).float().mean())
-                progress.update(task, advance=1, epoch=epoch, loss=float(loss), acc=acc,
+                progress.update(task, advance=1, epoch=epoch, loss=float(loss.detach()), acc=acc,
                                 heads=float(out.head_counts.float().mean()))
             metrics = evaluate(model, tokenizer, val_examples)
             history.append({"epoch": epoch, **metrics})

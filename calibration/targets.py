@@ -1,0 +1,105 @@
+"""What a calibration aims for: a FLOP ratio or a measured latency, each with a tolerance band.
+
+A target is a ceiling (the calibrated model must not cost more) and a band below it: the
+search prefers configurations that spend at least `limit - tolerance`, because a budget the
+user granted is accuracy the model can use. Both targets are small dataclasses that round-trip
+through JSON, so calibration.json records exactly what was asked for.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from bfexport.errors import BfexportError
+
+PERCENTILES = (50, 90, 95, 99)
+
+
+@dataclass(frozen=True)
+class FlopsTarget:
+    """Mean FLOPs over the data relative to the dense model (router included), e.g. 0.6.
+
+    tolerance is absolute, in ratio units: the result lands in [ratio - tolerance, ratio].
+    """
+
+    ratio: float
+    tolerance: float = 0.02
+    kind: ClassVar[str] = "flops"
+
+    def __post_init__(self) -> None:
+        if isinstance(self.ratio, bool) or not isinstance(self.ratio, (int, float)) or not math.isfinite(self.ratio) \
+                or self.ratio <= 0:
+            raise BfexportError(f"FLOPs target must be a positive ratio of the dense model's cost, got {self.ratio!r}")
+        _check_tolerance(self.tolerance)
+
+    @property
+    def limit(self) -> float:
+        return float(self.ratio)
+
+    @property
+    def floor(self) -> float:
+        return float(self.ratio) - float(self.tolerance)
+
+    def describe(self) -> str:
+        return f"FLOPs ratio <= {self.ratio:g} (band {self.tolerance:g})"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": self.kind, "ratio": float(self.ratio), "tolerance": float(self.tolerance)}
+
+
+@dataclass(frozen=True)
+class LatencyTarget:
+    """Latency in milliseconds per call at a percentile, measured on the chosen runtime.
+
+    tolerance is relative: the predicted latency lands in [ms * (1 - tolerance), ms].
+    """
+
+    ms: float
+    percentile: int = 50
+    tolerance: float = 0.05
+    kind: ClassVar[str] = "latency"
+
+    def __post_init__(self) -> None:
+        if isinstance(self.ms, bool) or not isinstance(self.ms, (int, float)) or not math.isfinite(self.ms) \
+                or self.ms <= 0:
+            raise BfexportError(f"latency target must be a positive number of milliseconds, got {self.ms!r}")
+        if self.percentile not in PERCENTILES:
+            raise BfexportError(f"latency percentile must be one of {', '.join(map(str, PERCENTILES))}, got {self.percentile!r}")
+        _check_tolerance(self.tolerance)
+        if self.tolerance >= 1:
+            raise BfexportError(f"latency tolerance is a fraction of the target and must be below 1, got {self.tolerance!r}")
+
+    @property
+    def limit(self) -> float:
+        return float(self.ms)
+
+    @property
+    def floor(self) -> float:
+        return float(self.ms) * (1.0 - float(self.tolerance))
+
+    def describe(self) -> str:
+        return f"p{self.percentile} latency <= {self.ms:g} ms"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": self.kind, "ms": float(self.ms), "percentile": int(self.percentile),
+                "tolerance": float(self.tolerance)}
+
+
+Target = FlopsTarget | LatencyTarget
+
+
+def _check_tolerance(value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        raise BfexportError(f"target tolerance must be a non-negative number, got {value!r}")
+
+
+def target_from_json(data: dict[str, Any]) -> Target:
+    """The inverse of `to_json`; unknown kinds are refused rather than guessed."""
+    kind = data.get("kind") if isinstance(data, dict) else None
+    if kind == "flops":
+        return FlopsTarget(data["ratio"], data.get("tolerance", 0.02))
+    if kind == "latency":
+        return LatencyTarget(data["ms"], data.get("percentile", 50), data.get("tolerance", 0.05))
+    raise BfexportError(f"unknown calibration target {data!r}")
