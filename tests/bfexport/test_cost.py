@@ -1,0 +1,37 @@
+"""The cost model of the design brief, section 3."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from bfexport import cost
+from tests.conftest import tiny_config
+
+
+def test_layer_cost_matches_the_brief_formula() -> None:
+    cfg = tiny_config()  # d 32, H 4, dh 8, f 64
+    L, d, dh, f, k = 10, 32, 8, 64, 3
+    expected = 3 * L * d * k * dh + 2 * L * L * k * dh + L * k * dh * d + 2 * L * d * f
+    assert cost.layer_macs(cfg, L, k, router=False) == expected
+    assert cost.layer_macs(cfg, L, k) == expected + L * d + d * 2 * 4
+
+
+def test_ratios_per_flavor() -> None:
+    cfg = tiny_config()
+    lengths = [5, 17, 32]
+    full = np.full((3, cfg.n_layers), cfg.n_heads)
+    assert cost.flops_ratio(cfg, lengths, full, router=False) == 1.0  # dense
+    assert cost.flops_ratio(cfg, lengths, full) > 1.0  # all heads plus the router
+    one = np.ones((3, cfg.n_layers), dtype=int)
+    assert cost.flops_ratio(cfg, lengths, one) < cost.flops_ratio(cfg, lengths, 2 * one) < 1.0
+    heads, router = cost.computed_heads("masked", one, cfg.n_heads)
+    assert (heads == cfg.n_heads).all() and router  # masked computes every head whatever it reports
+    assert cost.computed_heads("static", one, cfg.n_heads)[1] is False
+
+
+def test_per_layer_costs_sum_to_the_model_cost() -> None:
+    cfg = tiny_config()
+    counts = np.array([[1, 2, 4]])
+    per_layer = cost.per_layer_macs(cfg, [20], counts)
+    total = cost.model_macs(cfg, 20, counts[0])
+    assert sum(per_layer) + 20 * cfg.d_model + cfg.d_model * cfg.n_labels == total

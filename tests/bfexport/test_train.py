@@ -1,0 +1,60 @@
+"""Training end to end on a toy set: a loadable checkpoint, kept best epoch, reproducible."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from safetensors.torch import load_file
+
+from bfexport import data
+from bfexport.checkpoint import load_checkpoint
+from bfexport.errors import BfexportError
+from bfexport.train import TrainConfig, train
+from tests.conftest import LABELS, TEXTS
+
+TINY = dict(epochs=2, batch_size=8, explore_frac=0.75, vocab_size=150, max_length=16, d_model=16, n_heads=2,
+            n_layers=1, d_ff=32)
+
+
+def examples() -> list[data.Example]:
+    return [data.Example(t, LABELS[i % 4], f"toy:{i}") for i, t in enumerate(TEXTS)]
+
+
+def test_train_writes_a_loadable_checkpoint_and_is_reproducible(tmp_path: Path) -> None:
+    runs = []
+    for name in ("a", "b"):
+        result = train(examples(), examples(), TrainConfig(**TINY), tmp_path / name, show_progress=False)
+        runs.append(result)
+    assert runs[0] == runs[1]
+    a, b = (load_file(str(tmp_path / n / "model.safetensors")) for n in "ab")
+    assert all((a[k] == b[k]).all() for k in a)
+    model = load_checkpoint(tmp_path / "a")
+    assert model.config.labels == sorted(LABELS) and model.config.adaptive
+    metrics = json.loads((tmp_path / "a" / "metrics.json").read_text())
+    assert metrics["best"]["epoch"] == 2  # epoch 1 is still exploring, so it cannot be kept
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == [
+        "config.json", "metrics.json", "model.safetensors", "tokenizer.json", "training_args.json"]
+
+
+def test_dense_training_runs_every_head(tmp_path: Path) -> None:
+    train(examples(), examples(), TrainConfig(**{**TINY, "dense": True, "epochs": 1}), tmp_path / "d",
+          show_progress=False)
+    model = load_checkpoint(tmp_path / "d")
+    assert not model.config.adaptive
+    metrics = json.loads((tmp_path / "d" / "metrics.json").read_text())
+    assert metrics["best"]["mean_heads_per_layer"] == [2.0]
+
+
+def test_training_refuses_a_single_label(tmp_path: Path) -> None:
+    rows = [data.Example(t, "libs", f"toy:{i}") for i, t in enumerate(TEXTS)]
+    with pytest.raises(BfexportError, match="two distinct labels"):
+        train(rows, rows, TrainConfig(**TINY), tmp_path / "x", show_progress=False)
+    assert not (tmp_path / "x").exists()
+
+
+def test_unknown_validation_label_fails_before_training(tmp_path: Path) -> None:
+    bad = examples()[:3] + [data.Example("text", "nonsense", "val.jsonl:4")]
+    with pytest.raises(BfexportError, match="val.jsonl:4"):
+        train(examples(), bad, TrainConfig(**TINY), tmp_path / "x", show_progress=False)
