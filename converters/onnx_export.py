@@ -92,6 +92,7 @@ class _Exporter:
                           np.asarray([cfg.budget_thresholds], dtype=np.float32))
             if self.export.fp16:
                 tau = g.op("Cast", tau, to=g.float_type, name="budget_thresholds_fp16")
+            levels = g.op("Sub", g.const(1.0), tau, name="tail_levels")  # (rows, L): 1 - tau, once for all layers
             caps = g.input("head_caps", INT64, ["cap_rows", L], np.asarray([cfg.head_caps], dtype=np.int64))
 
         maskf = g.op("Cast", mask, to=g.float_type, name="mask_float")  # (B, S)
@@ -111,7 +112,7 @@ class _Exporter:
             p = f"blocks.{l}"
             h = self.layer_norm(x, f"{p}.ln_attn")
             if adaptive:
-                sel = self.route(l, h, pool, tau, caps)
+                sel = self.route(l, h, pool, levels, caps)
                 attn = (self.adaptive_attention if isinstance(self.export, AdaptiveExport)
                         else self.masked_attention)(l, h, key_bias, sel)
                 counts.append(sel["k_col"])
@@ -153,7 +154,7 @@ class _Exporter:
         gelu = g.op("Mul", g.op("Mul", up, g.op("Add", erf, g.const(1.0))), g.const(0.5), name=f"{name}.gelu")
         return g.linear(gelu, self.w[f"{name}.down.weight"], self.w[f"{name}.down.bias"], f"{name}.down")
 
-    def route(self, l: int, h: str, pool: str, tau: str, caps: str) -> dict[str, str]:
+    def route(self, l: int, h: str, pool: str, levels: str, caps: str) -> dict[str, str]:
         """The router: k per sample and the heads ranked by relevance (Router.select)."""
         g, H, p = self.g, self.cfg.n_heads, f"blocks.{l}.attn.router"
         summary = g.op("MatMul", pool, h, name=f"{p}.summary")  # (B, 1, d)
@@ -164,7 +165,7 @@ class _Exporter:
         # P(K > k) for k = 1..H-1 (Router.budget): reverse cumulative sum, first entry dropped
         tail = g.op("CumSum", g.op("Softmax", budget, axis=-1), g.const(1), reverse=1, name=f"{p}.tail")  # (B, H)
         tail = g.op("Slice", tail, g.const([1]), g.const([H]), g.const([1]))  # (B, H-1)
-        level = g.op("Sub", g.const(1.0), g.op("Gather", tau, g.const([l]), axis=1), name=f"{p}.level")  # (rows, 1)
+        level = g.op("Gather", levels, g.const([l]), axis=1, name=f"{p}.level")  # (rows, 1): 1 - tau_l
         above = g.op("Cast", g.op("Greater", tail, level), to=INT64)
         k = g.op("Add", g.reduce("ReduceSum", above, [1], True), g.const([[1]]))  # (B, 1)
         cap_l = g.op("Gather", caps, g.const([l]), axis=1, name=f"{p}.cap")  # (rows, 1)
