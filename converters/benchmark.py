@@ -33,8 +33,9 @@ Random weights are fine for timing: k is forced, and nothing else depends on val
 
 from __future__ import annotations
 
-import copy
 import dataclasses
+import gc
+import io
 import logging
 import math
 import os
@@ -43,7 +44,7 @@ import statistics
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stdout
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -61,6 +62,7 @@ Clock = Callable[[], int]  # nanoseconds, like time.perf_counter_ns
 Progress = Callable[[str, float, int], None]  # (what is running, cells done (fractional), cells in all)
 
 FUSION_MODES = ("dense", "all", "none")  # which graphs go through the transformers optimizer
+MAX_BATCH_ACTIVATION = 2 ** 20  # batch > 1 cells above this many activation values are skipped
 
 
 # ---- shapes and models ---------------------------------------------------------------------
@@ -83,9 +85,11 @@ class ModelShape:
 
 SHIPPED = ModelShape("shipped", d_model=128, n_heads=8, n_layers=4, d_ff=512)
 # BERT-base widths (d 768, 12 heads, FFN 3072) with 4 of its 12 layers: every ratio here is a
-# per-layer quantity (the cost model's ideal differs by < 0.1% between 4 and 12 layers), and
+# per-layer quantity (the cost model's ideal differs by < 0.001% between 4 and 12 layers), and
 # 4 layers keep the standard sweep under ~10 minutes on 2 cores. --bert-layers 12 for the full depth.
-BERT_BASE = ModelShape("bert-base", d_model=768, n_heads=12, n_layers=4, d_ff=3072, vocab_size=30522)
+# The vocabulary stays 8000: the embedding is one Gather, its size changes no timing, and a
+# 30522-row table would only slow down exporting and the optimizer.
+BERT_BASE = ModelShape("bert-base", d_model=768, n_heads=12, n_layers=4, d_ff=3072)
 
 
 @dataclass
@@ -142,9 +146,8 @@ def budgets(n_heads: int) -> list[int]:
 
 
 def per_sample_caps(rng: np.random.Generator, batch: int, n_layers: int, n_heads: int, target: int) -> np.ndarray:
-    """(batch, n_layers) head caps, spread +-max(1, H/4) around target, each layer's mean = target.
-
-    Where the clipping to [1, H] makes the exact mean impossible it is as close as it gets.
+    """(batch, n_layers) random head caps within +-max(1, H/4) of target, clipped to [1, H]
+    (so the spread is one-sided at the ends), then nudged until each layer's mean is exactly target.
     """
     width = max(1, n_heads // 4)
     lo, hi = max(1, target - width), min(n_heads, target + width)
@@ -203,7 +206,8 @@ def time_slots(runs: Sequence[Callable[[], object]], *, repeats: int, warmup: in
     """Seconds per run for each callable: warm each, then interleaved rounds.
 
     Runs `repeats` rounds, then more while the rounds so far took under min_time_s (at most
-    max_rounds, default 10 * repeats). Never sleeps. on_round(rounds done, planned rounds).
+    max_rounds, default 10 * repeats). Never sleeps; the garbage collector is off while timing.
+    on_round(rounds done, planned rounds) after each round.
     """
     if repeats < 1 or warmup < 0:
         raise BfexportError(f"repeats must be >= 1 and warmup >= 0, got {repeats}, {warmup}")
@@ -212,15 +216,22 @@ def time_slots(runs: Sequence[Callable[[], object]], *, repeats: int, warmup: in
             run()
     max_rounds = max(repeats, max_rounds if max_rounds is not None else 10 * repeats)
     samples: list[list[float]] = [[] for _ in runs]
-    started, rounds = clock(), 0
-    while rounds < repeats or ((clock() - started) / 1e9 < min_time_s and rounds < max_rounds):
-        for i in interleave(len(runs), rounds):
-            t0 = clock()
-            runs[i]()
-            samples[i].append((clock() - t0) / 1e9)
-        rounds += 1
-        if on_round is not None:
-            on_round(rounds, repeats)
+    gc.collect()
+    collecting = gc.isenabled()
+    gc.disable()  # no collector pause inside a timed run
+    try:
+        started, rounds = clock(), 0
+        while rounds < repeats or ((clock() - started) / 1e9 < min_time_s and rounds < max_rounds):
+            for i in interleave(len(runs), rounds):
+                t0 = clock()
+                runs[i]()
+                samples[i].append((clock() - t0) / 1e9)
+            rounds += 1
+            if on_round is not None:
+                on_round(rounds, repeats)
+    finally:
+        if collecting:
+            gc.enable()
     return samples
 
 
@@ -285,7 +296,10 @@ class BenchmarkResult:
     notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return _finite(dataclasses.asdict(self))
+        """Strict JSON (NaN -> None), with the issue's targets checked ("targets")."""
+        out = dataclasses.asdict(self)
+        out["targets"] = [dataclasses.asdict(t) for t in check_targets(self)]
+        return _finite(out)
 
 
 def _finite(obj: Any) -> Any:
@@ -380,28 +394,33 @@ def attention_op_export(model: BudgetFormerForSequenceClassification, mode: str)
 
 
 @contextmanager
-def _quiet_logging() -> Iterator[None]:
-    logging.disable(logging.WARNING)  # the optimizer warns that our producer is not "pytorch"
+def _quiet(captured: io.StringIO) -> Iterator[None]:
+    """The optimizer warns through logging (our producer is not "pytorch") and prints shape
+    inference failures to stdout, which would corrupt --json output: capture both."""
+    logging.disable(logging.WARNING)
     try:
-        yield
+        with redirect_stdout(captured):
+            yield
     finally:
         logging.disable(logging.NOTSET)
 
 
-def ort_optimize(proto: onnx.ModelProto, config: BudgetFormerConfig) -> tuple[onnx.ModelProto, dict[str, int]]:
+def ort_optimize(proto: onnx.ModelProto, config: BudgetFormerConfig) -> tuple[onnx.ModelProto, dict[str, int], str]:
     """Run onnxruntime.transformers' BERT fusions (opt_level 0: fusions only, the session still
-    applies its own). Returns the new graph and the ops it added, e.g. {"SkipLayerNormalization": 8}.
-    Raises whatever the optimizer raises."""
+    applies its own). Returns the new graph, the ops it added (e.g. {"SkipLayerNormalization": 8})
+    and what it printed. Raises whatever the optimizer raises."""
     from onnxruntime.transformers.optimizer import optimize_model
 
     source = onnx.ModelProto()
     source.CopyFrom(proto)  # the optimizer edits its input in place
     before = Counter(n.op_type for n in proto.graph.node)
-    with _quiet_logging():
+    printed = io.StringIO()
+    with _quiet(printed):
         optimized = optimize_model(source, model_type="bert", num_heads=config.n_heads,
                                    hidden_size=config.d_model, opt_level=0, use_gpu=False).model
     after = Counter(n.op_type for n in optimized.graph.node)
-    return optimized, {op: after[op] - before[op] for op in sorted(after) if after[op] > before[op]}
+    added = {op: after[op] - before[op] for op in sorted(after) if after[op] > before[op]}
+    return optimized, added, " ".join(printed.getvalue().split())
 
 
 # ---- sessions --------------------------------------------------------------------------------
@@ -475,42 +494,49 @@ def prepare_graphs(bench: BenchModel, ks: Sequence[int], fusions: str = "dense")
     for variant, flavor, proto, k in candidates:
         feed = budget if flavor in ("adaptive", "masked") else feeds
         payload = proto.SerializeToString()
-        unfused = _session(payload, 1).run(["logits"], feed)[0]
-        if flavor == "dense" and not _close(unfused, reference):
+        logits = _session(payload, 1).run(["logits"], feed)[0]
+        if flavor == "dense" and not _close(logits, reference):
             info["notes"].append(f"{variant} dropped: logits differ from the plain dense export by "
-                                 f"{np.abs(unfused - reference).max():.2e}")
+                                 f"{np.abs(logits - reference).max():.2e}")
             continue
-        optimize = fusions == "all" or (fusions == "dense" and flavor == "dense")
-        if optimize:
-            try:
-                fused_proto, added = ort_optimize(proto, cfg)
-                fused_payload = fused_proto.SerializeToString()
-                out = _session(fused_payload, 1).run(["logits"], feed)[0]
-            except Exception as e:  # optimizer missing or failing: time the graph as exported
-                info["notes"].append(f"transformers optimizer failed on {variant}: {type(e).__name__}: {e}")
-                added, out = None, None
-            if added is not None:
-                key = f"{variant}@{k}" if k is not None else variant
-                info["optimizer"][key] = added
-                if not added:
-                    info["notes"].append(f"transformers optimizer fused nothing in {variant}")
-                elif not _close(out, unfused):
-                    info["notes"].append(f"{variant}+ortopt dropped: logits moved by {np.abs(out - unfused).max():.2e}")
-                elif flavor == "dense" and variant == "dense":
-                    graphs.append(_Graph(variant, flavor, payload, k))  # keep plain too: what fusion buys
-                    graphs.append(_Graph(f"{variant}+ortopt", flavor, fused_payload, k))
-                    continue
-                else:
-                    graphs.append(_Graph(f"{variant}+ortopt", flavor, fused_payload, k))
-                    continue
-        graphs.append(_Graph(variant, flavor, payload, k))
-    plain_fusion = info["optimizer"].get("dense", {})
-    if fusions != "none" and "dense" in info["optimizer"] and not {"Attention", "MultiHeadAttention"} & set(plain_fusion):
+        fused = None
+        if fusions == "all" or (fusions == "dense" and flavor == "dense"):
+            fused = _fused_payload(proto, cfg, feed, logits, f"{variant}@{k}" if k is not None else variant, info)
+        if fused is None or variant == "dense":  # the plain dense stays too: it shows what fusing buys
+            graphs.append(_Graph(variant, flavor, payload, k))
+        if fused is not None:
+            graphs.append(_Graph(f"{variant}+ortopt", flavor, fused, k))
+    plain_fusion = info["optimizer"].get("dense")
+    if plain_fusion is not None and not {"Attention", "MultiHeadAttention"} & set(plain_fusion):
         info["notes"].append("transformers optimizer did not fuse attention in the plain dense export "
                              "(its BERT patterns need separate Q/K/V MatMuls and its own mask path); "
                              "dense-mha is the fused com.microsoft.Attention built directly")
     info["dense_variants"] = [g.variant for g in graphs if g.flavor == "dense"]
     return graphs, info
+
+
+def _fused_payload(proto: onnx.ModelProto, cfg: BudgetFormerConfig, feed: dict[str, np.ndarray],
+                   logits: np.ndarray, key: str, info: dict[str, Any]) -> bytes | None:
+    """The optimizer's version of proto if it fused something and left the logits alone, else None
+    (with the reason in info["notes"]); info["optimizer"][key] lists the ops it added."""
+    try:
+        fused, added, printed = ort_optimize(proto, cfg)
+        payload = fused.SerializeToString()
+        out = _session(payload, 1).run(["logits"], feed)[0]
+    except Exception as e:  # optimizer missing or failing: time the graph as exported
+        info["notes"].append(f"transformers optimizer failed on {key}: {type(e).__name__}: {e}")
+        return None
+    if printed:
+        info["notes"].append(f"transformers optimizer on {key} printed: {printed}")
+    info["optimizer"][key] = added
+    if not added:
+        info["notes"].append(f"transformers optimizer fused nothing in {key}")
+        return None
+    if not _close(out, logits):
+        moved = np.abs(out - logits).max()
+        info["notes"].append(f"{key}+ortopt dropped: the optimizer moved the logits by {moved:.2e}")
+        return None
+    return payload
 
 
 def _close(a: np.ndarray, b: np.ndarray) -> bool:
@@ -591,10 +617,11 @@ def environment() -> dict[str, Any]:
         pass
     return {"onnxruntime": ort.__version__, "onnx": onnx.__version__, "torch": torch.__version__,
             "numpy": np.__version__, "python": platform.python_version(), "cpu": cpu,
-            "cpu_count": os.cpu_count(), "platform": platform.platform(), "loadavg_start": _loadavg()}
+            "cpu_count": os.cpu_count(), "platform": platform.platform(), "loadavg_start": load_average()}
 
 
-def _loadavg() -> float | None:
+def load_average() -> float | None:
+    """The 1-minute load average (None where the OS has none)."""
     try:
         return round(os.getloadavg()[0], 2)
     except OSError:
@@ -602,9 +629,9 @@ def _loadavg() -> float | None:
 
 
 def run_benchmark(models: Sequence[BenchModel | ModelShape], *, seqs: Sequence[int] = (128, 512),
-                  threads: Sequence[int] = (1, 2), batch_sizes: Sequence[int] = (1, 8), repeats: int = 20,
-                  warmup: int = 3, min_time_s: float = 0.0, fusions: str = "dense", seed: int = 0,
-                  include: Callable[[str, int, int, int], bool] | None = None,
+                  threads: Sequence[int] = (1, 2), batch_sizes: Sequence[int] = (1, 8), repeats: int = 15,
+                  warmup: int = 3, min_time_s: float = 3.0, fusions: str = "dense", seed: int = 0,
+                  max_batch_activation: int | None = MAX_BATCH_ACTIVATION,
                   progress: Progress | None = None, clock: Clock = time.perf_counter_ns) -> BenchmarkResult:
     """Time every flavor side by side on each model, and compare with the best dense graph.
 
@@ -612,8 +639,10 @@ def run_benchmark(models: Sequence[BenchModel | ModelShape], *, seqs: Sequence[i
         models: BenchModel (weights given, e.g. a checkpoint's) or ModelShape (random weights,
             max_length = the longest seq). A model shorter than the longest seq gets a
             same-weight copy with a longer position table (timing_copy).
-        seqs, threads, batch_sizes: the cells; include(model name, seq, threads, batch) can
-            skip some (default: all).
+        seqs, threads, batch_sizes: the cells, every combination for every model, except
+            batch > 1 cells whose activations (batch * seq * d_model values) exceed
+            max_batch_activation (default 2**20: BERT-base batch 8 runs at seq 128 only;
+            None or 0 = no limit). Skipped cells are listed in the result's notes.
         repeats: interleaved rounds per cell (at least); min_time_s: keep adding rounds until a
             cell has run this long (cheap cells get more rounds, at most 10 * repeats).
         warmup: untimed runs of every variant before each cell.
@@ -632,9 +661,49 @@ def run_benchmark(models: Sequence[BenchModel | ModelShape], *, seqs: Sequence[i
     for name, values in (("seqs", seqs), ("threads", threads), ("batch_sizes", batch_sizes)):
         if not values or any(int(v) < 1 for v in values):
             raise BfexportError(f"{name} must be a non-empty list of positive integers, got {list(values)}")
-    longest = max(seqs)
-    benches: list[BenchModel] = []
-    notes: list[str] = []
+    benches, notes = _bench_models(models, max(seqs), seed)
+    plan: list[tuple[int, int]] = [(batch, seq) for batch in batch_sizes for seq in seqs]  # per model and threads
+    cells_of: dict[str, list[tuple[int, int]]] = {}
+    for b in benches:
+        cells_of[b.name] = []
+        for batch, seq in plan:
+            size = batch * seq * b.model.config.d_model
+            if batch > 1 and max_batch_activation and size > max_batch_activation:
+                notes.append(f"{b.name} batch {batch} seq {seq} skipped: {size} activation values > "
+                             f"max_batch_activation {max_batch_activation}")
+            else:
+                cells_of[b.name].append((batch, seq))
+    total = sum(len(c) for c in cells_of.values()) * len(threads)
+    result = BenchmarkResult(
+        settings={"seqs": list(seqs), "threads": list(threads), "batch_sizes": list(batch_sizes), "repeats": repeats,
+                  "warmup": warmup, "min_time_s": min_time_s, "fusions": fusions, "seed": seed,
+                  "max_batch_activation": max_batch_activation,
+                  "provider": "CPUExecutionProvider", "dtype": "float32"},
+        environment=environment(), models=[], notes=notes)
+
+    def report(label: str, done: float) -> None:
+        if progress is not None:
+            progress(label, done, total)
+
+    for bench in benches:
+        ks = budgets(bench.model.config.n_heads)
+        report(f"{bench.name}: exporting and checking graphs", len(result.cells))
+        graphs, info = prepare_graphs(bench, ks, fusions)
+        result.models.append(info)
+        for t in threads:
+            if cells_of[bench.name]:
+                report(f"{bench.name}: {len(graphs)} sessions, {t} threads", len(result.cells))
+                result.cells += _time_cells(bench, graphs, ks, t, cells_of[bench.name], repeats=repeats,
+                                            warmup=warmup, min_time_s=min_time_s, seed=seed, clock=clock,
+                                            report=report, done=len(result.cells))
+    result.environment["loadavg_end"] = load_average()
+    return result
+
+
+def _bench_models(models: Sequence[BenchModel | ModelShape], longest: int,
+                  seed: int) -> tuple[list[BenchModel], list[str]]:
+    """Random models for shapes; for given models a copy that takes `longest` tokens if needed."""
+    benches, notes = [], []
     for m in models:
         if isinstance(m, ModelShape):
             benches.append(random_model(m, longest, seed))
@@ -642,45 +711,31 @@ def run_benchmark(models: Sequence[BenchModel | ModelShape], *, seqs: Sequence[i
             model, changes = timing_copy(m.model, longest, seed)
             benches.append(BenchModel(m.name, model, m.source))
             notes += [f"{m.name}: {c}" for c in changes]
-    include = include or (lambda *_: True)
-    plan = [(b, t, batch, s) for b in benches for t in threads for batch in batch_sizes for s in seqs
-            if include(b.name, s, t, batch)]
-    result = BenchmarkResult(
-        settings={"seqs": list(seqs), "threads": list(threads), "batch_sizes": list(batch_sizes), "repeats": repeats,
-                  "warmup": warmup, "min_time_s": min_time_s, "fusions": fusions, "seed": seed,
-                  "provider": "CPUExecutionProvider", "dtype": "float32"},
-        environment=environment(), models=[], notes=notes)
-    done = 0
-    for bench in benches:
-        cfg = bench.model.config
-        ks = budgets(cfg.n_heads)
-        graphs, info = prepare_graphs(bench, ks, fusions)
-        result.models.append(info)
-        for t in threads:
-            cells = [(batch, s) for b, tt, batch, s in plan if b is bench and tt == t]
-            if not cells:
-                continue
-            sessions = [_session(g.payload, t) for g in graphs]
-            for batch, seq in cells:
-                label = f"{bench.name} seq {seq} batch {batch} threads {t}"
-                slots = _cell_slots(graphs, sessions, cfg, seq, batch, ks, seed)
+    names = [b.name for b in benches]
+    if len(set(names)) != len(names):
+        raise BfexportError(f"model names must differ, got {names}")
+    return benches, notes
 
-                def on_round(r: int, planned: int, _label: str = label, _done: int = done) -> None:
-                    if progress is not None:
-                        progress(_label, _done + min(r / planned, 1.0), len(plan))
 
-                samples = time_slots([s.run for s in slots], repeats=repeats, warmup=warmup, min_time_s=min_time_s,
-                                     clock=clock, on_round=on_round)
-                rows = [Row(variant=s.variant, flavor=s.flavor, k=s.k, ideal=s.ideal, k_padded=s.k_padded,
-                            ideal_per_sample=s.ideal_per_sample, **summarize(x)) for s, x in zip(slots, samples)]
-                reference = compute_rows(rows, batch, cfg.n_heads)
-                result.cells.append(Cell(bench.name, seq, t, batch, cfg.n_heads, reference, len(samples[0]), rows))
-                done += 1
-                if progress is not None:
-                    progress(label, done, len(plan))
-            del sessions
-    result.environment["loadavg_end"] = _loadavg()
-    return result
+def _time_cells(bench: BenchModel, graphs: list[_Graph], ks: list[int], threads: int, cells: list[tuple[int, int]], *,
+                repeats: int, warmup: int, min_time_s: float, seed: int, clock: Clock,
+                report: Callable[[str, float], None], done: int) -> list[Cell]:
+    """All (batch, seq) cells of one model at one thread count, on one set of sessions (freed on return)."""
+    cfg = bench.model.config
+    sessions = [_session(g.payload, threads) for g in graphs]
+    out = []
+    for batch, seq in cells:
+        label = f"{bench.name} seq {seq} batch {batch} threads {threads}"
+        slots = _cell_slots(graphs, sessions, cfg, seq, batch, ks, seed)
+        base = done + len(out)
+        samples = time_slots([s.run for s in slots], repeats=repeats, warmup=warmup, min_time_s=min_time_s,
+                             clock=clock, on_round=lambda r, planned: report(label, base + min(r / planned, 1.0)))
+        rows = [Row(variant=s.variant, flavor=s.flavor, k=s.k, ideal=s.ideal, k_padded=s.k_padded,
+                    ideal_per_sample=s.ideal_per_sample, **summarize(x)) for s, x in zip(slots, samples)]
+        reference = compute_rows(rows, batch, cfg.n_heads)
+        out.append(Cell(bench.name, seq, threads, batch, cfg.n_heads, reference, len(samples[0]), rows))
+        report(label, base + 1)
+    return out
 
 
 # ---- targets (issue 3) ---------------------------------------------------------------------
@@ -742,25 +797,23 @@ def _fmt(value: float | None, spec: str) -> str:
 
 
 def row_cells(row: Row, reference: str) -> list[str]:
-    """variant, k, ms, spread, speedup, ideal, efficiency, overhead vs static, (batch) per-sample ideal, efficiency."""
-    name = row.variant + (" (ref)" if row.variant == reference else "")
+    """The text of one table row, in HEADERS order. The dense reference is marked with '*'."""
+    name = row.variant + ("*" if row.variant == reference else "")
     if row.k is None:
         k = ""
     elif row.k_padded is not None:
-        k = f"{row.k:.2g} (max {max(row.k_padded)})"
+        k = f"{row.k:g} (max {max(row.k_padded)})"
     else:
         k = f"{row.k:g}"
     spread = (row.q3_ms - row.q1_ms) / row.median_ms * 100
-    over = row.overhead_vs_static if row.overhead_vs_static is not None else row.overhead_vs_dense
-    over_text = _fmt(over * 100 if over is not None else None, "+.1f") + ("%" if over is not None else "")
-    if row.overhead_vs_dense is not None:
-        over_text += " (vs dense)" if row.overhead_vs_static is None else f", {row.overhead_vs_dense * 100:+.1f}% vs dense"
+    over = "" if row.overhead_vs_static is None else f"{row.overhead_vs_static * 100:+.1f}%"
     return [name, k, f"{row.median_ms:.2f}", f"{spread:.1f}%", f"{row.speedup:.3f}", f"{row.ideal:.3f}",
-            f"{row.efficiency:.3f}", over_text, _fmt(row.ideal_per_sample, ".3f"), _fmt(row.efficiency_per_sample, ".3f")]
+            f"{row.efficiency:.3f}", over, _fmt(row.ideal_per_sample, ".3f"), _fmt(row.efficiency_per_sample, ".3f")]
 
 
-HEADERS = ["variant", "k", "ms", "IQR", "speedup", "ideal", "efficiency", "overhead vs static",
-           "ideal (per-sample k)", "efficiency (per-sample k)"]
+# batch 1 tables use the first 8; batch > 1 adds the two per-sample columns
+HEADERS = ["variant", "k", "ms", "IQR", "speedup", "ideal", "efficiency", "vs static", "ideal/sample",
+           "eff./sample"]
 
 
 def to_markdown(result: BenchmarkResult, targets: list[TargetCheck] | None = None) -> str:
@@ -768,7 +821,8 @@ def to_markdown(result: BenchmarkResult, targets: list[TargetCheck] | None = Non
     lines = ["# Head-skipping benchmark", "",
              f"ONNX Runtime {env['onnxruntime']} CPU, {env['cpu']} ({env['cpu_count']} cores), fp32; "
              f"{result.settings['repeats']}+ interleaved rounds per cell, medians; load average "
-             f"{env.get('loadavg_start')} at start, {env.get('loadavg_end')} at end; fusions: {result.settings['fusions']}.",
+             f"{env.get('loadavg_start')} at start, {env.get('loadavg_end')} at end; "
+             f"fusions: {result.settings['fusions']}.",
              ""]
     for m in result.models:
         lines.append(f"- **{m['name']}**: d {m['d_model']}, {m['n_heads']} heads, {m['n_layers']} layers, "
@@ -785,7 +839,7 @@ def to_markdown(result: BenchmarkResult, targets: list[TargetCheck] | None = Non
     for cell in result.cells:
         batch8 = cell.batch > 1
         headers = HEADERS if batch8 else HEADERS[:-2]
-        lines += ["", f"## {cell.label}", "", f"dense reference: {cell.dense_reference}; {cell.rounds} rounds", "",
+        lines += ["", f"## {cell.label}", "", f"dense reference (*): {cell.dense_reference}; {cell.rounds} rounds", "",
                   "| " + " | ".join(headers) + " |", "|" + " --- |" * len(headers)]
         for row in cell.rows:
             lines.append("| " + " | ".join(row_cells(row, cell.dense_reference)[:len(headers)]) + " |")
