@@ -7,10 +7,11 @@ from converters.onnx_export import (
     ExportConfig,
     MaskedExport,
     StaticExport,
+    TrtPluginExport,
     export,
     export_with_metadata,
 )
 from converters.onnx_io import ExportedModel, load_exported, save_onnx
 
 __all__ = ["FLAVORS", "AdaptiveExport", "DenseExport", "ExportConfig", "ExportedModel", "MaskedExport",
-           "StaticExport", "export", "export_with_metadata", "load_exported", "save_onnx"]
+           "StaticExport", "TrtPluginExport", "export", "export_with_metadata", "load_exported", "save_onnx"]

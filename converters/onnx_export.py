@@ -10,6 +10,8 @@ classifier); they differ only in the attention block:
   masked    every head computed, unselected heads zeroed (what a plain export gives).
   dense     ordinary multi-head attention with every head, no router.
   static    ordinary attention over a fixed head set per layer, sliced at export time.
+  trt-plugin  the adaptive graph with each attention block as one BudgetedAttention custom
+            node (TensorRT plugin; ONNX Runtime runs it via converters/ort_custom_ops.py).
 
 Inputs: input_ids, attention_mask (int64 [batch, seq]); budget_thresholds (float
 [rows, n_layers]) and head_caps (int64 [rows, n_layers]), rows = 1 or batch, both
@@ -62,8 +64,14 @@ class StaticExport(ExportConfig):
     heads: list[list[int]] = field(default_factory=list)  # per layer, the heads kept
 
 
+@dataclass(frozen=True)
+class TrtPluginExport(ExportConfig):
+    """Attention blocks as BudgetedAttention custom nodes for TensorRT (converters/trt_plugin.py)."""
+
+
 FLAVORS: dict[str, type[ExportConfig]] = {
     "adaptive": AdaptiveExport, "masked": MaskedExport, "dense": DenseExport, "static": StaticExport,
+    "trt-plugin": TrtPluginExport,
 }
 
 
@@ -250,7 +258,7 @@ def export(model: BudgetFormerForSequenceClassification, config: ExportConfig) -
         raise BfexportError(f"opset {config.opset} is not supported (use {MIN_OPSET}..{MAX_OPSET})")
     if type(config) not in FLAVORS.values():
         raise BfexportError(f"unknown export config {type(config).__name__}")
-    if isinstance(config, (AdaptiveExport, MaskedExport)) and not cfg.adaptive:
+    if isinstance(config, (AdaptiveExport, MaskedExport, TrtPluginExport)) and not cfg.adaptive:
         raise BfexportError("this checkpoint was trained dense (every head always on): export it with --flavor dense")
     if isinstance(config, StaticExport):
         if len(config.heads) != cfg.n_layers:
@@ -258,7 +266,11 @@ def export(model: BudgetFormerForSequenceClassification, config: ExportConfig) -
         for heads in config.heads:
             if not heads or len(set(heads)) != len(heads) or not all(0 <= h < cfg.n_heads for h in heads):
                 raise BfexportError(f"static head set {heads} must be distinct heads in [0, {cfg.n_heads})")
-    proto = _Exporter(model, config).build()
+    if isinstance(config, TrtPluginExport):
+        from converters.trt_plugin import TrtPluginExporter  # it imports this module: keep the import lazy
+        proto = TrtPluginExporter(model, config).build()
+    else:
+        proto = _Exporter(model, config).build()
     onnx.checker.check_model(proto, full_check=True)
     return proto
 

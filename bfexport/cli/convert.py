@@ -31,7 +31,8 @@ def parse_head_sets(text: str, n_layers: int) -> list[list[int]]:
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="ONNX file to write.")
 @click.option("--flavor", type=click.Choice(sorted(FLAVORS)), default="adaptive", show_default=True,
               help="adaptive: only selected heads computed; masked: all heads computed then zeroed; "
-                   "dense: ordinary attention, no router; static: fixed heads per layer.")
+                   "dense: ordinary attention, no router; static: fixed heads per layer; trt-plugin: "
+                   "attention blocks as TensorRT plugin nodes (ONNX Runtime needs onnxruntime-extensions).")
 @click.option("--heads", type=int, default=None, help="static: keep the N most used heads of each layer on --data.")
 @click.option("--head-sets", default=None, help="static: explicit heads per layer, e.g. '0,1;2,3;0,5;1,2'.")
 @data_option

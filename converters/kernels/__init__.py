@@ -1,0 +1,6 @@
+"""GPU kernels for the export paths (OpenAI Triton). Importable without Triton; calling a
+kernel without it raises BfexportError. See converters/GPU.md for what has been verified."""
+
+from converters.kernels.budgeted_attention import budgeted_attention, reference_budgeted_attention
+
+__all__ = ["budgeted_attention", "reference_budgeted_attention"]
