@@ -1,13 +1,108 @@
-"""bfexport deploy: not built yet (see the issue tracker)."""
+"""bfexport deploy: checkpoint or exported model -> Triton model repository, and its offline check."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
+from bfexport.cli import EXIT_FAILED_CHECK
+from bfexport.cli.args import console, emit, json_option
 from bfexport.errors import BfexportError
 
 
-@click.command("deploy", context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
-def command() -> None:
-    """Not built yet in this release: planned (see README, 'Status')."""
-    raise BfexportError("bfexport deploy is not built yet in this release")
+@click.command("deploy")
+@click.argument("source", required=False, type=click.Path())
+@click.option("--repo", type=click.Path(), default=None, metavar="DIR",
+              help="Triton model repository directory (created if absent; other models in it are kept).")
+@click.option("--name", default=None, help="Model name (default: from SOURCE). NAME_tokenizer and NAME_text are "
+                                           "written beside it.")
+@click.option("--backend", type=click.Choice(["onnxruntime", "tensorrt"]), default="onnxruntime", show_default=True,
+              help="onnxruntime: 1/model.onnx on CPU instances; tensorrt: 1/model.plan built here (needs TensorRT "
+                   "and a GPU), GPU instances.")
+@click.option("--calibration", type=click.Path(dir_okay=False), default=None,
+              help="calibration.json from `bfexport calibrate`: its thresholds and caps become the defaults.")
+@click.option("--max-batch-size", type=click.IntRange(min=0), default=8, show_default=True,
+              help="Triton max_batch_size. With 0 (no batching) the ids-in model's budget inputs are optional; "
+                   "otherwise required there (optional on NAME_text either way).")
+@click.option("--instances", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Instances of the model and of the tokenizer (instance_group count).")
+@click.option("--dynamic-batching/--no-dynamic-batching", default=None,
+              help="Triton dynamic batching [default: on when --max-batch-size > 0].")
+@click.option("--force", is_flag=True, help="Replace model directories of the same names.")
+@click.option("--check", "check_dir", type=click.Path(), default=None, metavar="DIR",
+              help="Only check the repository DIR offline (schema, ONNX Runtime run, tokenizer model); no SOURCE.")
+@json_option
+def command(source: str | None, repo: str | None, name: str | None, backend: str, calibration: str | None,
+            max_batch_size: int, instances: int, dynamic_batching: bool | None, force: bool, check_dir: str | None,
+            as_json: bool) -> None:
+    """Write a Triton Inference Server model repository for SOURCE (a checkpoint directory or an
+    exported .onnx), or check one with --check DIR.
+
+    \b
+    DIR/NAME/            the classifier (ids in; logits, head_counts out)
+    DIR/NAME_tokenizer/  Python-backend tokenizer (text in, ids out)
+    DIR/NAME_text/       ensemble: text in, logits out; optional per-request
+                         budget_thresholds / head_caps (one row of n_layers per text)
+    DIR/README.md        how to start Triton and send budgets
+
+    The new models are checked offline before they appear; a new repository appears whole or
+    not at all, and in an existing one each model directory is moved in whole.
+
+    \b
+    Examples:
+      bfexport deploy ckpt --repo models --name sections --calibration calibration.json
+      bfexport deploy --check models
+    """
+    from converters.triton_repo import DeployOptions, check_repository, deploy
+
+    if check_dir is not None:
+        if source is not None or repo is not None:
+            raise BfexportError("--check DIR checks an existing repository: give no SOURCE and no --repo")
+        with console.status("checking the model repository"):
+            report = check_repository(check_dir)
+        emit(report.to_dict(), as_json, _print_check)
+        if not report.ok:
+            raise click.exceptions.Exit(EXIT_FAILED_CHECK)
+        return
+    if source is None or repo is None:
+        raise BfexportError("give SOURCE (checkpoint directory or .onnx) and --repo DIR, or --check DIR")
+    options = DeployOptions(name=name, backend=backend, calibration=calibration, max_batch_size=max_batch_size,
+                            instances=instances, dynamic_batching=dynamic_batching, force=force)
+    with console.status(f"writing the Triton repository ({backend})"):
+        result = deploy(source, repo, options)
+    emit(result.to_dict(), as_json, _print_deploy)
+
+
+def _print_check(report: dict[str, Any]) -> None:
+    for model in report["models"]:
+        state = "[red]FAIL[/red]" if model["errors"] else "[green]ok[/green]"
+        console.print(f"{state} {model['name']} ({model['kind']})")
+        for line in model["passed"]:
+            console.print(f"    ok    {line}", highlight=False)
+        for line in model["errors"]:
+            console.print(f"    [red]error[/red] {line}", highlight=False)
+        for line in model["notes"]:
+            console.print(f"    note  {line}", highlight=False)
+    if not report["schema_checked"]:
+        console.print(f"[yellow]note[/yellow]: config.pbtxt schema check skipped: {report['schema_skipped']}",
+                      highlight=False)
+    console.print("[green]repository ok[/green]" if report["ok"] else "[red]repository check failed[/red]")
+
+
+def _print_deploy(result: dict[str, Any]) -> None:
+    models = result["models"]
+    console.print(f"wrote {', '.join(models.values())} to {result['repo']} ({result['platform']}, max_batch_size "
+                  f"{result['max_batch_size']}, budget inputs {result['budget_inputs']} on {models['model']})",
+                  highlight=False)
+    if result["replaced"]:
+        console.print(f"replaced {', '.join(result['replaced'])}", highlight=False)
+    if result["default_thresholds"] is not None:
+        console.print(f"default budget: thresholds {result['default_thresholds']}, caps {result['default_caps']}"
+                      + (" (calibrated)" if result["calibration"] else ""), highlight=False)
+    passed = sum(len(m["passed"]) for m in result["check"]["models"])
+    console.print(f"offline check passed ({passed} checks)", highlight=False)
+    for note in result["notes"]:
+        console.print(f"[yellow]note[/yellow]: {note}", highlight=False)
+    console.print(f"start it: tritonserver --model-repository={result['repo']} (see {result['repo']}/README.md)",
+                  highlight=False)

@@ -95,7 +95,7 @@ def test_validate_fails_with_exit_1_on_a_mismatch(bfexport, checkpoint: Path, da
     (["convert", "{tmp}", "-o", "{tmp}/x.onnx"], "config.json: file not found"),
     (["validate", "{ckpt}", "{data}"], "not a readable ONNX file"),
     (["inspect", "{ckpt}", "--data", "{tmp}/missing.jsonl"], "missing.jsonl"),
-    (["deploy"], "not built yet"),
+    (["deploy"], "give SOURCE"),
 ])
 def test_user_errors_are_one_line_with_exit_2(bfexport, args, message: str, checkpoint: Path, data_file: Path,
                                               tmp_path: Path) -> None:
