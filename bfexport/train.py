@@ -39,6 +39,7 @@ class TrainConfig:
     epsilon: tuple[float, float] = (0.3, 0.0)  # uniform mixing into q when sampling k
     cost_lambda: float = 0.2  # weight of E_q[k]/H, the compute penalty
     dense: bool = False  # train with every head always on (the baseline)
+    stop_after_epoch: int | None = None  # end early, keeping the schedule of `epochs` (time-boxed runs)
     seed: int = 0
     vocab_size: int = 8000
     max_length: int = 256
@@ -169,6 +170,7 @@ def train(train_examples: list[data.Example], val_examples: list[data.Example], 
     lengths = token_lengths(tokenizer, train_examples)
     steps_per_epoch = math.ceil(len(train_examples) / tc.batch_size)
     total = steps_per_epoch * tc.epochs
+    epochs_run = min(tc.epochs, tc.stop_after_epoch or tc.epochs)
     gate = all_heads_gate if tc.dense else ExploreExploit(config, tc, total)
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and "emb" not in n]
     no_decay = [p for n, p in model.named_parameters() if not (p.dim() >= 2 and "emb" not in n)]
@@ -184,8 +186,8 @@ def train(train_examples: list[data.Example], val_examples: list[data.Example], 
                TextColumn("loss {task.fields[loss]:.3f} acc {task.fields[acc]:.3f} heads {task.fields[heads]:.2f}"),
                TimeRemainingColumn()]
     with Progress(*columns, disable=not show_progress) as progress:
-        task = progress.add_task("train", total=total, epoch=1, loss=0.0, acc=0.0, heads=float(config.n_heads))
-        for epoch in range(1, tc.epochs + 1):
+        task = progress.add_task("train", total=steps_per_epoch * epochs_run, epoch=1, loss=0.0, acc=0.0, heads=float(config.n_heads))
+        for epoch in range(1, epochs_run + 1):
             model.train()
             for batch in length_batches(train_examples, lengths, tc.batch_size, seed=tc.seed + epoch):
                 ids, mask, y = tensors(tokenizer, batch, labels, config.max_length, device)

@@ -25,6 +25,8 @@ DEFAULTS = TrainConfig()
               help="Share of steps spent exploring (sampled budgets, Gumbel-top-k heads).")
 @click.option("--cost-lambda", type=click.FloatRange(min=0), default=DEFAULTS.cost_lambda, show_default=True,
               help="Weight of the compute penalty E[k]/H.")
+@click.option("--stop-after-epoch", type=click.IntRange(min=1), default=None,
+              help="End after this epoch while keeping the learning-rate and exploration schedule of --epochs.")
 @click.option("--seed", type=int, default=DEFAULTS.seed, show_default=True)
 @click.option("--vocab-size", type=click.IntRange(min=100), default=DEFAULTS.vocab_size, show_default=True)
 @click.option("--max-length", type=click.IntRange(min=8), default=DEFAULTS.max_length, show_default=True)

@@ -58,3 +58,10 @@ def test_unknown_validation_label_fails_before_training(tmp_path: Path) -> None:
     bad = examples()[:3] + [data.Example("text", "nonsense", "val.jsonl:4")]
     with pytest.raises(BfexportError, match="val.jsonl:4"):
         train(examples(), bad, TrainConfig(**TINY), tmp_path / "x", show_progress=False)
+
+
+def test_stop_after_epoch_keeps_the_schedule_but_ends_early(tmp_path: Path) -> None:
+    result = train(examples(), examples(), TrainConfig(**{**TINY, "epochs": 3, "explore_frac": 0.3,
+                                                          "stop_after_epoch": 2}),
+                   tmp_path / "s", show_progress=False)
+    assert [h["epoch"] for h in result["history"]] == [1, 2]
