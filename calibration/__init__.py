@@ -1,0 +1,23 @@
+"""Calibration: budget thresholds (and head caps) per layer that meet a FLOP or latency target.
+
+    from calibration import calibrate, FlopsTarget, LatencyTarget
+    result = calibrate("model.onnx", "validation.jsonl.gz", FlopsTarget(0.7), samples=1000)
+    result.save("calibration.json")
+    write_model(result, "model.onnx", "model.calibrated.onnx")
+
+Modules, one job each: targets (what is asked), inputs (data from any source), evaluate
+(running configurations with a per-sample path cache), flops (pricing in FLOPs), latency
+(runtimes, lookup table, verification), search (global sweep + per-layer local search),
+result (calibration.json, model identity, writing a calibrated model), report (figures), api.
+"""
+
+from calibration.api import calibrate, load_model
+from calibration.evaluate import Config, Evaluator
+from calibration.latency import RUNTIMES, LatencyRuntime, LatencyTable, OrtCpuRuntime, get_runtime
+from calibration.result import CalibrationResult, fingerprint, with_defaults, write_model
+from calibration.search import DEFAULT_GRID, Point
+from calibration.targets import FlopsTarget, LatencyTarget
+
+__all__ = ["DEFAULT_GRID", "RUNTIMES", "CalibrationResult", "Config", "Evaluator", "FlopsTarget", "LatencyRuntime",
+           "LatencyTable", "LatencyTarget", "OrtCpuRuntime", "Point", "calibrate", "fingerprint", "get_runtime",
+           "load_model", "with_defaults", "write_model"]

@@ -105,7 +105,7 @@ class Evaluator:
     exported: ExportedModel
     data: CalibrationData
     threads: int | None = None
-    batch_size: int = 64
+    batch_size: int = 32
     stats: EvaluatorStats = field(default_factory=EvaluatorStats)
 
     def __post_init__(self) -> None:
@@ -113,8 +113,9 @@ class Evaluator:
         self.n_layers, self.n_heads = cfg.n_layers, cfg.n_heads
         inputs = {i.name for i in self.exported.proto.graph.input}
         if "budget_thresholds" not in inputs or "head_caps" not in inputs:
-            raise BfexportError(f"{self.exported.path}: the {self.exported.flavor} flavor has no budget inputs, so there is "
-                                "nothing to calibrate; export the adaptive flavor (bfexport convert --flavor adaptive)")
+            raise BfexportError(f"{self.exported.path}: the {self.exported.flavor} flavor has no budget inputs, so "
+                                "there is nothing to calibrate; export the adaptive flavor "
+                                "(bfexport convert --flavor adaptive)")
         proto, self._tails, self._dtype = _with_tail_outputs(self.exported.proto, self.n_layers)
         self._one = np.asarray(1.0, dtype=self._dtype)[()]
         self.session = ort.InferenceSession(proto.SerializeToString(), session_options(self.threads),
@@ -192,16 +193,30 @@ class Evaluator:
         """Run the samples whose path leaves the tree, in waves: per unknown step (sample,
         budgets so far) one row runs and reveals a whole path below it; configurations that
         share the step then resolve from it, or run in the next wave if they branch off."""
+        seen: set[tuple[int, tuple[int, ...]]] = set()
         while True:
             misses: dict[tuple[int, tuple[int, ...]], tuple[int, Config, list[int]]] = {}
+            stuck: set[Config] = set()
             for c in configs:
                 for i in range(len(self.data)):
                     ks, _, miss = self._walk(i, c, approximate=False)
                     if miss >= 0:
-                        misses.setdefault((i, tuple(ks)), (i, c, ks))
+                        key = (i, tuple(ks))
+                        if key in seen:  # the graph disagreed with the replicated budget: run it whole
+                            stuck.add(c)
+                        else:
+                            misses.setdefault(key, (i, c, ks))
+            for c in stuck:
+                self._cache[c] = self._run_full(c)
+            configs = [c for c in configs if c not in stuck]
+            misses = {k: m for k, m in misses.items() if m[1] not in stuck}
             if not misses:
                 return
-            rows = sorted(misses.values(), key=lambda m: (self._lengths[m[0]], m[1].caps))
+            seen.update(misses)
+            # similar lengths and the same configuration side by side: the graph pads a batch to
+            # its longest row and to its largest k, so mixed batches pay for their most expensive row
+            rows = sorted(misses.values(), key=lambda m: (self._lengths[m[0]] // 8, m[1].caps, m[1].thresholds,
+                                                          m[2], self._lengths[m[0]]))
             for start in range(0, len(rows), self.batch_size):
                 self._run_rows(rows[start:start + self.batch_size])
 
@@ -217,14 +232,15 @@ class Evaluator:
         self.stats.calls += 1
         self.stats.rows += len(chunk)
         preds = logits.argmax(-1)
-        for b, (i, _, predicted) in enumerate(chunk):
+        for b, (i, c, predicted) in enumerate(chunk):
             actual = [int(k) for k in counts[b]]
-            if predicted != actual[:len(predicted)]:
-                self.stats.mismatches += 1
             if self._roots[i] is None:
                 self._roots[i] = _Node(tails[0][b, 1:].copy())
             node = self._roots[i]
             for l, k in enumerate(actual):
+                if l < len(predicted) and predicted[l] != k:  # trust the graph from here on
+                    self.stats.mismatches += 1
+                    node.kcache[c.thresholds[l]] = k
                 child = node.children.get(k)
                 if child is None:
                     last = l + 1 == self.n_layers

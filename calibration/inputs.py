@@ -68,7 +68,8 @@ def collect(source: DataSource, config: BudgetFormerConfig, tokenizer: tokenizer
         CalibrationData; raises BfexportError when no usable row is left.
     """
     if seq_len is not None and not 1 <= seq_len <= config.max_length:
-        raise BfexportError(f"sequence length must be in [1, {config.max_length}] (the model's max_length), got {seq_len}")
+        raise BfexportError(f"sequence length must be in [1, {config.max_length}] (the model's max_length), "
+                            f"got {seq_len}")
     if samples is not None and samples < 1:
         raise BfexportError(f"samples must be at least 1, got {samples}")
     texts: list[str] = []

@@ -9,7 +9,7 @@ through JSON, so calibration.json records exactly what was asked for.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
 from bfexport.errors import BfexportError
@@ -53,38 +53,60 @@ class FlopsTarget:
 class LatencyTarget:
     """Latency in milliseconds per call at a percentile, measured on the chosen runtime.
 
+    Give `ms`, or `fraction` of the all-heads latency measured in the same run (e.g. 0.8):
+    a relative target survives a machine that is faster or busier than the day it was set.
     tolerance is relative: the predicted latency lands in [ms * (1 - tolerance), ms].
     """
 
-    ms: float
+    ms: float | None = None
     percentile: int = 50
     tolerance: float = 0.05
+    fraction: float | None = None
     kind: ClassVar[str] = "latency"
 
     def __post_init__(self) -> None:
-        if isinstance(self.ms, bool) or not isinstance(self.ms, (int, float)) or not math.isfinite(self.ms) \
-                or self.ms <= 0:
-            raise BfexportError(f"latency target must be a positive number of milliseconds, got {self.ms!r}")
+        if self.ms is None and self.fraction is None:  # both: a relative target resolved after profiling
+            raise BfexportError("a latency target needs ms or a fraction (of the all-heads latency)")
+        for name in ("ms", "fraction"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                      or not math.isfinite(value) or value <= 0):
+                raise BfexportError(f"latency target {name} must be a positive number, got {value!r}")
         if self.percentile not in PERCENTILES:
-            raise BfexportError(f"latency percentile must be one of {', '.join(map(str, PERCENTILES))}, got {self.percentile!r}")
+            choices = ", ".join(map(str, PERCENTILES))
+            raise BfexportError(f"latency percentile must be one of {choices}, got {self.percentile!r}")
         _check_tolerance(self.tolerance)
         if self.tolerance >= 1:
-            raise BfexportError(f"latency tolerance is a fraction of the target and must be below 1, got {self.tolerance!r}")
+            raise BfexportError(f"latency tolerance is a fraction of the target and must be below 1, "
+                                f"got {self.tolerance!r}")
+
+    def resolve(self, all_heads_ms: float) -> LatencyTarget:
+        """The target in milliseconds, given the measured all-heads latency."""
+        if self.ms is not None:
+            return self
+        return replace(self, ms=float(self.fraction) * float(all_heads_ms))
 
     @property
     def limit(self) -> float:
+        if self.ms is None:
+            raise BfexportError("relative latency target not resolved yet (needs the all-heads measurement)")
         return float(self.ms)
 
     @property
     def floor(self) -> float:
-        return float(self.ms) * (1.0 - float(self.tolerance))
+        return self.limit * (1.0 - float(self.tolerance))
 
     def describe(self) -> str:
+        if self.ms is None:
+            return f"p{self.percentile} latency <= {self.fraction:g} x all heads"
         return f"p{self.percentile} latency <= {self.ms:g} ms"
 
     def to_json(self) -> dict[str, Any]:
-        return {"kind": self.kind, "ms": float(self.ms), "percentile": int(self.percentile),
-                "tolerance": float(self.tolerance)}
+        out = {"kind": self.kind, "ms": None if self.ms is None else float(self.ms), "percentile": int(self.percentile),
+               "tolerance": float(self.tolerance)}
+        if self.fraction is not None:
+            out["fraction_of_all_heads"] = float(self.fraction)
+        return out
 
 
 Target = FlopsTarget | LatencyTarget
@@ -101,5 +123,6 @@ def target_from_json(data: dict[str, Any]) -> Target:
     if kind == "flops":
         return FlopsTarget(data["ratio"], data.get("tolerance", 0.02))
     if kind == "latency":
-        return LatencyTarget(data["ms"], data.get("percentile", 50), data.get("tolerance", 0.05))
+        return LatencyTarget(data.get("ms"), data.get("percentile", 50), data.get("tolerance", 0.05),
+                             data.get("fraction_of_all_heads"))
     raise BfexportError(f"unknown calibration target {data!r}")

@@ -1,13 +1,146 @@
-"""bfexport calibrate: not built yet (see the issue tracker)."""
+"""bfexport calibrate: a FLOP or latency target -> per-layer budget thresholds and head caps."""
 
 from __future__ import annotations
 
+import contextlib
+from pathlib import Path
+from typing import Any
+
 import click
 
+from bfexport.cli import EXIT_FAILED_CHECK
+from bfexport.cli.args import console, emit, json_option
 from bfexport.errors import BfexportError
+from bfexport.files import atomic_dir, atomic_file
+from calibration.api import calibrate, load_model
+from calibration.latency import RUNTIMES, get_runtime
+from calibration.report import render
+from calibration.result import CalibrationResult, with_defaults
+from calibration.targets import PERCENTILES, FlopsTarget, LatencyTarget
+from converters.onnx_io import save_onnx
+
+_RUNTIME_HELP = "Where latency is measured: " + "; ".join(
+    name + ("" if cls.available else f" (not yet available: {cls.planned})") for name, cls in RUNTIMES.items()) + "."
 
 
-@click.command("calibrate", context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
-def command() -> None:
-    """Not built yet in this release: planned (see README, 'Status')."""
-    raise BfexportError("bfexport calibrate is not built yet in this release")
+def _print(r: dict[str, Any]) -> None:
+    t, d = r["target"], r["data"]
+    if t["kind"] == "flops":
+        what = f"FLOPs ratio <= {t['ratio']:g}"
+    else:
+        what = f"p{t['percentile']} latency <= {t['ms']:.4g} ms" + (
+            f" ({t['fraction_of_all_heads']:g} x all heads)" if "fraction_of_all_heads" in t else "")
+    console.print(f"[bold]calibrated[/bold] {r['model']['path']} for {what} on {d['samples']} samples "
+                  f"({r['objective']} objective) in {r['search']['seconds']:.1f} s")
+    console.print(f"  thresholds {r['thresholds']}  caps {r['caps']}  mean heads {r['mean_heads_per_layer']}")
+    score = f"accuracy {r['accuracy']:.4f}, " if r["accuracy"] is not None else ""
+    console.print(f"  FLOPs ratio {r['achieved_flops_ratio']:.4f}: {score}"
+                  f"agreement with all heads {r['agreement']:.4f}")
+    b = r["baselines"]
+    if b.get("global_threshold"):
+        g = b["global_threshold"]
+        console.print(f"  best single global threshold tau {g['thresholds'][0]:g}: {r['objective']} "
+                      f"{g['objective']:.4f} at FLOPs {g['flops_ratio']:.4f}")
+    a = b["all_heads"]
+    console.print(f"  all heads: {r['objective']} {a['objective']:.4f} at FLOPs {a['flops_ratio']:.4f}")
+    lat = r.get("latency_ms")
+    if lat:
+        key = f"p{lat['percentile']}"
+        console.print(f"  verified latency ms: p50 {lat['p50']:.3f}  p90 {lat['p90']:.3f}  p95 {lat['p95']:.3f}  "
+                      f"p99 {lat['p99']:.3f} (all heads {key} {lat['all_heads'][key]:.3f}, "
+                      f"speedup {lat['speedup']:.2f}x); "
+                      f"{lat['sessions_meeting_target']}/{lat['sessions']} fresh sessions meet {lat['target_ms']:g} ms")
+    for note in r["notes"]:
+        console.print(f"  [yellow]note:[/yellow] {note}")
+    for kind, path in r.get("outputs", {}).items():
+        console.print(f"  wrote {kind}: {path}")
+
+
+@click.command("calibrate")
+@click.argument("model", type=click.Path(exists=True, dir_okay=False))
+@click.option("--data", "data_path", required=True, type=click.Path(),
+              help="Calibration data: .jsonl/.csv (gzip ok) with text[,label], or a saved Hugging Face dataset. "
+                   "Labelled: maximize accuracy; unlabelled: agreement with all heads.")
+@click.option("--target-flops", type=float, default=None, help="Mean FLOPs relative to the dense model, e.g. 0.6.")
+@click.option("--target-latency-ms", type=float, default=None, help="Latency per call in ms, measured on --runtime.")
+@click.option("--target-latency-fraction", type=float, default=None,
+              help="Latency as a fraction of the all-heads latency measured in the same run, e.g. 0.8.")
+@click.option("--percentile", type=click.Choice([str(p) for p in PERCENTILES]), default=None,
+              help="Latency percentile the target applies to (default 50).")
+@click.option("--tolerance", type=float, default=None,
+              help="Band below the target to land in: FLOPs ratio units (default 0.02) or a fraction of the "
+                   "latency target (default 0.05).")
+@click.option("--runtime", type=click.Choice(list(RUNTIMES)), default="ort-cpu", show_default=True, help=_RUNTIME_HELP)
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="Intra-op threads (default: runtime's).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Batch size the latency target applies to.")
+@click.option("--seq-len", type=click.IntRange(min=1), default=None,
+              help="Truncate inputs to this many tokens and pad latency batches to it (default: the data's lengths).")
+@click.option("--samples", type=click.IntRange(min=1), default=1000, show_default=True,
+              help="Use at most this many rows of --data.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), default="calibration.json", show_default=True,
+              help="Where to write the calibration.")
+@click.option("--write-model", type=click.Path(dir_okay=False), default=None,
+              help="Also write MODEL with the calibrated thresholds/caps as its defaults.")
+@click.option("--report", "report_dir", type=click.Path(file_okay=False), default=None,
+              help="Write pareto.png, head_usage.png and report.json into this directory.")
+@json_option
+def command(model: str, data_path: str, target_flops: float | None, target_latency_ms: float | None,
+            target_latency_fraction: float | None, percentile: str | None, tolerance: float | None, runtime: str,
+            threads: int | None, batch_size: int, seq_len: int | None, samples: int, output: str,
+            write_model: str | None, report_dir: str | None, as_json: bool) -> None:
+    """Find per-layer budget thresholds (and head caps) for MODEL that meet a FLOP or latency
+    target, losing as little accuracy as possible.
+
+    Candidates run through MODEL itself with per-call thresholds. The search starts from the
+    best single global threshold that meets the target, so it ties or beats it. Latency
+    targets are profiled on the runtime (per-layer cost of k heads), searched, then verified
+    end to end against all heads in fresh sessions; exit 1 if the verified latency misses.
+    """
+    if sum(t is not None for t in (target_flops, target_latency_ms, target_latency_fraction)) != 1:
+        raise BfexportError("give exactly one of --target-flops RATIO, --target-latency-ms MS or "
+                            "--target-latency-fraction F")
+    if target_flops is not None:
+        if percentile is not None:
+            raise BfexportError("--percentile applies to latency targets only")
+        target = FlopsTarget(target_flops, 0.02 if tolerance is None else tolerance)
+    else:
+        target = LatencyTarget(target_latency_ms, int(percentile or 50), 0.05 if tolerance is None else tolerance,
+                               target_latency_fraction)
+    get_runtime(runtime)  # refuse runtimes that are not built yet before any work
+    for path, what in ((output, "--output"), (write_model, "--write-model")):
+        if path is not None and Path(path).resolve() == Path(model).resolve():
+            raise BfexportError(f"{what} would overwrite the input model {model}")
+    exported, _ = load_model(model)
+    with console.status("calibrating") as status:
+        result = calibrate(exported, data_path, target, runtime=runtime, threads=threads, batch_size=batch_size,
+                           seq_len=seq_len, samples=samples, head_usage=report_dir is not None,
+                           log=lambda msg: status.update(f"calibrating: {msg}"))
+    outputs = _write(result, exported, output, write_model if result.target_met else None, report_dir)
+    shown = {**result.to_json(), "outputs": outputs}
+    emit(shown, as_json, _print)
+    if not result.target_met:
+        if not as_json:
+            console.print("[red]target not met[/red]" + (": --write-model skipped" if write_model else ""))
+        raise click.exceptions.Exit(EXIT_FAILED_CHECK)
+
+
+def _write(result: CalibrationResult, exported: Any, output: str, model_out: str | None,
+           report_dir: str | None) -> dict[str, str]:
+    """Stage every output beside its destination and move them into place together at the end,
+    so an error or Ctrl-C leaves the previous files (or none), never a part of a new set."""
+    written = {}
+    with contextlib.ExitStack() as stack:
+        tmp_json = stack.enter_context(atomic_file(output))
+        if model_out is not None:
+            tmp_model = stack.enter_context(atomic_file(model_out))
+            note = {"target": result.target, "achieved_flops_ratio": result.achieved_flops_ratio,
+                    "fingerprint": result.model["fingerprint"]}
+            save_onnx(with_defaults(exported, result.thresholds, result.caps, note), tmp_model)
+            written["model"] = model_out
+        if report_dir is not None:
+            render(result, stack.enter_context(atomic_dir(report_dir)))
+            written["report"] = report_dir
+        result.save(tmp_json)
+        written["calibration"] = output
+    return written

@@ -1,0 +1,300 @@
+"""Latency on the device the model will run on: runtimes, a per-layer lookup table, verification.
+
+Runtimes implement one small interface (`LatencyRuntime`), so the search never knows whether
+it is pricing ONNX Runtime on a CPU or, later, a GPU engine. The table follows NetAdapt: the
+budget k of every layer is forced through the head caps (tau = 1 then cap = k gives exactly k
+heads), each configuration is timed on batches drawn from the calibration data, and a
+candidate's latency on a batch is predicted as the all-heads time plus, per layer, the
+difference its batch's largest k makes (the exported graph pads a batch to its largest k).
+BudgetFormer layers share one shape, so the default profile forces the same k in every layer
+(H configurations instead of L*(H-1)+1, and an L times larger signal above the noise) and
+splits the difference evenly; mode="per-layer" times each layer on its own.
+
+Pitfalls handled (see the ORT head-skipping probe notes): every session stops spinning when
+idle (`session.force_spinning_stop`), loops stay busy (no sleeps), configurations are
+interleaved per batch in a rotating order so drift hits all of them alike, and medians are used.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from importlib import metadata
+from typing import Any, ClassVar
+
+import numpy as np
+import onnxruntime as ort
+
+from bfexport.errors import BfexportError
+from bfexport.runtime import session_options
+from calibration.evaluate import Config
+from calibration.inputs import CalibrationData
+from converters.onnx_io import ExportedModel
+
+Batch = tuple[np.ndarray, np.ndarray]  # (input_ids, attention_mask), int64 (B, S)
+
+
+class LatencyRuntime(ABC):
+    """Times an exported model on one device. Implement `describe` and `measure`.
+
+    Example:
+        rt = get_runtime("ort-cpu")(exported, threads=2)
+        ms = rt.measure(batches, [Config.uniform(1.0, 8, 4)], repeats=5)  # (5, 1, len(batches))
+    """
+
+    name: ClassVar[str]
+    available: ClassVar[bool] = True
+    planned: ClassVar[str] = ""  # for runtimes not built yet: what they will need
+
+    def __init__(self, exported: ExportedModel, threads: int | None = None) -> None:
+        self.exported, self.threads = exported, threads
+
+    @abstractmethod
+    def describe(self) -> dict[str, Any]:
+        """Runtime name, version and settings, recorded in calibration.json."""
+
+    @abstractmethod
+    def measure(self, batches: Sequence[Batch], configs: Sequence[Config], repeats: int,
+                warmup: int = 1) -> np.ndarray:
+        """Milliseconds per call, shape (repeats, len(configs), len(batches)); configurations
+        interleaved per batch so that they see the same machine state."""
+
+    def fresh(self) -> LatencyRuntime:
+        """The same runtime in a new session (for re-measurement)."""
+        return type(self)(self.exported, self.threads)
+
+
+class OrtCpuRuntime(LatencyRuntime):
+    """ONNX Runtime, CPU execution provider; thresholds and caps fed per call."""
+
+    name = "ort-cpu"
+
+    def __init__(self, exported: ExportedModel, threads: int | None = None) -> None:
+        super().__init__(exported, threads)
+        self.options = session_options(threads)
+        self.session = ort.InferenceSession(exported.proto.SerializeToString(), self.options,
+                                            providers=["CPUExecutionProvider"])
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "provider": "CPUExecutionProvider", "onnxruntime": ort.__version__,
+                "intra_op_threads": self.threads or "default (one per physical core)",
+                "graph_optimization_level": str(self.options.graph_optimization_level).split(".")[-1]}
+
+    def measure(self, batches: Sequence[Batch], configs: Sequence[Config], repeats: int,
+                warmup: int = 1) -> np.ndarray:
+        feeds = [[{"input_ids": ids, "attention_mask": mask,
+                   "budget_thresholds": np.asarray([c.thresholds], dtype=np.float32),
+                   "head_caps": np.asarray([c.caps], dtype=np.int64)} for ids, mask in batches] for c in configs]
+        run, clock = self.session.run, time.perf_counter
+        for _ in range(warmup):
+            for per_config in feeds:
+                for f in per_config:
+                    run(["logits"], f)
+        C, M = len(configs), len(batches)
+        out = np.empty((repeats, C, M), dtype=np.float64)
+        for r in range(repeats):
+            for m in range(M):
+                for j in range(C):
+                    c = (j + r + m) % C  # rotate who goes first
+                    t0 = clock()
+                    run(["logits"], feeds[c][m])
+                    out[r, c, m] = (clock() - t0) * 1e3
+        return out
+
+
+class _Planned(LatencyRuntime):
+    available = False
+
+    def __init__(self, exported: ExportedModel, threads: int | None = None) -> None:
+        raise BfexportError(f"runtime '{self.name}' is not available yet ({self.planned}); "
+                            f"available now: {', '.join(available_runtimes())}")
+
+    def describe(self) -> dict[str, Any]:  # pragma: no cover - never constructed
+        return {"name": self.name}
+
+    def measure(self, batches: Sequence[Batch], configs: Sequence[Config], repeats: int,
+                warmup: int = 1) -> np.ndarray:  # pragma: no cover
+        raise NotImplementedError
+
+
+class TorchCudaRuntime(_Planned):
+    name = "torch-cuda"
+    planned = "planned: PyTorch on a CUDA GPU"
+
+
+class TensorRTRuntime(_Planned):
+    name = "tensorrt"
+    planned = "planned: a TensorRT engine built with the budgeted-attention plugin"
+
+
+RUNTIMES: dict[str, type[LatencyRuntime]] = {
+    "ort-cpu": OrtCpuRuntime,
+    "torch-cuda": TorchCudaRuntime,
+    "tensorrt": TensorRTRuntime,
+}
+
+
+def available_runtimes() -> list[str]:
+    return [name for name, cls in RUNTIMES.items() if cls.available]
+
+
+def get_runtime(name: str) -> type[LatencyRuntime]:
+    """The runtime class registered as `name`, with an error that lists the choices."""
+    if name not in RUNTIMES:
+        raise BfexportError(f"unknown runtime '{name}'; choose from {', '.join(RUNTIMES)}")
+    cls = RUNTIMES[name]
+    if not cls.available:
+        raise BfexportError(f"runtime '{name}' is not available yet ({cls.planned}); "
+                            f"available now: {', '.join(available_runtimes())}")
+    return cls
+
+
+def versions() -> dict[str, str]:
+    out = {}
+    for package in ("torch", "onnx", "onnxruntime", "numpy", "bfexport"):
+        try:
+            out[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            out[package] = "not installed"
+    return out
+
+
+# ---- measurement batches --------------------------------------------------------------------
+def latency_groups(n_samples: int, batch_size: int, count: int, seed: int = 0) -> list[np.ndarray]:
+    """`count` batches of `batch_size` distinct calibration rows, drawn without replacement so
+    that the batches follow the data's length distribution."""
+    if batch_size < 1:
+        raise BfexportError(f"batch size must be at least 1, got {batch_size}")
+    if n_samples < batch_size:
+        raise BfexportError(f"latency calibration at batch size {batch_size} needs at least {batch_size} samples, "
+                            f"got {n_samples}")
+    order = np.random.default_rng(seed).permutation(n_samples)
+    count = max(1, min(count, n_samples // batch_size))
+    return [np.sort(order[i * batch_size:(i + 1) * batch_size]) for i in range(count)]
+
+
+def make_batches(data: CalibrationData, groups: Sequence[np.ndarray]) -> list[Batch]:
+    """Padded to the batch's longest row, or to the fixed --seq-len."""
+    return [data.batch(g, pad_to=data.seq_len) for g in groups]
+
+
+# ---- the lookup table ---------------------------------------------------------------------
+@dataclass
+class LatencyTable:
+    """Per-batch medians of forced-budget configurations, and predictions made from them."""
+
+    groups: list[np.ndarray]  # calibration rows of each measured batch
+    mode: str  # "uniform" or "per-layer"
+    times: np.ndarray  # uniform: (H+1, M) all layers at k; per-layer: (L, H+1, M) layer l at k, others H
+    n_layers: int
+    n_heads: int
+
+    @property
+    def all_heads(self) -> np.ndarray:
+        return self.times[self.n_heads] if self.mode == "uniform" else self.times[0, self.n_heads]
+
+    def layer_delta(self, layer: int, k: np.ndarray, m: np.ndarray) -> np.ndarray:
+        """Milliseconds that layer `layer` at budget k adds over all heads, for batches m."""
+        if self.mode == "uniform":
+            return (self.times[k, m] - self.times[self.n_heads, m]) / self.n_layers
+        return self.times[layer, k, m] - self.times[layer, self.n_heads, m]
+
+    def predict(self, heads: np.ndarray) -> np.ndarray:
+        """Predicted ms per measured batch for per-sample head counts `heads` (N, L)."""
+        kmax = np.stack([heads[g].max(0) for g in self.groups])  # (M, L): the graph runs the batch's largest k
+        m = np.arange(len(self.groups))
+        return self.all_heads + sum(self.layer_delta(l, kmax[:, l], m) for l in range(self.n_layers))
+
+    def percentile(self, heads: np.ndarray, q: float) -> float:
+        return float(np.percentile(self.predict(heads), q))
+
+    def forced(self, k: int, q: float) -> float:
+        """Measured percentile with every layer forced to k heads."""
+        if self.mode == "uniform":
+            return float(np.percentile(self.times[k], q))
+        full = np.full((len(self.groups), self.n_layers), k)
+        m = np.arange(len(self.groups))
+        return float(np.percentile(self.all_heads + sum(self.layer_delta(l, full[:, l], m)
+                                                        for l in range(self.n_layers)), q))
+
+    def to_json(self) -> dict[str, Any]:
+        """Median over batches of each layer's added ms at each k (the lookup table)."""
+        m = np.arange(len(self.groups))
+        return {"mode": self.mode, "batches": len(self.groups),
+                "all_heads_median_ms": float(np.median(self.all_heads)),
+                "layer_delta_ms": [[float(np.median(self.layer_delta(l, np.full_like(m, k), m)))
+                                    for k in range(1, self.n_heads + 1)] for l in range(self.n_layers)]}
+
+
+def profile(runtime: LatencyRuntime, batches: Sequence[Batch], groups: Sequence[np.ndarray], n_layers: int,
+            n_heads: int, *, repeats: int = 5, mode: str = "uniform") -> LatencyTable:
+    """Time forced-budget configurations (caps = k, tau = 1) on the measurement batches."""
+    top = Config.uniform(1.0, n_heads, n_layers)
+    if mode == "uniform":
+        configs = [Config.uniform(1.0, k, n_layers) for k in range(1, n_heads + 1)]
+        med = np.median(runtime.measure(batches, configs, repeats), axis=0)  # (H, M)
+        times = np.concatenate([np.zeros((1, med.shape[1])), med])  # row k = k heads everywhere
+    elif mode == "per-layer":
+        configs = [top] + [top.with_layer(l, cap=k) for l in range(n_layers) for k in range(1, n_heads)]
+        med = np.median(runtime.measure(batches, configs, repeats), axis=0)  # (1 + L*(H-1), M)
+        times = np.zeros((n_layers, n_heads + 1, med.shape[1]))
+        for l in range(n_layers):
+            times[l, n_heads] = med[0]
+            times[l, 1:n_heads] = med[1 + l * (n_heads - 1): 1 + (l + 1) * (n_heads - 1)]
+    else:
+        raise BfexportError(f"latency profile mode must be 'uniform' or 'per-layer', got {mode!r}")
+    return LatencyTable(list(groups), mode, times, n_layers, n_heads)
+
+
+# ---- verification ---------------------------------------------------------------------------
+def _percentiles(values: np.ndarray) -> dict[str, float]:
+    return {f"p{q}": float(np.percentile(values, q)) for q in (50, 90, 95, 99)}
+
+
+def verify(runtime: LatencyRuntime, batches: Sequence[Batch], candidate: Config, reference: Config, *,
+           percentile: int, target_ms: float | None, fraction: float | None = None, sessions: int = 5,
+           repeats: int = 5) -> dict[str, Any]:
+    """Measure the candidate end to end, interleaved with the all-heads reference, in
+    `sessions` fresh sessions. Percentiles are over every timed call (batches x repeats x
+    sessions); each session's own percentile says how often a re-measurement meets the target.
+    With `fraction`, the target is that fraction of the reference measured alongside (pooled,
+    and per session for the per-session count)."""
+    cand, ref, per_session = [], [], []
+    for _ in range(max(1, sessions)):
+        rt = runtime.fresh()
+        raw = rt.measure(batches, [candidate, reference], repeats)
+        del rt
+        c, r = raw[:, 0, :].ravel(), raw[:, 1, :].ravel()
+        cand.append(c)
+        ref.append(r)
+        per_session.append({"ms": float(np.percentile(c, percentile)),
+                            "all_heads_ms": float(np.percentile(r, percentile))})
+    c, r = np.concatenate(cand), np.concatenate(ref)
+    key = f"p{percentile}"
+    measured, reference_ms = _percentiles(c), _percentiles(r)
+    session_ms = [s["ms"] for s in per_session]
+    if fraction is not None:
+        target_ms = float(fraction) * reference_ms[key]
+        session_targets = [fraction * s["all_heads_ms"] for s in per_session]
+    else:
+        session_targets = [target_ms] * len(per_session)
+    return {
+        **measured,
+        "percentile": percentile,
+        "target_ms": float(target_ms),
+        "target_fraction_of_all_heads": fraction,
+        "met": bool(measured[key] <= target_ms),
+        "all_heads": reference_ms,
+        "speedup": reference_ms[key] / measured[key],
+        "spread": {"iqr_ms": float(np.percentile(c, 75) - np.percentile(c, 25)),
+                   "mad_ms": float(np.median(np.abs(c - np.median(c)))),
+                   f"session_{key}_min_ms": min(session_ms), f"session_{key}_max_ms": max(session_ms)},
+        "sessions": len(per_session),
+        "sessions_meeting_target": int(sum(v <= t for v, t in zip(session_ms, session_targets))),
+        "sessions_meeting_pooled_target": int(sum(v <= target_ms for v in session_ms)),  # same as above for ms targets
+        "per_session": per_session,
+        "calls_per_session": int(raw.shape[0] * raw.shape[2]),
+        "batches": len(batches),
+    }

@@ -1,0 +1,182 @@
+"""calibration.json: what was calibrated, on which model and machine, and applying it.
+
+A calibration is only valid for the weights it was searched on, so it records a fingerprint of
+the model (config and weights, not the budget defaults, so a file rewritten with calibrated
+defaults keeps its identity) and `check_model` refuses any other model. Writing goes through
+bfexport.files / converters.onnx_io, so a Ctrl-C never leaves half a file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+from dataclasses import MISSING, asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+
+from bfexport.errors import BfexportError
+from bfexport.files import read_json, write_json
+from bfexport.model import check_caps, check_thresholds
+from converters.onnx_io import KEY_CONFIG, ExportedModel, load_exported, save_onnx, set_metadata
+
+FORMAT = "bfexport.calibration/1"
+BUDGET_INPUTS = ("budget_thresholds", "head_caps")
+KEY_CALIBRATION = "bfexport.calibration"
+
+
+def fingerprint(exported: ExportedModel) -> str:
+    """sha256 over the config (minus the budget defaults), the flavor and every weight."""
+    h = hashlib.sha256()
+    config = {k: v for k, v in exported.config.to_dict().items() if k not in BUDGET_INPUTS}
+    h.update(json.dumps(config, sort_keys=True).encode())
+    h.update(exported.flavor.encode())
+    for init in sorted(exported.proto.graph.initializer, key=lambda t: t.name):
+        if init.name in BUDGET_INPUTS:
+            continue
+        h.update(init.name.encode())
+        h.update(onnx.numpy_helper.to_array(init).tobytes())
+    return h.hexdigest()
+
+
+def file_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def machine() -> dict[str, Any]:
+    """Where the numbers were measured: platform, CPU model and count, library versions."""
+    from calibration.latency import versions
+
+    cpu = platform.processor() or ""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    return {"platform": platform.platform(), "machine": platform.machine(), "cpu": cpu,
+            "cpu_count": os.cpu_count(), "python": platform.python_version(), "versions": versions()}
+
+
+def plain(obj: Any) -> Any:
+    """JSON-ready copy: numpy scalars and arrays become Python numbers and lists."""
+    def default(o: Any) -> Any:
+        if isinstance(o, np.generic):
+            return o.item()
+        if isinstance(o, np.ndarray):
+            return o.tolist()
+        raise TypeError(f"{type(o).__name__} is not JSON serializable")
+    return json.loads(json.dumps(obj, default=default))
+
+
+@dataclass
+class CalibrationResult:
+    """The calibrated thresholds and caps, what they achieve, and how they were found."""
+
+    thresholds: list[float]
+    caps: list[int]
+    target: dict[str, Any]
+    achieved_flops_ratio: float
+    objective: str  # "accuracy" or "agreement"
+    accuracy: float | None
+    agreement: float  # with the all-heads model's predictions
+    target_met: bool
+    within_tolerance: bool
+    mean_heads_per_layer: list[float]
+    baselines: dict[str, Any]
+    model: dict[str, Any]
+    data: dict[str, Any]
+    machine: dict[str, Any]
+    runtime: dict[str, Any]
+    search: dict[str, Any]
+    latency_ms: dict[str, Any] | None = None
+    notes: list[str] = field(default_factory=list)
+    created: str = ""  # UTC, ISO 8601
+    format: str = FORMAT
+    report: dict[str, Any] | None = field(default=None, repr=False, compare=False)  # for --report, not saved
+
+    def to_json(self) -> dict[str, Any]:
+        out = asdict(self)
+        out.pop("report")
+        if out["latency_ms"] is None:
+            out.pop("latency_ms")
+        return plain(out)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> CalibrationResult:
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            raise BfexportError(f"not a bfexport calibration (expected format {FORMAT!r})")
+        known = {f.name for f in fields(cls)} - {"report"}
+        missing = [f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING
+                   and f.name not in data]
+        if missing:
+            raise BfexportError(f"calibration is missing {', '.join(missing)}")
+        result = cls(**{k: v for k, v in data.items() if k in known})
+        result.thresholds = check_thresholds(result.thresholds, len(result.thresholds))
+        result.caps = [int(c) for c in result.caps]
+        return result
+
+    def save(self, path: str | Path) -> Path:
+        write_json(path, self.to_json())
+        return Path(path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> CalibrationResult:
+        try:
+            return cls.from_json(read_json(path))
+        except BfexportError as e:
+            raise BfexportError(f"{path}: {e}") from None
+
+    def check_model(self, exported: ExportedModel) -> None:
+        """Refuse to apply this calibration to a model other than the one it was made on."""
+        found = fingerprint(exported)
+        if found != self.model.get("fingerprint"):
+            raise BfexportError(f"{exported.path}: this calibration was made for another model "
+                                f"(fingerprint {str(self.model.get('fingerprint'))[:12]}, this model {found[:12]}); "
+                                "recalibrate it with `bfexport calibrate`")
+
+
+def with_defaults(exported: ExportedModel, thresholds: list[float], caps: list[int],
+                  note: dict[str, Any] | None = None) -> onnx.ModelProto:
+    """A copy of the model whose default budget_thresholds / head_caps (and the config in its
+    metadata) are the given ones; requests that pass their own still override them."""
+    cfg = exported.config
+    thresholds = check_thresholds(list(thresholds), cfg.n_layers)
+    caps = check_caps(list(caps), cfg.n_layers, cfg.n_heads)
+    proto = onnx.ModelProto()
+    proto.CopyFrom(exported.proto)
+    values = {"budget_thresholds": np.asarray([thresholds], dtype=np.float32),
+              "head_caps": np.asarray([caps], dtype=np.int64)}
+    replaced = set()
+    for init in proto.graph.initializer:
+        if init.name in values:
+            init.CopyFrom(onnx.numpy_helper.from_array(values[init.name], init.name))
+            replaced.add(init.name)
+    if replaced != set(values):
+        raise BfexportError(f"{exported.path}: no {' / '.join(sorted(set(values) - replaced))} initializer to "
+                            "replace; only adaptive or masked exports take budgets")
+    config = cfg.to_dict()
+    config["budget_thresholds"] = thresholds
+    config["head_caps"] = caps
+    meta = {KEY_CONFIG: json.dumps(config, indent=2, sort_keys=True) + "\n"}
+    if note is not None:
+        meta[KEY_CALIBRATION] = json.dumps(note, sort_keys=True)
+    set_metadata(proto, meta)
+    return proto
+
+
+def write_model(result: CalibrationResult, model: str | Path | ExportedModel, out: str | Path) -> Path:
+    """Write `model` with `result`'s thresholds and caps as defaults, atomically, after
+    checking that `result` was calibrated on this model."""
+    exported = model if isinstance(model, ExportedModel) else load_exported(model)
+    result.check_model(exported)
+    note = {"target": result.target, "achieved_flops_ratio": result.achieved_flops_ratio,
+            "fingerprint": result.model.get("fingerprint")}
+    return save_onnx(with_defaults(exported, result.thresholds, result.caps, note), out)

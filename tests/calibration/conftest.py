@@ -1,0 +1,93 @@
+"""A tiny random BudgetFormer exported to ONNX, and labelled texts, shared by the calibration tests.
+
+Router weights are drawn with std 1 so that the budget k varies from input to input; the
+labels are random, so accuracy is a noisy objective, like a real small calibration set.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+import torch
+
+from bfexport.data import encode, tokenizer_from_str, train_tokenizer
+from bfexport.model import BudgetFormerConfig, BudgetFormerForSequenceClassification
+from converters import AdaptiveExport, DenseExport, export_with_metadata, save_onnx
+
+LABELS = ["alpha", "beta", "gamma"]
+WORDS = ("package library tool python rust data parser server client font game music network "
+         "image audio video text editor shell kernel driver docs test build compiler debug").split()
+
+
+def make_texts(n: int, seed: int = 0) -> list[str]:
+    rng = random.Random(seed)
+    return [" ".join(rng.choice(WORDS) for _ in range(rng.randint(2, 30))) for _ in range(n)]
+
+
+@pytest.fixture(scope="session")
+def texts() -> list[str]:
+    return make_texts(96)
+
+
+@pytest.fixture(scope="session")
+def labels(texts: list[str], tokenizer_json: str) -> list[str]:
+    """The all-heads model's predictions with a third of them replaced at random: accuracy then
+    tracks agreement with the full model, plus noise, as on real data."""
+    tokenizer = tokenizer_from_str(tokenizer_json)
+    ids, mask = encode(tokenizer, texts, 32)
+    model = tiny_model(0)
+    preds = model.predict(torch.from_numpy(ids), torch.from_numpy(mask), thresholds=[1.0, 1.0]).logits.argmax(-1)
+    rng = random.Random(1)
+    return [rng.choice(LABELS) if rng.random() < 0.33 else LABELS[int(p)] for p in preds]
+
+
+@pytest.fixture(scope="session")
+def tokenizer_json(texts: list[str]) -> str:  # noqa: D103
+    return train_tokenizer(texts, 200).to_str()
+
+
+def tiny_model(seed: int) -> BudgetFormerForSequenceClassification:
+    torch.manual_seed(seed)
+    config = BudgetFormerConfig(vocab_size=200, max_length=32, d_model=32, n_heads=4, n_layers=2, d_ff=64,
+                                labels=list(LABELS), dropout=0.0)
+    model = BudgetFormerForSequenceClassification(config).eval()
+    with torch.no_grad():
+        for block in model.blocks:  # attention strong enough that the heads run change predictions
+            torch.nn.init.normal_(block.attn.qkv_weight, std=0.5)
+            torch.nn.init.normal_(block.attn.out_weight, std=0.5)
+            torch.nn.init.normal_(block.attn.router.proj.weight, std=1.0)
+            torch.nn.init.normal_(block.attn.router.proj.bias, std=1.0)
+        torch.nn.init.normal_(model.tok_emb.weight, std=1.0)
+        torch.nn.init.normal_(model.classifier.weight, std=1.0)
+    return model
+
+
+@pytest.fixture(scope="session")
+def model_path(tmp_path_factory: pytest.TempPathFactory, tokenizer_json: str) -> Path:
+    path = tmp_path_factory.mktemp("model") / "tiny.onnx"
+    save_onnx(export_with_metadata(tiny_model(0), AdaptiveExport(), tokenizer_json), path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def other_model_path(tmp_path_factory: pytest.TempPathFactory, tokenizer_json: str) -> Path:
+    path = tmp_path_factory.mktemp("other") / "other.onnx"
+    save_onnx(export_with_metadata(tiny_model(1), AdaptiveExport(), tokenizer_json), path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def dense_model_path(tmp_path_factory: pytest.TempPathFactory, tokenizer_json: str) -> Path:
+    path = tmp_path_factory.mktemp("dense") / "dense.onnx"
+    save_onnx(export_with_metadata(tiny_model(0), DenseExport(), tokenizer_json), path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def data_path(tmp_path_factory: pytest.TempPathFactory, texts: list[str], labels: list[str]) -> Path:
+    path = tmp_path_factory.mktemp("data") / "cal.jsonl"
+    path.write_text("".join(json.dumps({"text": t, "label": lab}) + "\n" for t, lab in zip(texts, labels)))
+    return path
