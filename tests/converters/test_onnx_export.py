@@ -20,7 +20,10 @@ FLAVORS = {
     "masked": MaskedExport(),
     "dense": DenseExport(),
     "static": StaticExport(heads=[[0, 2], [3], [1, 2, 3]]),
-    "adaptive-opset23": AdaptiveExport(opset=23),
+    "adaptive-opset23": AdaptiveExport(opset=23),  # opset 23: attention is one Attention node
+    "masked-opset23": MaskedExport(opset=23),
+    "dense-opset23": DenseExport(opset=23),
+    "static-opset23": StaticExport(opset=23, heads=[[0, 2], [3], [1, 2, 3]]),
 }
 
 
