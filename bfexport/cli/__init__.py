@@ -22,7 +22,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
     Typical flow on the shipped example:
       bfexport convert examples/debian-sections/checkpoint -o out/model.onnx
       bfexport validate examples/debian-sections/checkpoint out/model.onnx
-      bfexport calibrate out/model.onnx --data examples/debian-sections/validation.jsonl.gz --target-flops 0.6
+      bfexport calibrate out/model.onnx --data examples/debian-sections/validation.jsonl.gz --target-flops 0.7
 
     Exit codes: 0 success, 1 a check failed (parity, target not met), 2 user error
     (bad file or option), 3 internal error (a bug: rerun with --debug and report it).
