@@ -307,8 +307,12 @@ def encode(tokenizer: tokenizers.Tokenizer, texts: Sequence[str], max_length: in
         raise BfexportError(f"max_length must be at least 1, got {max_length}")
     unk_id = tokenizer.token_to_id(UNK_TOKEN)
     encodings = tokenizer.encode_batch(list(texts), add_special_tokens=False)
-    rows = [encoding.ids[:max_length] or [unk_id] for encoding in encodings]
-    width = max((len(row) for row in rows), default=0)
+    return pad([encoding.ids[:max_length] or [unk_id] for encoding in encodings])
+
+
+def pad(rows: Sequence[Sequence[int]], width: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Right-pad token rows with id 0 to `width` (default: the longest row): ids and mask, int64."""
+    width = width or max((len(row) for row in rows), default=0)
     input_ids = np.zeros((len(rows), width), dtype=np.int64)
     attention_mask = np.zeros((len(rows), width), dtype=np.int64)
     for i, row in enumerate(rows):

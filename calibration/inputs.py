@@ -44,14 +44,7 @@ class CalibrationData:
 
     def batch(self, indices: Sequence[int], pad_to: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Right-padded (input_ids, attention_mask) for the rows `indices`."""
-        rows = [self.tokens[i] for i in indices]
-        width = pad_to or max(len(r) for r in rows)
-        ids = np.zeros((len(rows), width), dtype=np.int64)
-        mask = np.zeros((len(rows), width), dtype=np.int64)
-        for j, row in enumerate(rows):
-            ids[j, :len(row)] = row
-            mask[j, :len(row)] = 1
-        return ids, mask
+        return bfdata.pad([self.tokens[i] for i in indices], pad_to)
 
 
 def collect(source: DataSource, config: BudgetFormerConfig, tokenizer: tokenizers.Tokenizer, *,
