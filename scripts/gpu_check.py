@@ -315,7 +315,7 @@ def latency_section(results: dict[str, Any], deadline: float) -> None:
                     timing["ms"][method] = time_ms(fns[method])
                 except Exception as e:  # noqa: BLE001 - record and go on
                     timing.setdefault("errors", {})[method] = f"{type(e).__name__}: {e}"[:300]
-        del x, mask, heads
+        x = mask = heads = fns = None  # free GPU memory before the next shape
         torch.cuda.empty_cache()
 
 
