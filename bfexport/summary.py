@@ -58,10 +58,14 @@ def behaviour(config: BudgetFormerConfig, flavor: str, outputs: dict[str, np.nda
         "accuracy": float((outputs["logits"].argmax(-1) == labels).mean()) if labels is not None else None,
         "mean_heads_per_layer": [round(float(v), 4) for v in counts.mean(0)],
         "k_histogram_per_layer": [np.bincount(counts[:, l], minlength=H + 1)[1:].tolist() for l in range(L)],
-        "head_usage_per_layer": [[round(float((selected[:, l] == h).any(-1).mean()), 4) for h in range(H)]
-                                 for l in range(L)],
+        "head_usage_per_layer": head_usage(selected, H).round(4).tolist(),
         "mean_length": float(lengths.mean()),
         "flops_ratio": cost.flops_ratio(config, lengths, heads, router=router),
         "flops_per_layer": [2 * m for m in cost.per_layer_macs(config, lengths, heads, router=router)],
         "dense_flops_per_layer": [2 * m for m in cost.per_layer_macs(config, lengths, None)],
     }
+
+
+def head_usage(selected_heads: np.ndarray, n_heads: int) -> np.ndarray:
+    """(N, L, H) selected heads (-1 = none) -> (L, H): the share of samples running each head."""
+    return np.stack([(selected_heads == h).any(-1).mean(0) for h in range(n_heads)], axis=-1)

@@ -21,6 +21,7 @@ import numpy as np
 import tokenizers
 
 from bfexport import data as bfdata
+from bfexport import summary
 from bfexport.errors import BfexportError
 from bfexport.runtime import OnnxClassifier
 from calibration.evaluate import Config, Evaluator, Outcome
@@ -285,14 +286,11 @@ def _head_usage(evaluator: Evaluator, config: Config) -> list[list[float]]:
     """Fraction of samples that run each head, per layer, at `config` (one extra pass)."""
     cal = evaluator.data
     order = np.argsort(cal.lengths, kind="stable")
-    used = np.zeros((evaluator.n_layers, evaluator.n_heads))
+    selected = []
     for start in range(0, len(order), evaluator.batch_size):
-        idx = order[start:start + evaluator.batch_size]
-        ids, mask = cal.batch(idx)
-        (selected,) = evaluator.session.run(["selected_heads"], {
+        ids, mask = cal.batch(order[start:start + evaluator.batch_size])
+        selected += evaluator.session.run(["selected_heads"], {
             "input_ids": ids, "attention_mask": mask,
             "budget_thresholds": np.asarray([config.thresholds], dtype=np.float32),
             "head_caps": np.asarray([config.caps], dtype=np.int64)})
-        for h in range(evaluator.n_heads):
-            used[:, h] += (selected == h).any(-1).sum(0)
-    return (used / len(cal)).round(4).tolist()
+    return summary.head_usage(np.concatenate(selected), evaluator.n_heads).round(4).tolist()
