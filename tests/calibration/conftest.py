@@ -65,25 +65,25 @@ def tiny_model(seed: int) -> BudgetFormerForSequenceClassification:
     return model
 
 
+def _exported(factory: pytest.TempPathFactory, name: str, seed: int, flavor, tokenizer_json: str) -> Path:
+    path = factory.mktemp(name) / f"{name}.onnx"
+    save_onnx(export_with_metadata(tiny_model(seed), flavor, tokenizer_json), path)
+    return path
+
+
 @pytest.fixture(scope="session")
 def model_path(tmp_path_factory: pytest.TempPathFactory, tokenizer_json: str) -> Path:
-    path = tmp_path_factory.mktemp("model") / "tiny.onnx"
-    save_onnx(export_with_metadata(tiny_model(0), AdaptiveExport(), tokenizer_json), path)
-    return path
+    return _exported(tmp_path_factory, "tiny", 0, AdaptiveExport(), tokenizer_json)
 
 
 @pytest.fixture(scope="session")
 def other_model_path(tmp_path_factory: pytest.TempPathFactory, tokenizer_json: str) -> Path:
-    path = tmp_path_factory.mktemp("other") / "other.onnx"
-    save_onnx(export_with_metadata(tiny_model(1), AdaptiveExport(), tokenizer_json), path)
-    return path
+    return _exported(tmp_path_factory, "other", 1, AdaptiveExport(), tokenizer_json)
 
 
 @pytest.fixture(scope="session")
 def dense_model_path(tmp_path_factory: pytest.TempPathFactory, tokenizer_json: str) -> Path:
-    path = tmp_path_factory.mktemp("dense") / "dense.onnx"
-    save_onnx(export_with_metadata(tiny_model(0), DenseExport(), tokenizer_json), path)
-    return path
+    return _exported(tmp_path_factory, "dense", 0, DenseExport(), tokenizer_json)
 
 
 @pytest.fixture(scope="session")
