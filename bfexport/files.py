@@ -1,4 +1,10 @@
-"""Writing outputs so a failure or Ctrl-C never leaves a half-written file or directory."""
+"""Writing outputs so a failure or Ctrl-C never leaves a half-written file or directory.
+
+Outputs are built beside their destination and renamed into place. Ctrl-C or an error removes
+the temporary copy; SIGKILL cannot be caught, so it may leave a hidden `.NAME.*.tmp` beside the
+destination, but never a partial NAME. A write error (disk full, file size limit) becomes one
+line naming the destination.
+"""
 
 from __future__ import annotations
 
@@ -32,8 +38,9 @@ def atomic_file(path: str | Path) -> Iterator[Path]:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=_parent(path))
     os.close(fd)
     try:
-        yield Path(tmp)
-        os.replace(tmp, path)
+        with _write_errors(path):
+            yield Path(tmp)
+            os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
@@ -48,20 +55,33 @@ def atomic_dir(path: str | Path, *, force: bool = True) -> Iterator[Path]:
         raise BfexportError(f"{path}: exists and is not a directory")
     if path.exists() and not force:
         raise BfexportError(f"{path}: already exists (use --force to replace it)")
+    old = path.with_name(f".{path.name}.old")  # the previous directory while the new one moves in
+    if old.is_dir() and not path.exists():
+        os.replace(old, path)  # a run killed between the two renames below: put the previous one back
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=_parent(path)))
     try:
-        yield tmp
-        if path.exists():
-            old = path.with_name(f".{path.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(path, old)
-            os.replace(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, path)
+        with _write_errors(path):
+            yield tmp
+            if path.exists():
+                shutil.rmtree(old, ignore_errors=True)
+                os.replace(path, old)
+                os.replace(tmp, path)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.replace(tmp, path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        if old.is_dir() and not path.exists():
+            os.replace(old, path)
         raise
+
+
+@contextlib.contextmanager
+def _write_errors(path: Path) -> Iterator[None]:
+    try:
+        yield
+    except OSError as e:
+        raise BfexportError(f"{path}: could not write ({e.strerror or e})") from e
 
 
 def write_json(path: str | Path, obj: Any) -> None:

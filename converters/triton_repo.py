@@ -915,6 +915,8 @@ def deploy(source: str | Path, repo: str | Path, options: DeployOptions | None =
                     tmp.write_text(repo_readme(_repo_models(repo, [entry])), encoding="utf-8")
             else:
                 notes.append(f"{readme} is not bfexport's: left as it is")
+    except OSError as e:  # disk full, quota: the repository is as it was
+        raise BfexportError(f"{repo}: could not write the repository ({e.strerror or e})") from e
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     if not report.schema_checked:

@@ -128,7 +128,8 @@ def command(model: str, data_path: str, target_flops: float | None, target_laten
 def _write(result: CalibrationResult, exported: Any, output: str, model_out: str | None,
            report_dir: str | None) -> dict[str, str]:
     """Stage every output beside its destination and move them into place together at the end,
-    so an error or Ctrl-C leaves the previous files (or none), never a part of a new set."""
+    so an error or Ctrl-C while computing or writing leaves the previous files (or none). The
+    renames run report, model, calibration.json: the json appears only when the others are in."""
     written = {}
     with contextlib.ExitStack() as stack:
         tmp_json = stack.enter_context(atomic_file(output))

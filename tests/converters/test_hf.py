@@ -130,7 +130,7 @@ def test_failure_leaves_nothing_and_keeps_the_old_directory(onnx_path: Path, tmp
         real(path, obj)
 
     monkeypatch.setattr(hf, "_write_json", failing)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(BfexportError, match="new: could not write \\(disk full\\)"):
         hf.write_hf_directory(onnx_path, tmp_path / "new")
     assert list(tmp_path.iterdir()) == []
 
@@ -140,7 +140,7 @@ def test_failure_leaves_nothing_and_keeps_the_old_directory(onnx_path: Path, tmp
     (old / "config.json").write_text(json.dumps({**read_json(old / "config.json"), "marker": 1}))
     before["config.json"] = (old / "config.json").read_bytes()
     monkeypatch.setattr(hf, "_write_json", failing)
-    with pytest.raises(OSError):
+    with pytest.raises(BfexportError, match="could not write"):
         hf.write_hf_directory(onnx_path, old)
     assert {p.name: p.read_bytes() for p in old.iterdir()} == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["old"]

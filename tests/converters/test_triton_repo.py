@@ -408,7 +408,7 @@ def test_a_failed_move_puts_everything_back(checkpoint: Path, tmp_path: Path, mo
         return real_replace(src, dst)
 
     monkeypatch.setattr(tr.os, "replace", failing)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(BfexportError, match="models: could not write the repository \\(disk full\\)"):
         deploy(checkpoint, repo, DeployOptions(name="clf", max_batch_size=2, force=True))
     after = {p.relative_to(repo): p.read_bytes() for p in repo.rglob("*") if p.is_file()}
     assert after == before and leftovers(tmp_path) == []
