@@ -106,3 +106,88 @@ def test_user_errors_are_one_line_with_exit_2(bfexport, args, message: str, chec
     assert "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "x.onnx").exists()
+
+
+HOSTILE_CHECKPOINTS = ["pickle payload", "truncated safetensors"]
+HOSTILE_ONNX = ["corrupt onnx", "foreign onnx"]
+READS_CHECKPOINTS = {  # every command that reads a checkpoint; {bad} is the hostile one
+    "inspect": ["inspect", "{bad}"],
+    "convert": ["convert", "{bad}", "-o", "{tmp}/x.onnx"],
+    "validate": ["validate", "{bad}", "{onnx}"],
+    "bench": ["bench", "{bad}", "--seq", "8", "--threads", "1", "--batch", "1", "--repeats", "1"],
+    "deploy": ["deploy", "{bad}", "--repo", "{tmp}/repo"],
+}
+READS_ONNX = {  # every command that reads an exported model
+    "inspect": ["inspect", "{bad}"],
+    "validate": ["validate", "{ckpt}", "{bad}"],
+    "calibrate": ["calibrate", "{bad}", "--data", "{data}", "--target-flops", "0.9", "-o", "{tmp}/x.json"],
+    "deploy": ["deploy", "{bad}", "--repo", "{tmp}/repo"],
+}
+CASES = ([(c, k) for c in READS_CHECKPOINTS for k in HOSTILE_CHECKPOINTS]
+         + [(c, k) for c in READS_ONNX for k in HOSTILE_ONNX])
+
+
+def hostile(kind: str, checkpoint: Path, tmp_path: Path) -> tuple[Path, Path]:
+    """A bad model file or checkpoint directory, and the file a pickle payload would create."""
+    import pickle
+    import shutil
+
+    import onnx
+
+    marker = tmp_path / "payload-ran"
+    if kind in ("pickle payload", "truncated safetensors"):
+        bad = tmp_path / "bad-ckpt"
+        shutil.copytree(checkpoint, bad)
+        weights = bad / "model.safetensors"
+
+        class Payload:
+            def __reduce__(self):
+                return (Path.touch, (marker,))
+
+        if kind == "pickle payload":
+            weights.write_bytes(pickle.dumps(Payload()))
+        else:
+            weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+        return bad, marker
+    bad = tmp_path / "bad.onnx"
+    if kind == "corrupt onnx":
+        bad.write_bytes(b"\x08\x07garbage" * 100)
+    else:  # a valid ONNX model that bfexport did not write
+        x = onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1])
+        y = onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1])
+        graph = onnx.helper.make_graph([onnx.helper.make_node("Relu", ["x"], ["y"])], "g", [x], [y])
+        onnx.save(onnx.helper.make_model(graph), str(bad))
+    return bad, marker
+
+
+@pytest.mark.parametrize("command, kind", CASES)
+def test_every_command_refuses_hostile_models_on_one_line(bfexport, command: str, kind: str, checkpoint: Path,
+                                                          data_file: Path, tmp_path: Path) -> None:
+    bad, marker = hostile(kind, checkpoint, tmp_path)
+    commands = READS_CHECKPOINTS if kind in HOSTILE_CHECKPOINTS else READS_ONNX
+    onnx_path = tmp_path / "good.onnx"
+    if "{onnx}" in commands[command]:
+        assert bfexport("convert", checkpoint, "-o", onnx_path).returncode == 0
+    args = [a.format(bad=bad, ckpt=checkpoint, onnx=onnx_path, tmp=tmp_path, data=data_file)
+            for a in commands[command]]
+    result = bfexport(*args)
+    assert result.returncode == 2, (result.returncode, result.stderr)
+    assert result.stderr.startswith("error: ") and len(result.stderr.strip().splitlines()) == 1
+    assert not marker.exists()
+    assert not any(p.name in ("x.onnx", "x.json", "repo") for p in tmp_path.iterdir())
+
+
+def test_a_bug_is_exit_3_on_one_line_and_debug_shows_the_traceback(bfexport, checkpoint: Path, tmp_path: Path,
+                                                                   monkeypatch) -> None:
+    import bfexport.cli.inspect_cmd as inspect_cmd
+
+    def bug(*_args: object, **_kwargs: object) -> None:
+        raise ZeroDivisionError("a bug")
+
+    monkeypatch.setattr(inspect_cmd, "load_checkpoint", bug)
+    result = bfexport("inspect", checkpoint)
+    assert result.returncode == 3
+    assert result.stderr.startswith("internal error: ZeroDivisionError: a bug") and "--debug" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    with pytest.raises(ZeroDivisionError):
+        run(["--debug", "inspect", str(checkpoint)])

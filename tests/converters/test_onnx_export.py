@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -77,6 +80,20 @@ def test_export_is_deterministic_and_checked(model, tokenizer, tmp_path: Path) -
     onnx.checker.check_model(str(a), full_check=True)
     inputs = {i.name: i for i in onnx.load(str(a)).graph.input}
     assert list(inputs) == ["input_ids", "attention_mask", "budget_thresholds", "head_caps"]
+
+
+def test_export_is_byte_identical_in_another_process(checkpoint: Path, tmp_path: Path) -> None:
+    """Another interpreter, another hash seed: the same bytes (no dict/set order or time leaks)."""
+    from bfexport.checkpoint import load_checkpoint, load_tokenizer_json
+
+    here = save_onnx(export_with_metadata(load_checkpoint(checkpoint), AdaptiveExport(),
+                                          load_tokenizer_json(checkpoint)), tmp_path / "here.onnx")
+    code = ("import sys; from bfexport.cli import run; "
+            "sys.exit(run(['convert', sys.argv[1], '-o', sys.argv[2]]))")
+    env = {**os.environ, "PYTHONHASHSEED": "12345", "PYTHONPATH": str(Path(__file__).parents[2])}
+    subprocess.run([sys.executable, "-c", code, str(checkpoint), str(tmp_path / "there.onnx")], env=env,
+                   check=True, capture_output=True)
+    assert (tmp_path / "there.onnx").read_bytes() == here.read_bytes()
 
 
 def test_metadata_round_trip(model, tokenizer, tmp_path: Path) -> None:
