@@ -42,7 +42,7 @@ def computed_heads(flavor: str, head_counts: np.ndarray, n_heads: int) -> tuple[
     return head_counts, flavor in ("adaptive", "pytorch")
 
 
-def flops_ratio(config: BudgetFormerConfig, lengths: Sequence[int], head_counts: np.ndarray, *,
+def flops_ratio(config: BudgetFormerConfig, lengths: Sequence[int] | np.ndarray, head_counts: np.ndarray, *,
                 router: bool = True) -> float:
     """Mean cost at the given per-sample head counts (N, n_layers) over mean dense cost."""
     spent = sum(model_macs(config, int(n), row, router=router) for n, row in zip(lengths, head_counts))
@@ -50,8 +50,8 @@ def flops_ratio(config: BudgetFormerConfig, lengths: Sequence[int], head_counts:
     return spent / dense
 
 
-def per_layer_macs(config: BudgetFormerConfig, lengths: Sequence[int], head_counts: np.ndarray | None, *,
-                   router: bool = True) -> list[float]:
+def per_layer_macs(config: BudgetFormerConfig, lengths: Sequence[int] | np.ndarray, head_counts: np.ndarray | None,
+                   *, router: bool = True) -> list[float]:
     """Mean MACs of each layer over the samples; head_counts None = dense."""
     if head_counts is None:
         head_counts, router = np.full((len(lengths), config.n_layers), config.n_heads), False

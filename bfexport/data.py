@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import gzip
+import io
 import itertools
 import json
 import random
@@ -15,7 +16,7 @@ import zlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
 import tokenizers
@@ -77,7 +78,7 @@ def _file_rows(path: Path) -> Iterator[tuple[str, Mapping[str, Any]]]:
     return _jsonl_rows(path) if kind == "jsonl" else _csv_rows(path)
 
 
-def _open_binary(path: Path) -> IO[bytes]:
+def _open_binary(path: Path) -> io.BufferedIOBase:
     """Opens a file for binary reading, decompressing it when it starts with the gzip magic bytes."""
     with path.open("rb") as probe:
         is_gzip = probe.read(2) == _GZIP_MAGIC
@@ -310,7 +311,7 @@ def encode(tokenizer: tokenizers.Tokenizer, texts: Sequence[str], max_length: in
     return pad([encoding.ids[:max_length] or [unk_id] for encoding in encodings])
 
 
-def pad(rows: Sequence[Sequence[int]], width: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+def pad(rows: Sequence[Sequence[int] | np.ndarray], width: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Right-pad token rows with id 0 to `width` (default: the longest row): ids and mask, int64."""
     width = width or max((len(row) for row in rows), default=0)
     input_ids = np.zeros((len(rows), width), dtype=np.int64)

@@ -182,14 +182,15 @@ class BudgetedAttention(nn.Module):
 
     def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_bias: torch.Tensor) -> torch.Tensor:
         scores = (q @ k.transpose(-1, -2)) / math.sqrt(self.d_head) + key_bias  # (B, h, S, S)
-        return self.dropout(scores.softmax(-1)) @ v  # (B, h, S, dh)
+        context: torch.Tensor = self.dropout(scores.softmax(-1)) @ v  # (B, h, S, dh)
+        return context
 
     def forward_selected(self, x: torch.Tensor, key_bias: torch.Tensor, sel: Selection) -> torch.Tensor:
         """Inference: gather the selected heads' weights, compute only those heads."""
         w_qkv = self.qkv_weight[sel.heads]  # (B, kmax, d, 3dh)
         b_qkv = self.qkv_bias[sel.heads].unsqueeze(2)  # (B, kmax, 1, 3dh)
         qkv = x.unsqueeze(1) @ w_qkv + b_qkv  # (B, 1, S, d) @ (B, kmax, d, 3dh) -> (B, kmax, S, 3dh)
-        q, k, v = qkv.split(self.d_head, dim=-1)  # (B, kmax, S, dh) each
+        q, k, v = torch.split(qkv, self.d_head, dim=-1)  # (B, kmax, S, dh) each
         ctx = self.attend(q, k, v, key_bias)  # (B, kmax, S, dh)
         B, kmax, S, dh = ctx.shape
         ctx = ctx.transpose(1, 2).reshape(B, S, kmax * dh)  # (B, S, kmax*dh) heads side by side
@@ -199,7 +200,7 @@ class BudgetedAttention(nn.Module):
     def forward_gated(self, x: torch.Tensor, key_bias: torch.Tensor, gates: torch.Tensor) -> torch.Tensor:
         """Training: every head computed, each scaled by its (straight-through) 0/1 gate."""
         qkv = torch.einsum("bsd,hde->bhse", x, self.qkv_weight) + self.qkv_bias.unsqueeze(1)  # (B, H, S, 3dh)
-        q, k, v = qkv.split(self.d_head, dim=-1)
+        q, k, v = torch.split(qkv, self.d_head, dim=-1)
         ctx = self.attend(q, k, v, key_bias) * gates[:, :, None, None]  # (B, H, S, dh)
         return torch.einsum("bhse,hed->bsd", ctx, self.out_weight) + self.out_bias  # (B, S, d)
 
@@ -213,7 +214,8 @@ class FeedForward(nn.Module):
         self.dropout = nn.Dropout(config.dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.dropout(self.down(F.gelu(self.up(x))))
+        out: torch.Tensor = self.dropout(self.down(F.gelu(self.up(x))))
+        return out
 
 
 class Block(nn.Module):
@@ -281,8 +283,10 @@ class BudgetFormerForSequenceClassification(nn.Module):
         """
         B, S = input_ids.shape
         check_batch(input_ids, attention_mask, self.config)
-        tau = self._per_sample(thresholds, self.config.budget_thresholds, B, torch.float32)  # (B, L)
-        cap = self._per_sample(caps, self.config.head_caps, B, torch.long)  # (B, L)
+        default_thresholds, default_caps = self.config.budget_thresholds, self.config.head_caps
+        assert default_thresholds is not None and default_caps is not None  # set by BudgetFormerConfig.__post_init__
+        tau = self._per_sample(thresholds, default_thresholds, B, torch.float32)  # (B, L)
+        cap = self._per_sample(caps, default_caps, B, torch.long)  # (B, L)
         mask = attention_mask.to(torch.bool)
         key_bias = ((~mask).float() * MASK_BIAS)[:, None, None, :]  # (B, 1, 1, S)
         positions = torch.arange(S, device=input_ids.device)
@@ -290,6 +294,7 @@ class BudgetFormerForSequenceClassification(nn.Module):
 
         selections, budget_probs = [], []
         for l, block in enumerate(self.blocks):
+            assert isinstance(block, Block)  # self.blocks holds only Blocks
             h = block.ln_attn(x)
             attn = block.attn
             if gate_fn is not None:
@@ -319,7 +324,8 @@ class BudgetFormerForSequenceClassification(nn.Module):
             return Selection(idx, torch.ones_like(idx, dtype=torch.bool), counts)
         return router.select(h, mask, tau, cap)
 
-    def _per_sample(self, value: Any, default: list, B: int, dtype: torch.dtype) -> torch.Tensor:
+    def _per_sample(self, value: torch.Tensor | list[float] | list[int] | None, default: list[float] | list[int],
+                    B: int, dtype: torch.dtype) -> torch.Tensor:
         t = torch.as_tensor(default if value is None else value, dtype=dtype, device=self.tok_emb.weight.device)
         if t.dim() == 1:
             t = t.unsqueeze(0)
@@ -336,7 +342,8 @@ class BudgetFormerForSequenceClassification(nn.Module):
         was_training = self.training
         self.eval()
         try:
-            return self(input_ids, attention_mask, **kwargs)
+            output: BudgetFormerOutput = self(input_ids, attention_mask, **kwargs)
+            return output
         finally:
             self.train(was_training)
 

@@ -77,6 +77,7 @@ class ExploreExploit:
         q = budget_logits.softmax(-1)  # (B, H): q[:, j] = P(k = j + 1)
         phase = self.schedule()
         if phase is None:
+            assert self.config.budget_thresholds is not None  # set by BudgetFormerConfig.__post_init__
             tau = torch.tensor(self.config.budget_thresholds[layer], device=q.device)
             counts = Router.budget(budget_logits, tau, torch.tensor(H, device=q.device))
             order, temperature = Router.rank(relevance), 1.0
@@ -114,7 +115,7 @@ def length_batches(examples: list[data.Example], lengths: np.ndarray, batch_size
     order = np.concatenate([c[np.argsort(lengths[c], kind="stable")] for c in chunks])
     out = [[examples[i] for i in order[j:j + batch_size]] for j in range(0, len(order), batch_size)]
     if seed is not None:
-        np.random.default_rng(seed + 1).shuffle(out)  # type: ignore[arg-type]
+        np.random.default_rng(seed + 1).shuffle(out)
     return out
 
 

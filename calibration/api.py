@@ -27,10 +27,10 @@ from bfexport.runtime import OnnxClassifier
 from calibration.evaluate import Config, Evaluator, Outcome
 from calibration.flops import FlopsModel
 from calibration.inputs import CalibrationData, DataSource, collect
-from calibration.latency import (LatencyRuntime, LatencyTable, get_runtime, latency_groups, make_batches, profile,
-                                 verify)
+from calibration.latency import (Batch, LatencyRuntime, LatencyTable, get_runtime, latency_groups, make_batches,
+                                 profile, verify)
 from calibration.result import CalibrationResult, file_sha256, fingerprint, machine
-from calibration.search import DEFAULT_GRID, Goal, Point, search
+from calibration.search import DEFAULT_GRID, Goal, Point, SearchOutcome, search
 from calibration.targets import FlopsTarget, LatencyTarget, Target
 from converters.onnx_io import ExportedModel, load_exported
 
@@ -132,12 +132,15 @@ def calibrate(model: ModelSource, data: DataSource, target: Target, *, runtime: 
     if isinstance(target, LatencyTarget):
         _check_latency_feasible(target, min_point.cost, ref_point.cost, rt)
 
+    verification: dict[str, Any] | None
+    attempts: list[dict[str, Any]]
     if isinstance(target, FlopsTarget):
         say(f"searching: FLOPs ratio <= {target.limit:.4g}")
         outcome = search(scorer, Goal(target.limit, target.floor), L, H, grid=grid, fallback_starts=[min_point],
                          max_rounds=max_rounds, shortlist=shortlist, log=say)
         verification, attempts = None, []
     else:
+        assert rt is not None and batches is not None  # set above for latency targets
         outcome, verification, attempts, target = _latency_search(
             scorer, target, rt, batches, all_heads, min_point, ref_point, grid=grid, max_rounds=max_rounds,
             shortlist=shortlist, max_attempts=max_attempts, sessions=verify_sessions, repeats=verify_repeats, say=say)
@@ -147,14 +150,15 @@ def calibrate(model: ModelSource, data: DataSource, target: Target, *, runtime: 
     result = _result(exported, model, cal, target, outcome, best, best_outcome, ref_point, min_point, scorer,
                      evaluator, rt, verification, attempts, time.perf_counter() - started, threads, batch_size)
     if head_usage:
+        assert result.report is not None  # _result always fills it
         result.report["head_usage"] = _head_usage(evaluator, best.config)
     return result
 
 
-def _latency_search(scorer: _Scorer, target: LatencyTarget, rt: LatencyRuntime, batches: list, all_heads: Config,
-                    min_point: Point, ref_point: Point, *, grid: Sequence[float], max_rounds: int, shortlist: int,
-                    max_attempts: int, sessions: int, repeats: int,
-                    say: Callable[[str], None]) -> tuple[Any, dict[str, Any], list[dict[str, Any]], LatencyTarget]:
+def _latency_search(scorer: _Scorer, target: LatencyTarget, rt: LatencyRuntime, batches: list[Batch],
+                    all_heads: Config, min_point: Point, ref_point: Point, *, grid: Sequence[float], max_rounds: int,
+                    shortlist: int, max_attempts: int, sessions: int, repeats: int, say: Callable[[str], None]
+                    ) -> tuple[SearchOutcome, dict[str, Any], list[dict[str, Any]], LatencyTarget]:
     """Search on the lookup table, verify end to end, and re-aim while the measurement misses
     the target or lands below its band (the table is a prediction; the machine drifts).
 
@@ -162,6 +166,7 @@ def _latency_search(scorer: _Scorer, target: LatencyTarget, rt: LatencyRuntime, 
     candidate in the same sessions, so drift between profiling and verification cancels out.
     Returns the best verified attempt: met first, then in the band, then objective (as Goal.key).
     """
+    assert scorer.table is not None  # profiled before the search
     key = f"p{target.percentile}"
     limit, tried = target.limit, []
     for attempt in range(1, max_attempts + 1):
@@ -182,7 +187,8 @@ def _latency_search(scorer: _Scorer, target: LatencyTarget, rt: LatencyRuntime, 
         if new_limit < min_point.cost or abs(new_limit - limit) < 1e-3 * limit:
             break
         limit = new_limit
-    in_band = lambda v: v[key] >= v["target_ms"] * (1 - target.tolerance)  # noqa: E731
+    in_band: Callable[[dict[str, Any]], bool] = (
+        lambda v: v[key] >= v["target_ms"] * (1 - target.tolerance))  # noqa: E731
     outcome, v, _ = max(tried, key=lambda t: (t[1]["met"], in_band(t[1]), t[0].best.objective, t[0].best.agreement))
     if target.fraction is not None:
         target = replace(target, ms=v["target_ms"])
@@ -202,6 +208,7 @@ def _check_flops_feasible(target: FlopsTarget, lo: float) -> None:
 
 def _check_latency_feasible(target: LatencyTarget, lo: float, hi: float, rt: LatencyRuntime | None) -> None:
     """Latency targets outside [one head everywhere, all heads), as measured, name the range."""
+    assert target.ms is not None  # resolved (LatencyTarget.resolve) before the check
     where = rt.describe()["name"] if rt is not None else "this runtime"
     span = (f"feasible range {lo:.3f} ms (one head in every layer) to {hi:.3f} ms (all heads), "
             f"p{target.percentile} on {where}")
@@ -229,6 +236,7 @@ def _result(exported: ExportedModel, model: ModelSource, cal: CalibrationData, t
         notes.append("no single global threshold meets the target; the search started from one head in every layer")
     met = verification["met"] if verification is not None else best.flops_ratio <= target.limit
     if verification is not None:
+        assert isinstance(target, LatencyTarget)  # only latency targets are verified end to end
         within = target.floor <= verification[f"p{target.percentile}"] <= target.limit
         if met and not within:
             notes.append(f"verified p{target.percentile} {verification[f'p{target.percentile}']:.3f} ms is below the "
@@ -243,9 +251,10 @@ def _result(exported: ExportedModel, model: ModelSource, cal: CalibrationData, t
                   "n_layers": exported.config.n_layers, "n_heads": exported.config.n_heads,
                   "default_thresholds": exported.default_thresholds, "default_caps": exported.default_caps}
     lengths = cal.lengths
-    data_info = {"source": cal.source, "samples": len(cal), "labelled": labelled, "objective": "accuracy" if labelled
-                 else "agreement", "mean_length": float(lengths.mean()), "max_length": int(lengths.max()),
-                 "seq_len": cal.seq_len, "batch_size": batch_size}
+    data_info: dict[str, Any] = {
+        "source": cal.source, "samples": len(cal), "labelled": labelled, "objective": "accuracy" if labelled
+        else "agreement", "mean_length": float(lengths.mean()), "max_length": int(lengths.max()),
+        "seq_len": cal.seq_len, "batch_size": batch_size}
     runtime_info = rt.describe() if rt is not None else {"name": "ort-cpu", "used_for": "accuracy evaluation",
                                                         "intra_op_threads": threads or "default"}
     s = evaluator.stats
@@ -293,4 +302,5 @@ def _head_usage(evaluator: Evaluator, config: Config) -> list[list[float]]:
             "input_ids": ids, "attention_mask": mask,
             "budget_thresholds": np.asarray([config.thresholds], dtype=np.float32),
             "head_caps": np.asarray([config.caps], dtype=np.int64)})
-    return summary.head_usage(np.concatenate(selected), evaluator.n_heads).round(4).tolist()
+    usage: list[list[float]] = summary.head_usage(np.concatenate(selected), evaluator.n_heads).round(4).tolist()
+    return usage

@@ -53,7 +53,7 @@ class Config:
             caps[layer] = int(cap)
         return replace(self, thresholds=tuple(taus), caps=tuple(caps))
 
-    def to_json(self) -> dict[str, list]:
+    def to_json(self) -> dict[str, list[float] | list[int]]:
         return {"thresholds": list(self.thresholds), "caps": list(self.caps)}
 
 
@@ -78,7 +78,7 @@ class _Node:
         self.children: dict[int, _Node] = {}
         self.pred = pred
 
-    def budget(self, tau: float, cap: int, one: np.generic, dtype: np.dtype) -> int:
+    def budget(self, tau: float, cap: int, one: np.generic | np.ndarray, dtype: np.dtype) -> int:
         """Router.budget on the stored tail, in the graph's arithmetic."""
         k = self.kcache.get(tau)
         if k is None:
@@ -225,6 +225,7 @@ class Evaluator:
         feeds = {"input_ids": ids, "attention_mask": mask,
                  "budget_thresholds": np.asarray([c.thresholds for _, c, _ in chunk], dtype=np.float32),
                  "head_caps": np.asarray([c.caps for _, c, _ in chunk], dtype=np.int64)}
+        assert self._tails is not None  # _fill runs only when the graph exposes the tails
         names = ["logits", "head_counts", *self._tails]
         t0 = time.perf_counter()
         logits, counts, *tails = self.session.run(names, feeds)
@@ -237,6 +238,7 @@ class Evaluator:
             if self._roots[i] is None:
                 self._roots[i] = _Node(tails[0][b, 1:].copy())
             node = self._roots[i]
+            assert node is not None  # set just above
             for l, k in enumerate(actual):
                 if l < len(predicted) and predicted[l] != k:  # trust the graph from here on
                     self.stats.mismatches += 1

@@ -42,7 +42,7 @@ class CalibrationData:
     def lengths(self) -> np.ndarray:
         return np.array([len(t) for t in self.tokens], dtype=np.int64)
 
-    def batch(self, indices: Sequence[int], pad_to: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def batch(self, indices: Sequence[int] | np.ndarray, pad_to: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Right-padded (input_ids, attention_mask) for the rows `indices`."""
         return bfdata.pad([self.tokens[i] for i in indices], pad_to)
 
@@ -94,7 +94,7 @@ def _gather(source: Any, texts: list[str], labels: list[Any], samples: int | Non
     """Append rows from an iterable of batches or a forward loop; returns a name for messages."""
     full = [False]
 
-    def feed(batch_texts: Sequence[str], batch_labels: Sequence[Any] | None = None) -> None:
+    def feed(batch_texts: Sequence[str] | None, batch_labels: Sequence[Any] | None = None) -> None:
         if isinstance(batch_texts, str) or not isinstance(batch_texts, Sequence):
             raise BfexportError("calibration feed: texts must be a list of strings, one per row")
         if batch_labels is not None and len(batch_labels) != len(batch_texts):

@@ -193,13 +193,17 @@ class LatencyTable:
 
     @property
     def all_heads(self) -> np.ndarray:
-        return self.times[self.n_heads] if self.mode == "uniform" else self.times[0, self.n_heads]
+        times: np.ndarray = self.times[self.n_heads] if self.mode == "uniform" else self.times[0, self.n_heads]
+        return times
 
     def layer_delta(self, layer: int, k: np.ndarray, m: np.ndarray) -> np.ndarray:
         """Milliseconds that layer `layer` at budget k adds over all heads, for batches m."""
+        delta: np.ndarray
         if self.mode == "uniform":
-            return (self.times[k, m] - self.times[self.n_heads, m]) / self.n_layers
-        return self.times[layer, k, m] - self.times[layer, self.n_heads, m]
+            delta = (self.times[k, m] - self.times[self.n_heads, m]) / self.n_layers
+        else:
+            delta = self.times[layer, k, m] - self.times[layer, self.n_heads, m]
+        return delta
 
     def predict(self, heads: np.ndarray) -> np.ndarray:
         """Predicted ms per measured batch for per-sample head counts `heads` (N, L)."""
@@ -279,6 +283,7 @@ def verify(runtime: LatencyRuntime, batches: Sequence[Batch], candidate: Config,
         target_ms = float(fraction) * reference_ms[key]
         session_targets = [fraction * s["all_heads_ms"] for s in per_session]
     else:
+        assert target_ms is not None  # callers give target_ms, or fraction for a relative target
         session_targets = [target_ms] * len(per_session)
     return {
         **measured,

@@ -107,7 +107,8 @@ class CalibrationResult:
         out.pop("report")
         if out["latency_ms"] is None:
             out.pop("latency_ms")
-        return plain(out)
+        saved: dict[str, Any] = plain(out)
+        return saved
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> CalibrationResult:
@@ -152,8 +153,8 @@ def with_defaults(exported: ExportedModel, thresholds: list[float], caps: list[i
     caps = check_caps(list(caps), cfg.n_layers, cfg.n_heads)
     proto = onnx.ModelProto()
     proto.CopyFrom(exported.proto)
-    values = {"budget_thresholds": np.asarray([thresholds], dtype=np.float32),
-              "head_caps": np.asarray([caps], dtype=np.int64)}
+    values: dict[str, np.ndarray] = {"budget_thresholds": np.asarray([thresholds], dtype=np.float32),
+                                     "head_caps": np.asarray([caps], dtype=np.int64)}
     replaced = set()
     for init in proto.graph.initializer:
         if init.name in values:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from calibration.evaluate import Config
 
@@ -42,7 +43,7 @@ class Point:
     accuracy: float | None = None
     latency_ms: float | None = None  # predicted, latency targets only
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         out = {**self.config.to_json(), "cost": self.cost, "flops_ratio": self.flops_ratio,
                "objective": self.objective, "agreement": self.agreement, "mean_heads": list(self.mean_heads)}
         if self.accuracy is not None:
@@ -65,7 +66,7 @@ class Goal:
     def feasible(self, p: Point) -> bool:
         return p.cost <= self.limit
 
-    def key(self, p: Point) -> tuple:
+    def key(self, p: Point) -> tuple[bool, bool, float, float, float]:
         return (p.cost <= self.limit, p.cost >= self.floor, p.objective, p.agreement, -p.cost)
 
 
@@ -83,7 +84,7 @@ def global_sweep(evaluate: Evaluate, goal: Goal, grid: Sequence[float], n_layers
                  refine_steps: int = 4) -> list[Point]:
     """Every layer at the same tau (no caps), on `grid`, plus bisection toward the ceiling."""
     points = evaluate([Config.uniform(t, n_heads, n_layers) for t in grid], True)
-    tau = lambda p: p.config.thresholds[0]  # noqa: E731
+    tau: Callable[[Point], float] = lambda p: p.config.thresholds[0]  # noqa: E731
     lo = max((p for p in points if goal.feasible(p)), key=tau, default=None)
     hi = min((p for p in points if not goal.feasible(p) and (lo is None or tau(p) > tau(lo))), key=tau, default=None)
     for _ in range(refine_steps):
@@ -115,7 +116,7 @@ def _pair_pool(moves: list[tuple[tuple[int, Config], Point]], size: int) -> list
     return list({id(m): m for m in (*by_gain, *by_cost)}.values())
 
 
-Key = Callable[[Point], tuple]
+Key = Callable[[Point], tuple[float, ...]]  # ranked lexicographically, higher is better
 
 
 def local_search(evaluate: Evaluate, key: Key, start: Point, grid: Sequence[float], n_heads: int, *,
@@ -129,7 +130,7 @@ def local_search(evaluate: Evaluate, key: Key, start: Point, grid: Sequence[floa
         screened = evaluate([c for _, c in moves], False)
         exact_free = [p for p in screened if p.exact]
         tried.update({p.config: p for p in exact_free})
-        estimates: dict[Config, tuple] = {}
+        estimates: dict[Config, tuple[float, ...]] = {}
         for (_, c), p in zip(moves, screened):
             if not p.exact:
                 estimates[c] = key(p)
@@ -146,10 +147,10 @@ def local_search(evaluate: Evaluate, key: Key, start: Point, grid: Sequence[floa
         now = key(current)
         promising = sorted((c for c, k in estimates.items() if k > now), key=estimates.__getitem__, reverse=True)
         best = max(exact_free, key=key, default=None)
-        for start in range(0, min(len(promising), slices * shortlist), shortlist):
+        for first in range(0, min(len(promising), slices * shortlist), shortlist):
             if best is not None and key(best) > now:
                 break  # screening estimates are only estimates: look further down only while nothing improved
-            exact = evaluate(promising[start:start + shortlist], True)
+            exact = evaluate(promising[first:first + shortlist], True)
             tried.update({p.config: p for p in exact})
             best = max([p for p in (best, *exact) if p is not None], key=key)
         if best is None or key(best) <= now:

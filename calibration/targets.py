@@ -84,6 +84,7 @@ class LatencyTarget:
         """The target in milliseconds, given the measured all-heads latency."""
         if self.ms is not None:
             return self
+        assert self.fraction is not None  # __post_init__ requires ms or fraction
         return replace(self, ms=float(self.fraction) * float(all_heads_ms))
 
     @property

@@ -46,7 +46,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, redirect_stdout
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, TypedDict
 
 import numpy as np
 import onnx
@@ -115,7 +115,8 @@ def timing_copy(model: BudgetFormerForSequenceClassification, max_length: int,
     adaptive so its (present but untrained) router can be exported; k is forced anyway.
     Returns the model and notes on what was changed.
     """
-    cfg, notes = model.config, []
+    cfg = model.config
+    notes: list[str] = []
     new_len = max(cfg.max_length, max_length)
     if new_len == cfg.max_length and cfg.adaptive:
         return model.eval(), notes
@@ -235,7 +236,14 @@ def time_slots(runs: Sequence[Callable[[], object]], *, repeats: int, warmup: in
     return samples
 
 
-def summarize(samples_s: Sequence[float]) -> dict[str, float]:
+class Summary(TypedDict):
+    median_ms: float
+    q1_ms: float
+    q3_ms: float
+    runs: int
+
+
+def summarize(samples_s: Sequence[float]) -> Summary:
     """Median and quartiles in milliseconds."""
     ms = sorted(s * 1e3 for s in samples_s)
     if len(ms) >= 2:
@@ -299,7 +307,8 @@ class BenchmarkResult:
         """Strict JSON (NaN -> None), with the issue's targets checked ("targets")."""
         out = dataclasses.asdict(self)
         out["targets"] = [dataclasses.asdict(t) for t in check_targets(self)]
-        return _finite(out)
+        strict: dict[str, Any] = _finite(out)
+        return strict
 
 
 def _finite(obj: Any) -> Any:
@@ -487,6 +496,7 @@ def prepare_graphs(bench: BenchModel, ks: Sequence[int], fusions: str = "dense")
             info["notes"].append(f"dense-{mode} not built: {type(e).__name__}: {e}")
     opset = FLAVOR_OPSET
     candidates.append(("masked", "masked", export(model, MaskedExport(opset=opset)), None))
+    k: int | None  # a static k here, then each candidate's (None unless static) below
     for k in ks:
         heads = [list(range(k))] * cfg.n_layers
         candidates.append(("static", "static", export(model, StaticExport(opset=opset, heads=heads)), k))
@@ -527,7 +537,7 @@ def _fused_payload(proto: onnx.ModelProto, cfg: BudgetFormerConfig, feed: dict[s
     (with the reason in info["notes"]); info["optimizer"][key] lists the ops it added."""
     try:
         fused, added, printed = ort_optimize(proto, cfg)
-        payload = fused.SerializeToString()
+        payload: bytes = fused.SerializeToString()
         out = _session(payload, 1).run(["logits"], feed)[0]
     except Exception as e:  # optimizer missing or failing: time the graph as exported
         info["notes"].append(f"transformers optimizer failed on {key}: {type(e).__name__}: {e}")
@@ -585,6 +595,7 @@ def _cell_slots(graphs: list[_Graph], sessions: list[Any], cfg: BudgetFormerConf
             slots.append(_Slot(graph.variant, "masked", k, ideal_speedup(cfg, seq, [H] * L, router=True),
                                runner(session, feeds)))
         elif graph.flavor == "static":
+            assert graph.k is not None  # static graphs carry their fixed k
             slots.append(_Slot(graph.variant, "static", graph.k,
                                ideal_speedup(cfg, seq, [graph.k] * L, router=False), runner(session, base)))
         else:  # adaptive: one session, one slot per budget
@@ -729,7 +740,7 @@ def _time_cells(bench: BenchModel, graphs: list[_Graph], ks: list[int], threads:
     """All (batch, seq) cells of one model at one thread count, on one set of sessions (freed on return)."""
     cfg = bench.model.config
     sessions = [_session(g.payload, threads) for g in graphs]
-    out = []
+    out: list[Cell] = []
     for batch, seq in cells:
         label = f"{bench.name} seq {seq} batch {batch} threads {threads}"
         slots = _cell_slots(graphs, sessions, cfg, seq, batch, ks, seed)
@@ -802,7 +813,24 @@ def _fmt(value: float | None, spec: str) -> str:
     return "" if value is None or (isinstance(value, float) and not math.isfinite(value)) else format(value, spec)
 
 
-def row_cells(row: Row, reference: str) -> list[str]:
+class RowFields(Protocol):
+    """What row_cells reads: a Row, or an attribute view of one read back from JSON."""
+
+    variant: str
+    k: float | None
+    median_ms: float
+    q1_ms: float
+    q3_ms: float
+    ideal: float
+    speedup: float
+    efficiency: float
+    overhead_vs_static: float | None
+    k_padded: list[int] | None
+    ideal_per_sample: float | None
+    efficiency_per_sample: float | None
+
+
+def row_cells(row: RowFields, reference: str) -> list[str]:
     """The text of one table row, in HEADERS order. The dense reference is marked with '*'."""
     name = row.variant + ("*" if row.variant == reference else "")
     if row.k is None:

@@ -7,7 +7,7 @@ The exporters write their graphs with it directly instead of tracing PyTorch, so
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal, overload
 
 import numpy as np
 import onnx
@@ -40,7 +40,14 @@ class GraphBuilder:
         self._used.add(name)
         return name
 
-    def op(self, op_type: str, *inputs: str, outputs: int = 1, name: str | None = None, **attrs: Any) -> Any:
+    @overload
+    def op(self, op_type: str, *inputs: str, outputs: Literal[1] = 1, name: str | None = None, **attrs: Any) -> str: ...
+
+    @overload
+    def op(self, op_type: str, *inputs: str, outputs: int, name: str | None = None, **attrs: Any) -> list[str]: ...
+
+    def op(self, op_type: str, *inputs: str, outputs: int = 1, name: str | None = None,
+           **attrs: Any) -> str | list[str]:
         """Append a node; returns its output name (or a list of names when outputs > 1)."""
         base = self.fresh(name or op_type.lower())
         outs = [base] if outputs == 1 else [f"{base}:{i}" for i in range(outputs)]

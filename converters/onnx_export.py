@@ -209,7 +209,8 @@ class _Exporter:
         """x (B, 1, S, d) @ weight (.., h, d, 3dh) + bias (.., h, 1, 3dh) -> q, k, v (B, h, S, dh)."""
         g, dh = self.g, self.cfg.d_head
         qkv = g.op("Add", g.op("MatMul", x, weight), bias, name=f"{name}.qkv")
-        return tuple(g.op("Split", qkv, g.const([dh, dh, dh]), axis=-1, outputs=3, name=f"{name}.split"))
+        q, k, v = g.op("Split", qkv, g.const([dh, dh, dh]), axis=-1, outputs=3, name=f"{name}.split")
+        return q, k, v
 
     def adaptive_attention(self, l: int, h: str, key_bias: str, sel: dict[str, str]) -> str:
         g, p, d = self.g, f"blocks.{l}.attn", self.cfg.d_model

@@ -8,6 +8,7 @@ inspect, calibrate and serve it.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,16 +53,19 @@ class ExportedModel:
     @property
     def default_thresholds(self) -> list[float]:
         """The thresholds the file runs with when a request carries none."""
+        assert self.config.budget_thresholds is not None  # set by BudgetFormerConfig.__post_init__
         return [float(v) for v in self._initializer("budget_thresholds", self.config.budget_thresholds)]
 
     @property
     def default_caps(self) -> list[int]:
+        assert self.config.head_caps is not None  # set by BudgetFormerConfig.__post_init__
         return [int(v) for v in self._initializer("head_caps", self.config.head_caps)]
 
-    def _initializer(self, name: str, fallback: list) -> list:
+    def _initializer(self, name: str, fallback: Sequence[float]) -> list[float]:
         for init in self.proto.graph.initializer:
             if init.name == name:
-                return onnx.numpy_helper.to_array(init).reshape(-1).tolist()
+                values: list[float] = onnx.numpy_helper.to_array(init).reshape(-1).tolist()
+                return values
         return list(fallback)
 
 

@@ -64,9 +64,12 @@ def register() -> None:
     f32, i32 = PyCustomOpDef.dt_float, PyCustomOpDef.dt_int32
     i64, text = PyCustomOpDef.dt_int64, PyCustomOpDef.dt_string
 
-    @onnx_op(op_type=PLUGIN_NAME, inputs=[f32, f32, i32, f32, f32, f32, f32], outputs=[f32],
-             attrs={"plugin_namespace": text, "plugin_version": text, "aot": i64, "num_heads": i64, "head_dim": i64})
-    def _budgeted_attention(x, mask, heads, qkv_weight, qkv_bias, out_weight, out_bias, **attrs):
+    @onnx_op(  # type: ignore[untyped-decorator]  # onnxruntime_extensions ships no type information
+        op_type=PLUGIN_NAME, inputs=[f32, f32, i32, f32, f32, f32, f32], outputs=[f32],
+        attrs={"plugin_namespace": text, "plugin_version": text, "aot": i64, "num_heads": i64, "head_dim": i64})
+    def _budgeted_attention(x: np.ndarray, mask: np.ndarray, heads: np.ndarray, qkv_weight: np.ndarray,
+                            qkv_bias: np.ndarray, out_weight: np.ndarray, out_bias: np.ndarray,
+                            **attrs: Any) -> np.ndarray:
         return budgeted_attention_numpy(x, mask, heads, qkv_weight, qkv_bias, out_weight, out_bias)
 
     _REGISTERED = True

@@ -101,7 +101,7 @@ class Sym(str):
     """An enum value written bare (TYPE_INT64, KIND_CPU), not quoted."""
 
 
-class Each(list):
+class Each(list[dict[str, Any]]):
     """A repeated message written as one `field { ... }` block per item (maps, input_map)."""
 
 
@@ -1372,7 +1372,8 @@ def _check_python(model: _Model, check: ModelCheck) -> None:
             continue
         got = {t.name(): t.as_numpy() for t in response.output_tensors()}
         ids, mask = data.encode(tokenizer, texts, max_length)
-        if not (np.array_equal(got.get("input_ids"), ids) and np.array_equal(got.get("attention_mask"), mask)):
+        got_ids, got_mask = got.get("input_ids"), got.get("attention_mask")
+        if got_ids is None or got_mask is None or not (np.array_equal(got_ids, ids) and np.array_equal(got_mask, mask)):
             check.errors.append("tokenizer ids / mask differ from bfexport.data.encode")
         for name, value in got.items():
             io = outputs.get(name)

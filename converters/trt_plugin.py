@@ -42,8 +42,7 @@ from onnx import TensorProto, helper
 
 from bfexport.errors import BfexportError
 from bfexport.model import MASK_BIAS, BudgetFormerForSequenceClassification
-from converters import onnx_export
-from converters.onnx_export import MAX_OPSET, MIN_OPSET, AdaptiveExport, ExportConfig, _Exporter
+from converters.onnx_export import MAX_OPSET, MIN_OPSET, AdaptiveExport, ExportConfig, TrtPluginExport, _Exporter
 
 PLUGIN_NAMESPACE = "bfexport"
 PLUGIN_NAME = "BudgetedAttention"
@@ -54,14 +53,6 @@ INPUTS = ("hidden", "mask", "heads", "qkv_weight", "qkv_bias", "out_weight", "ou
 FLOAT_TYPES = ("float32", "float16")
 MAX_STATIC_SHARED = 48 * 1024  # above this a launch must opt in (cuFuncSetAttribute); an AOT launch may not
 AOT_ARCH = 90  # sm_90 (H100 / H200)
-
-
-if hasattr(onnx_export, "TrtPluginExport"):  # once onnx_export registers the flavor (see converters/GPU.md)
-    TrtPluginExport = onnx_export.TrtPluginExport
-else:
-    @dataclass(frozen=True)
-    class TrtPluginExport(ExportConfig):
-        """Attention blocks as BudgetedAttention custom nodes for TensorRT (flavor `trt-plugin`)."""
 
 
 # ---- shape and dtype rules (plain Python; the plugin's register function applies them) ----
@@ -217,7 +208,7 @@ def register_plugin() -> None:
     def dtype_name(t: Any) -> str:
         return {trt.float32: "float32", trt.float16: "float16", trt.int32: "int32"}.get(t, str(t))
 
-    @trtp.register(PLUGIN_ID)
+    @trtp.register(PLUGIN_ID)  # type: ignore[untyped-decorator]  # tensorrt ships no type information
     def _describe(hidden: trtp.TensorDesc, mask: trtp.TensorDesc, heads: trtp.TensorDesc,
                   qkv_weight: trtp.TensorDesc, qkv_bias: trtp.TensorDesc, out_weight: trtp.TensorDesc,
                   out_bias: trtp.TensorDesc, num_heads: int, head_dim: int) -> trtp.TensorDesc:
@@ -225,13 +216,13 @@ def register_plugin() -> None:
         output_dtype([dtype_name(t.dtype) for t in descs])
         return trtp.from_shape_expr(hidden.shape_expr, dtype=trt.float32)
 
-    @trtp.autotune(PLUGIN_ID)
+    @trtp.autotune(PLUGIN_ID)  # type: ignore[untyped-decorator]  # tensorrt ships no type information
     def _autotune(hidden: trtp.TensorDesc, mask: trtp.TensorDesc, heads: trtp.TensorDesc,
                   qkv_weight: trtp.TensorDesc, qkv_bias: trtp.TensorDesc, out_weight: trtp.TensorDesc,
                   out_bias: trtp.TensorDesc, outputs: Tuple[trtp.TensorDesc]) -> list[trtp.AutoTuneCombination]:
         return [trtp.AutoTuneCombination(autotune_types())]
 
-    @trtp.aot_impl(PLUGIN_ID)
+    @trtp.aot_impl(PLUGIN_ID)  # type: ignore[untyped-decorator]  # tensorrt ships no type information
     def _aot(hidden: trtp.TensorDesc, mask: trtp.TensorDesc, heads: trtp.TensorDesc,
              qkv_weight: trtp.TensorDesc, qkv_bias: trtp.TensorDesc, out_weight: trtp.TensorDesc,
              out_bias: trtp.TensorDesc, num_heads: int, head_dim: int, outputs: Tuple[trtp.TensorDesc],
@@ -248,7 +239,7 @@ def register_plugin() -> None:
         extra[0] = trtp.SymInt32(seq)  # the kernel's one scalar: seq_len
         return compiled.name.encode(), compiled.ptx.encode(), params, extra
 
-    @trtp.impl(PLUGIN_ID)
+    @trtp.impl(PLUGIN_ID)  # type: ignore[untyped-decorator]  # tensorrt ships no type information
     def _jit(hidden: trtp.Tensor, mask: trtp.Tensor, heads: trtp.Tensor, qkv_weight: trtp.Tensor,
              qkv_bias: trtp.Tensor, out_weight: trtp.Tensor, out_bias: trtp.Tensor,
              outputs: Tuple[trtp.Tensor], stream: int) -> None:
@@ -256,7 +247,7 @@ def register_plugin() -> None:
 
         from converters.kernels.budgeted_attention import budgeted_attention
 
-        with torch.cuda.stream(torch.cuda.ExternalStream(stream)):
+        with torch.cuda.stream(torch.cuda.ExternalStream(stream)):  # type: ignore[no-untyped-call]  # untyped in torch
             args = [torch.as_tensor(t, device="cuda") for t in (hidden, mask, heads, qkv_weight, qkv_bias,
                                                                  out_weight, out_bias)]
             out = torch.as_tensor(outputs[0], device="cuda")

@@ -42,7 +42,8 @@ class ParityReport:
 
 def _head_sets_equal(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """(B, L) bool: same set of heads, whatever their order."""
-    return (np.sort(a, axis=-1) == np.sort(b, axis=-1)).all(-1)
+    equal: np.ndarray = (np.sort(a, axis=-1) == np.sort(b, axis=-1)).all(-1)
+    return equal
 
 
 def _cases(ids: np.ndarray, mask: np.ndarray, n_layers: int, n_heads: int, budgeted: bool,

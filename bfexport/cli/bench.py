@@ -95,6 +95,20 @@ def print_targets(targets: list[dict[str, Any]]) -> None:
 class _Row:
     """Attribute view of a row dict (JSON None back to NaN), for row_cells."""
 
+    # the fields row_cells reads (converters.benchmark.RowFields), set from the dict below
+    variant: str
+    k: float | None
+    median_ms: float
+    q1_ms: float
+    q3_ms: float
+    ideal: float
+    speedup: float
+    efficiency: float
+    overhead_vs_static: float | None
+    k_padded: list[int] | None
+    ideal_per_sample: float | None
+    efficiency_per_sample: float | None
+
     def __init__(self, row: dict[str, Any]) -> None:
         for key, value in row.items():
             setattr(self, key, float("nan") if value is None and key in ("speedup", "efficiency") else value)

@@ -16,7 +16,7 @@ from calibration.api import calibrate, load_model
 from calibration.latency import RUNTIMES, get_runtime
 from calibration.report import render
 from calibration.result import CalibrationResult, with_defaults
-from calibration.targets import PERCENTILES, FlopsTarget, LatencyTarget
+from calibration.targets import PERCENTILES, FlopsTarget, LatencyTarget, Target
 from converters.onnx_io import save_onnx
 
 _RUNTIME_HELP = "Where latency is measured: " + "; ".join(
@@ -100,6 +100,7 @@ def command(model: str, data_path: str, target_flops: float | None, target_laten
     if sum(t is not None for t in (target_flops, target_latency_ms, target_latency_fraction)) != 1:
         raise BfexportError("give exactly one of --target-flops RATIO, --target-latency-ms MS or "
                             "--target-latency-fraction F")
+    target: Target
     if target_flops is not None:
         if percentile is not None:
             raise BfexportError("--percentile applies to latency targets only")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from bfexport import data
@@ -15,7 +17,7 @@ from converters.validate import ParityReport, validate
 DEFAULT_DATA = "examples/debian-sections/validation.jsonl.gz"
 
 
-def _print(r: dict) -> None:
+def _print(r: dict[str, Any]) -> None:
     verdict = "[green]PASS[/green]" if r["passed"] else "[red]FAIL[/red]"
     console.print(f"{verdict} {r['flavor']}: {r['samples']} samples {r['cases']}")
     console.print(f"  logits max |diff| {r['max_abs_diff']:.2e} (tolerance {r['tolerance']:.0e}), "

@@ -90,7 +90,7 @@ def reference_budgeted_attention(x: torch.Tensor, mask: torch.Tensor, heads: tor
     w_qkv = qkv_weight.float()[idx]  # (B, K, d, 3dh)
     b_qkv = qkv_bias.float()[idx].unsqueeze(2)  # (B, K, 1, 3dh)
     qkv = x.unsqueeze(1) @ w_qkv + b_qkv  # (B, K, S, 3dh)
-    q, k, v = qkv.split(dh, dim=-1)  # (B, K, S, dh) each
+    q, k, v = torch.split(qkv, dh, dim=-1)  # (B, K, S, dh) each
     scores = (q @ k.transpose(-1, -2)) / math.sqrt(dh) + key_bias  # (B, K, S, S)
     ctx = scores.softmax(-1) @ v  # (B, K, S, dh)
     K = heads.shape[1]
