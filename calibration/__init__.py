@@ -7,17 +7,19 @@
 
 Modules, one job each: targets (what is asked), inputs (data from any source), evaluate
 (running configurations with a per-sample path cache), flops (pricing in FLOPs), latency
-(runtimes, lookup table, verification), search (global sweep + per-layer local search),
+(runtime interface, lookup table, verification), runtimes (ort-cpu, torch-cpu,
+torch-cuda, tensorrt by name), search (global sweep + per-layer local search),
 result (calibration.json, model identity, writing a calibrated model), report (figures), api.
 """
 
 from calibration.api import calibrate, load_model
 from calibration.evaluate import Config, Evaluator
-from calibration.latency import RUNTIMES, LatencyRuntime, LatencyTable, OrtCpuRuntime, get_runtime
+from calibration.latency import LatencyRuntime, LatencyTable, OrtCpuRuntime
 from calibration.result import CalibrationResult, fingerprint, with_defaults, write_model
+from calibration.runtimes import RUNTIMES, available_runtimes, get_runtime
 from calibration.search import DEFAULT_GRID, Point
 from calibration.targets import FlopsTarget, LatencyTarget
 
 __all__ = ["DEFAULT_GRID", "RUNTIMES", "CalibrationResult", "Config", "Evaluator", "FlopsTarget", "LatencyRuntime",
-           "LatencyTable", "LatencyTarget", "OrtCpuRuntime", "Point", "calibrate", "fingerprint", "get_runtime",
-           "load_model", "with_defaults", "write_model"]
+           "LatencyTable", "LatencyTarget", "OrtCpuRuntime", "Point", "available_runtimes", "calibrate", "fingerprint",
+           "get_runtime", "load_model", "with_defaults", "write_model"]

@@ -27,9 +27,9 @@ from bfexport.runtime import OnnxClassifier
 from calibration.evaluate import Config, Evaluator, Outcome
 from calibration.flops import FlopsModel
 from calibration.inputs import CalibrationData, DataSource, collect
-from calibration.latency import (Batch, LatencyRuntime, LatencyTable, get_runtime, latency_groups, make_batches,
-                                 profile, verify)
+from calibration.latency import Batch, LatencyRuntime, LatencyTable, latency_groups, make_batches, profile, verify
 from calibration.result import CalibrationResult, file_sha256, fingerprint, machine
+from calibration.runtimes import get_runtime
 from calibration.search import DEFAULT_GRID, Goal, Point, SearchOutcome, search
 from calibration.targets import FlopsTarget, LatencyTarget, Target
 from converters.onnx_io import ExportedModel, load_exported
@@ -86,7 +86,7 @@ def calibrate(model: ModelSource, data: DataSource, target: Target, *, runtime: 
         model: an exported .onnx path, ExportedModel or OnnxClassifier (adaptive flavor).
         data: a data file, an iterable of (texts, labels) batches, or a forward_loop(feed).
         target: FlopsTarget(ratio) or LatencyTarget(ms, percentile).
-        runtime: latency runtime name (see calibration.latency.RUNTIMES); latency targets only.
+        runtime: latency runtime name (see calibration.runtimes.RUNTIMES); latency targets only.
         batch_size / seq_len: the deployment's batch size and fixed padded length (None: the
             data's lengths) for latency targets.
         samples: use at most this many rows.

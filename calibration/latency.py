@@ -1,11 +1,15 @@
 """Latency on the device the model will run on: runtimes, a per-layer lookup table, verification.
 
-Runtimes implement one small interface (`LatencyRuntime`), so the search never knows whether
-it is pricing ONNX Runtime on a CPU or, later, a GPU engine. The table follows NetAdapt: the
-budget k of every layer is forced through the head caps (tau = 1 then cap = k gives exactly k
-heads), each configuration is timed on batches drawn from the calibration data, and a
-candidate's latency on a batch is predicted as the all-heads time plus, per layer, the
-difference its batch's largest k makes (the exported graph pads a batch to its largest k).
+Runtimes implement one small interface (`LatencyRuntime`) and share one timing loop
+(`time_interleaved`), so the search never knows whether it is pricing ONNX Runtime on a CPU
+(here), PyTorch (torch_runtime.py) or a TensorRT engine (tensorrt_runtime.py); runtimes.py
+names them and says which can run on this machine.
+
+The table follows NetAdapt: the budget k of every layer is forced through the head caps
+(tau = 1 then cap = k gives exactly k heads), each configuration is timed on batches drawn
+from the calibration data, and a candidate's latency on a batch is predicted as the all-heads
+time plus, per layer, the difference its batch's largest k makes (the exported graph pads a
+batch to its largest k).
 BudgetFormer layers share one shape, so the default profile forces the same k in every layer
 (H configurations instead of L*(H-1)+1, and an L times larger signal above the noise) and
 splits the difference evenly; mode="per-layer" times each layer on its own.
@@ -19,7 +23,7 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from typing import Any, ClassVar
@@ -37,7 +41,8 @@ Batch = tuple[np.ndarray, np.ndarray]  # (input_ids, attention_mask), int64 (B, 
 
 
 class LatencyRuntime(ABC):
-    """Times an exported model on one device. Implement `describe` and `measure`.
+    """Times an exported model on one device. Implement `describe` and `measure`; `missing` says
+    what a machine lacks to run it, and construction refuses with that line.
 
     Example:
         rt = get_runtime("ort-cpu")(exported, threads=2)
@@ -45,11 +50,18 @@ class LatencyRuntime(ABC):
     """
 
     name: ClassVar[str]
-    available: ClassVar[bool] = True
-    planned: ClassVar[str] = ""  # for runtimes not built yet: what they will need
+    about: ClassVar[str] = ""  # one line for --help
 
     def __init__(self, exported: ExportedModel, threads: int | None = None) -> None:
+        why = self.missing()
+        if why is not None:
+            raise BfexportError(f"runtime '{self.name}' cannot run on this machine: {why}")
         self.exported, self.threads = exported, threads
+
+    @classmethod
+    def missing(cls) -> str | None:
+        """What this machine lacks to run the runtime (one line), or None when it can run it."""
+        return None
 
     @abstractmethod
     def describe(self) -> dict[str, Any]:
@@ -59,17 +71,44 @@ class LatencyRuntime(ABC):
     def measure(self, batches: Sequence[Batch], configs: Sequence[Config], repeats: int,
                 warmup: int = 1) -> np.ndarray:
         """Milliseconds per call, shape (repeats, len(configs), len(batches)); configurations
-        interleaved per batch so that they see the same machine state."""
+        interleaved per batch so that they see the same machine state (see time_interleaved)."""
 
     def fresh(self) -> LatencyRuntime:
         """The same runtime in a new session (for re-measurement)."""
         return type(self)(self.exported, self.threads)
 
 
+def time_interleaved(call: Callable[[int, int], object], n_configs: int, n_batches: int, repeats: int,
+                     warmup: int = 1, *, sync: Callable[[], object] | None = None,
+                     clock: Callable[[], float] = time.perf_counter) -> np.ndarray:
+    """Milliseconds of call(config, batch), shape (repeats, n_configs, n_batches): the timing loop
+    every runtime shares. `warmup` untimed passes over everything first; then per batch every
+    configuration once, in an order that rotates with the batch and the repeat, so drift and
+    caches favour none of them. `sync` (e.g. torch.cuda.synchronize) runs before the clock
+    stops, so asynchronous devices are timed to completion."""
+    done = sync or (lambda: None)
+    for _ in range(warmup):
+        for c in range(n_configs):
+            for m in range(n_batches):
+                call(c, m)
+    done()
+    out = np.empty((repeats, n_configs, n_batches), dtype=np.float64)
+    for r in range(repeats):
+        for m in range(n_batches):
+            for j in range(n_configs):
+                c = (j + r + m) % n_configs  # rotate who goes first
+                t0 = clock()
+                call(c, m)
+                done()
+                out[r, c, m] = (clock() - t0) * 1e3
+    return out
+
+
 class OrtCpuRuntime(LatencyRuntime):
     """ONNX Runtime, CPU execution provider; thresholds and caps fed per call."""
 
     name = "ort-cpu"
+    about = "ONNX Runtime on the CPU, the exported graph itself"
 
     def __init__(self, exported: ExportedModel, threads: int | None = None) -> None:
         super().__init__(exported, threads)
@@ -87,68 +126,9 @@ class OrtCpuRuntime(LatencyRuntime):
         feeds = [[{"input_ids": ids, "attention_mask": mask,
                    "budget_thresholds": np.asarray([c.thresholds], dtype=np.float32),
                    "head_caps": np.asarray([c.caps], dtype=np.int64)} for ids, mask in batches] for c in configs]
-        run, clock = self.session.run, time.perf_counter
-        for _ in range(warmup):
-            for per_config in feeds:
-                for f in per_config:
-                    run(["logits"], f)
-        C, M = len(configs), len(batches)
-        out = np.empty((repeats, C, M), dtype=np.float64)
-        for r in range(repeats):
-            for m in range(M):
-                for j in range(C):
-                    c = (j + r + m) % C  # rotate who goes first
-                    t0 = clock()
-                    run(["logits"], feeds[c][m])
-                    out[r, c, m] = (clock() - t0) * 1e3
-        return out
-
-
-class _Planned(LatencyRuntime):
-    available = False
-
-    def __init__(self, exported: ExportedModel, threads: int | None = None) -> None:
-        raise BfexportError(f"runtime '{self.name}' is not available yet ({self.planned}); "
-                            f"available now: {', '.join(available_runtimes())}")
-
-    def describe(self) -> dict[str, Any]:  # pragma: no cover - never constructed
-        return {"name": self.name}
-
-    def measure(self, batches: Sequence[Batch], configs: Sequence[Config], repeats: int,
-                warmup: int = 1) -> np.ndarray:  # pragma: no cover
-        raise NotImplementedError
-
-
-class TorchCudaRuntime(_Planned):
-    name = "torch-cuda"
-    planned = "planned: PyTorch on a CUDA GPU"
-
-
-class TensorRTRuntime(_Planned):
-    name = "tensorrt"
-    planned = "planned: a TensorRT engine built with the budgeted-attention plugin"
-
-
-RUNTIMES: dict[str, type[LatencyRuntime]] = {
-    "ort-cpu": OrtCpuRuntime,
-    "torch-cuda": TorchCudaRuntime,
-    "tensorrt": TensorRTRuntime,
-}
-
-
-def available_runtimes() -> list[str]:
-    return [name for name, cls in RUNTIMES.items() if cls.available]
-
-
-def get_runtime(name: str) -> type[LatencyRuntime]:
-    """The runtime class registered as `name`, with an error that lists the choices."""
-    if name not in RUNTIMES:
-        raise BfexportError(f"unknown runtime '{name}'; choose from {', '.join(RUNTIMES)}")
-    cls = RUNTIMES[name]
-    if not cls.available:
-        raise BfexportError(f"runtime '{name}' is not available yet ({cls.planned}); "
-                            f"available now: {', '.join(available_runtimes())}")
-    return cls
+        run = self.session.run
+        return time_interleaved(lambda c, m: run(["logits"], feeds[c][m]), len(configs), len(batches), repeats,
+                                warmup)
 
 
 def versions() -> dict[str, str]:

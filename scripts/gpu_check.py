@@ -25,6 +25,7 @@ A wall-clock budget (--budget-s, default 420 s) skips the remaining timings when
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import math
 import platform
@@ -223,7 +224,7 @@ def model_parity() -> list[dict[str, Any]]:
     import torch
 
     from bfexport.model import BudgetFormerConfig, BudgetFormerForSequenceClassification
-    from converters.kernels.budgeted_attention import budgeted_attention
+    from converters.kernels.budgeted_attention import use_kernel_attention
 
     torch.manual_seed(0)
     cfg = BudgetFormerConfig(vocab_size=500, max_length=128, d_model=128, n_heads=8, n_layers=2, d_ff=256,
@@ -241,21 +242,7 @@ def model_parity() -> list[dict[str, Any]]:
     ref = model.predict(ids, mask, thresholds=thresholds).logits
     rows = []
     for impl in ("split", "fused"):
-        originals = []
-        for block in model.blocks:
-            attn = block.attn
-            originals.append(attn.forward_selected)
-
-            def run(x, key_bias, sel, attn=attn):
-                heads = torch.where(sel.active, sel.heads, -1)
-                return budgeted_attention(x, (key_bias[:, 0, 0, :] == 0).float(), heads, attn.qkv_weight,
-                                          attn.qkv_bias, attn.out_weight, attn.out_bias, impl=impl)
-            attn.forward_selected = run
-        try:
-            out = model.predict(ids, mask, thresholds=thresholds).logits
-        finally:
-            for block, original in zip(model.blocks, originals):
-                block.attn.forward_selected = original
+        out = use_kernel_attention(copy.deepcopy(model), impl).predict(ids, mask, thresholds=thresholds).logits
         err = float((out - ref).abs().max())
         rows.append({"case": "BudgetFormer d128 H8 L2 logits", "impl": impl, "dtype": "float32", "max_abs": err,
                      "tol": 1e-4, "ok": err <= 1e-4})

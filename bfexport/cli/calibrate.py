@@ -13,14 +13,15 @@ from bfexport.cli.args import console, emit, json_option
 from bfexport.errors import BfexportError
 from bfexport.files import atomic_dir, atomic_file
 from calibration.api import calibrate, load_model
-from calibration.latency import RUNTIMES, get_runtime
 from calibration.report import render
 from calibration.result import CalibrationResult, with_defaults
+from calibration.runtimes import RUNTIMES, get_runtime
 from calibration.targets import PERCENTILES, FlopsTarget, LatencyTarget, Target
 from converters.onnx_io import save_onnx
 
-_RUNTIME_HELP = "Where latency is measured: " + "; ".join(
-    name + ("" if cls.available else f" (not yet available: {cls.planned})") for name, cls in RUNTIMES.items()) + "."
+_RUNTIME_HELP = ("Where latency is measured: " + "; ".join(f"{name}: {cls.about}" for name, cls in RUNTIMES.items())
+                 + ". A runtime this machine cannot run is refused, naming what is missing. Accuracy is always "
+                 "evaluated on the ONNX file itself (ONNX Runtime, CPU).")
 
 
 def _print(r: dict[str, Any]) -> None:
@@ -108,7 +109,7 @@ def command(model: str, data_path: str, target_flops: float | None, target_laten
     else:
         target = LatencyTarget(target_latency_ms, int(percentile or 50), 0.05 if tolerance is None else tolerance,
                                target_latency_fraction)
-    get_runtime(runtime)  # refuse runtimes that are not built yet before any work
+    get_runtime(runtime)  # refuse a runtime this machine cannot run before any work
     for path, what in ((output, "--output"), (write_model, "--write-model")):
         if path is not None and Path(path).resolve() == Path(model).resolve():
             raise BfexportError(f"{what} would overwrite the input model {model}")

@@ -51,12 +51,13 @@ import functools
 import math
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import torch
 
 from bfexport.errors import BfexportError
-from bfexport.model import MASK_BIAS
+from bfexport.model import (MASK_BIAS, BudgetedAttention, BudgetFormerConfig,
+                            BudgetFormerForSequenceClassification, Selection)
 
 try:  # optional: the module (and the reference) import without Triton
     import triton
@@ -426,3 +427,39 @@ def budgeted_attention(x: torch.Tensor, mask: torch.Tensor, heads: torch.Tensor,
         ctx, heads, out_weight, out_bias, S, out, D=d, DH=dh, KMAX=K, DH_PAD=cfg.dh_pad, BLOCK_M=cfg.block_m,
         BLOCK_O=cfg.block_o, num_warps=cfg.num_warps, **common)
     return out
+
+
+# ---- the model on the kernel --------------------------------------------------------------
+class KernelAttention(BudgetedAttention):
+    """BudgetedAttention whose inference path (forward_selected) runs the Triton kernel, so a
+    BudgetFormer can run on a GPU without the eager gather. Same parameters; training
+    (forward_gated) stays PyTorch, and attention dropout is not applied (inference only)."""
+
+    def __init__(self, config: BudgetFormerConfig, impl: str = "split") -> None:
+        if impl not in IMPLS:
+            raise BfexportError(f"budgeted attention: impl must be one of {IMPLS}, got {impl!r}")
+        super().__init__(config)
+        self.impl = impl
+
+    def forward_selected(self, x: torch.Tensor, key_bias: torch.Tensor, sel: Selection) -> torch.Tensor:
+        heads = torch.where(sel.active, sel.heads, -1)  # (B, kmax), -1 past each sample's k
+        mask = key_bias[:, 0, 0, :] == 0  # key_bias is 0 at tokens, MASK_BIAS at padding
+        return budgeted_attention(x, mask, heads, self.qkv_weight, self.qkv_bias, self.out_weight, self.out_bias,
+                                  impl=self.impl)
+
+
+def use_kernel_attention(model: BudgetFormerForSequenceClassification,
+                         impl: str = "split") -> BudgetFormerForSequenceClassification:
+    """Swap every block's attention for a KernelAttention holding the same weights (in place, on
+    the same device and dtype); returns the model.
+
+    Example:
+        model = use_kernel_attention(model.cuda().half())
+        model.predict(ids.cuda(), mask.cuda())  # attention on the Triton kernel
+    """
+    for block in model.blocks:
+        old = cast(BudgetedAttention, block.attn)
+        new = KernelAttention(model.config, impl).to(old.out_bias.device, old.out_bias.dtype)
+        new.load_state_dict(old.state_dict())
+        block.attn = new.train(old.training)
+    return model

@@ -30,8 +30,12 @@ from tests.conftest import LABELS, TEXTS, tiny_model
 # Runs the CLI with one function replaced by a version that, on its first call (with a path
 # under BFX_UNDER, when set), writes BFX_MARKER and sleeps until the test sends a signal.
 RUNNER = """
-import functools, importlib, os, sys, time
+import functools, importlib, os, signal, sys, time
 from pathlib import Path
+
+# Ctrl-C as in a terminal, even when the tests run in the background (which ignores SIGINT,
+# and an ignored signal stays ignored in children).
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 marker, under = Path(os.environ["BFX_MARKER"]), os.environ.get("BFX_UNDER")
 module_name, attribute = os.environ["BFX_PAUSE"].split(":")
@@ -203,6 +207,7 @@ def test_replacing_a_directory_interrupted_between_renames_restores_it(tmp_path:
     (report / "old.txt").write_text("previous")
     for sig in SIGNALS:
         script = ("import os, signal, sys\n"
+                  "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
                   "from bfexport.files import atomic_dir\n"
                   "real = os.replace\n"
                   "def replace(src, dst):\n"
