@@ -46,7 +46,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, redirect_stdout
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypedDict
+from typing import Any, TypedDict
 
 import numpy as np
 import onnx
@@ -813,24 +813,7 @@ def _fmt(value: float | None, spec: str) -> str:
     return "" if value is None or (isinstance(value, float) and not math.isfinite(value)) else format(value, spec)
 
 
-class RowFields(Protocol):
-    """What row_cells reads: a Row, or an attribute view of one read back from JSON."""
-
-    variant: str
-    k: float | None
-    median_ms: float
-    q1_ms: float
-    q3_ms: float
-    ideal: float
-    speedup: float
-    efficiency: float
-    overhead_vs_static: float | None
-    k_padded: list[int] | None
-    ideal_per_sample: float | None
-    efficiency_per_sample: float | None
-
-
-def row_cells(row: RowFields, reference: str) -> list[str]:
+def row_cells(row: Row, reference: str) -> list[str]:
     """The text of one table row, in HEADERS order. The dense reference is marked with '*'."""
     name = row.variant + ("*" if row.variant == reference else "")
     if row.k is None:

@@ -21,6 +21,7 @@ from converters.benchmark import (
     BenchModel,
     ModelShape,
     Progress as ProgressFn,
+    Row,
     load_average,
     run_benchmark,
     row_cells,
@@ -69,7 +70,7 @@ def print_result(r: dict[str, Any]) -> None:
         for i, h in enumerate(headers):
             table.add_column(h, justify="left" if i == 0 else "right", no_wrap=i == 0)
         for row in cell["rows"]:
-            table.add_row(*row_cells(_Row(row), cell["dense_reference"])[:len(headers)])
+            table.add_row(*row_cells(_row(row), cell["dense_reference"])[:len(headers)])
         console.print(table)
     print_targets(r["targets"])
 
@@ -92,26 +93,11 @@ def print_targets(targets: list[dict[str, Any]]) -> None:
     console.print(table)
 
 
-class _Row:
-    """Attribute view of a row dict (JSON None back to NaN), for row_cells."""
-
-    # the fields row_cells reads (converters.benchmark.RowFields), set from the dict below
-    variant: str
-    k: float | None
-    median_ms: float
-    q1_ms: float
-    q3_ms: float
-    ideal: float
-    speedup: float
-    efficiency: float
-    overhead_vs_static: float | None
-    k_padded: list[int] | None
-    ideal_per_sample: float | None
-    efficiency_per_sample: float | None
-
-    def __init__(self, row: dict[str, Any]) -> None:
-        for key, value in row.items():
-            setattr(self, key, float("nan") if value is None and key in ("speedup", "efficiency") else value)
+def _row(row: dict[str, Any]) -> Row:
+    """A Row back from its JSON dict (JSON has no NaN: None back to NaN where Row uses it)."""
+    fields: dict[str, Any] = {k: float("nan") if v is None and k in ("speedup", "efficiency") else v
+                              for k, v in row.items()}
+    return Row(**fields)
 
 
 def bert_shape(layers: int) -> ModelShape:
