@@ -191,3 +191,36 @@ def test_a_bug_is_exit_3_on_one_line_and_debug_shows_the_traceback(bfexport, che
     assert len(result.stderr.strip().splitlines()) == 1
     with pytest.raises(ZeroDivisionError):
         run(["--debug", "inspect", str(checkpoint)])
+
+
+BAD_DATA = {  # each is one row a user might hand us; the message names the file and line
+    "invalid UTF-8": b'{"text": "ok", "label": "libs"}\n{"text": "\xff\xfe", "label": "libs"}\n',
+    "unknown label": b'{"text": "ok", "label": "libs"}\n{"text": "ok", "label": "no-such-label"}\n',
+    "not JSON": b'{"text": "ok", "label": "libs"}\n{"text": \n',
+}
+READS_DATA = {
+    "train": ["train", "--train", "{bad}", "--validation", "{bad}", "-o", "{tmp}/trained", "--epochs", "1"],
+    "inspect": ["inspect", "{ckpt}", "--data", "{bad}"],
+    "convert": ["convert", "{ckpt}", "-o", "{tmp}/x.onnx", "--flavor", "static", "--heads", "2", "--data", "{bad}"],
+    "validate": ["validate", "{ckpt}", "{onnx}", "--data", "{bad}"],
+    "calibrate": ["calibrate", "{onnx}", "--data", "{bad}", "--target-flops", "0.9", "-o", "{tmp}/x.json"],
+}
+
+
+# labels are checked where they are scored against a model's labels (train takes its labels from the data)
+DATA_CASES = [(c, k) for c in READS_DATA for k in BAD_DATA if k != "unknown label" or c in ("inspect", "calibrate")]
+
+
+@pytest.mark.parametrize("command, kind", DATA_CASES)
+def test_every_command_refuses_bad_data_naming_the_line(bfexport, command: str, kind: str, checkpoint: Path,
+                                                         tmp_path: Path) -> None:
+    bad = tmp_path / "bad.jsonl"
+    bad.write_bytes(BAD_DATA[kind])
+    onnx_path = tmp_path / "good.onnx"
+    assert bfexport("convert", checkpoint, "-o", onnx_path).returncode == 0
+    args = [a.format(bad=bad, ckpt=checkpoint, onnx=onnx_path, tmp=tmp_path) for a in READS_DATA[command]]
+    result = bfexport(*args)
+    assert result.returncode == 2, (result.returncode, result.stderr)
+    assert result.stderr.startswith("error: ") and len(result.stderr.strip().splitlines()) == 1
+    assert "bad.jsonl" in result.stderr and ":2" in result.stderr, result.stderr
+    assert not any(p.name in ("x.onnx", "x.json", "trained") for p in tmp_path.iterdir())
