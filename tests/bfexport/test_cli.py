@@ -31,6 +31,13 @@ def bfexport(capsys):
 
 
 @pytest.fixture()
+def onnx_file(bfexport, checkpoint: Path, tmp_path: Path) -> Path:
+    path = tmp_path / "good.onnx"
+    assert bfexport("convert", checkpoint, "-o", path).returncode == 0
+    return path
+
+
+@pytest.fixture()
 def data_file(tmp_path: Path) -> Path:
     path = tmp_path / "data.jsonl"
     labels = ["libs", "games", "python", "doc"]
@@ -75,14 +82,12 @@ def test_static_convert_picks_most_used_heads(bfexport, checkpoint: Path, data_f
     assert bfexport("validate", checkpoint, tmp_path / "s.onnx", "--data", data_file).returncode == 0
 
 
-def test_validate_fails_with_exit_1_on_a_mismatch(bfexport, checkpoint: Path, data_file: Path, tmp_path: Path) -> None:
-    onnx_path = tmp_path / "m.onnx"
-    assert bfexport("convert", checkpoint, "-o", onnx_path).returncode == 0
+def test_validate_fails_with_exit_1_on_a_mismatch(bfexport, checkpoint: Path, onnx_file: Path, data_file: Path) -> None:
     from safetensors.torch import load_file, save_file
-    state = load_file(str(checkpoint / "model.safetensors"))
+    state = load_file(str(checkpoint / "model.safetensors"))  # changed after onnx_file was exported from it
     state["classifier.bias"] += 1.0
     save_file(state, str(checkpoint / "model.safetensors"))
-    result = bfexport("validate", checkpoint, onnx_path, "--data", data_file, "--json")
+    result = bfexport("validate", checkpoint, onnx_file, "--data", data_file, "--json")
     assert result.returncode == 1
     assert json.loads(result.stdout)["passed"] is False
 
@@ -162,13 +167,10 @@ def hostile(kind: str, checkpoint: Path, tmp_path: Path) -> tuple[Path, Path]:
 
 @pytest.mark.parametrize("command, kind", CASES)
 def test_every_command_refuses_hostile_models_on_one_line(bfexport, command: str, kind: str, checkpoint: Path,
-                                                          data_file: Path, tmp_path: Path) -> None:
+                                                          onnx_file: Path, data_file: Path, tmp_path: Path) -> None:
     bad, marker = hostile(kind, checkpoint, tmp_path)
     commands = READS_CHECKPOINTS if kind in HOSTILE_CHECKPOINTS else READS_ONNX
-    onnx_path = tmp_path / "good.onnx"
-    if "{onnx}" in commands[command]:
-        assert bfexport("convert", checkpoint, "-o", onnx_path).returncode == 0
-    args = [a.format(bad=bad, ckpt=checkpoint, onnx=onnx_path, tmp=tmp_path, data=data_file)
+    args = [a.format(bad=bad, ckpt=checkpoint, onnx=onnx_file, tmp=tmp_path, data=data_file)
             for a in commands[command]]
     result = bfexport(*args)
     assert result.returncode == 2, (result.returncode, result.stderr)
@@ -213,12 +215,10 @@ DATA_CASES = [(c, k) for c in READS_DATA for k in BAD_DATA if k != "unknown labe
 
 @pytest.mark.parametrize("command, kind", DATA_CASES)
 def test_every_command_refuses_bad_data_naming_the_line(bfexport, command: str, kind: str, checkpoint: Path,
-                                                         tmp_path: Path) -> None:
+                                                         onnx_file: Path, tmp_path: Path) -> None:
     bad = tmp_path / "bad.jsonl"
     bad.write_bytes(BAD_DATA[kind])
-    onnx_path = tmp_path / "good.onnx"
-    assert bfexport("convert", checkpoint, "-o", onnx_path).returncode == 0
-    args = [a.format(bad=bad, ckpt=checkpoint, onnx=onnx_path, tmp=tmp_path) for a in READS_DATA[command]]
+    args = [a.format(bad=bad, ckpt=checkpoint, onnx=onnx_file, tmp=tmp_path) for a in READS_DATA[command]]
     result = bfexport(*args)
     assert result.returncode == 2, (result.returncode, result.stderr)
     assert result.stderr.startswith("error: ") and len(result.stderr.strip().splitlines()) == 1

@@ -27,8 +27,9 @@ from converters.onnx_io import load_exported
 from converters.triton_repo import check_repository
 from tests.conftest import LABELS, TEXTS, tiny_model
 
-# Runs the CLI with one function replaced by a version that, on its first call (with a path
-# under BFX_UNDER, when set), writes BFX_MARKER and sleeps until the test sends a signal.
+# Runs the CLI; with BFX_PAUSE=module:function, that function is replaced by a version that, on
+# its first call (with a path under BFX_UNDER, when set), writes BFX_MARKER and sleeps until the
+# test sends a signal.
 RUNNER = """
 import functools, importlib, os, signal, sys, time
 from pathlib import Path
@@ -37,25 +38,28 @@ from pathlib import Path
 # and an ignored signal stays ignored in children).
 signal.signal(signal.SIGINT, signal.default_int_handler)
 
-marker, under = Path(os.environ["BFX_MARKER"]), os.environ.get("BFX_UNDER")
-module_name, attribute = os.environ["BFX_PAUSE"].split(":")
-owner = importlib.import_module(module_name)
-*parents, name = attribute.split(".")
-for parent in parents:
-    owner = getattr(owner, parent)
-real = getattr(owner, name)
+def pause_at(spec, marker, under):
+    module_name, attribute = spec.split(":")
+    owner = importlib.import_module(module_name)
+    *parents, name = attribute.split(".")
+    for parent in parents:
+        owner = getattr(owner, parent)
+    real = getattr(owner, name)
 
-def touches(args):
-    return under is None or any(str(a).startswith(under) for a in args if isinstance(a, (str, os.PathLike)))
+    def touches(args):
+        return under is None or any(str(a).startswith(under) for a in args if isinstance(a, (str, os.PathLike)))
 
-@functools.wraps(real)
-def paused(*args, **kwargs):
-    if touches(args) and not marker.exists():
-        marker.write_text("paused")
-        time.sleep(600)
-    return real(*args, **kwargs)
+    @functools.wraps(real)
+    def paused(*args, **kwargs):
+        if touches(args) and not marker.exists():
+            marker.write_text("paused")
+            time.sleep(600)
+        return real(*args, **kwargs)
 
-setattr(owner, name, paused)
+    setattr(owner, name, paused)
+
+if "BFX_PAUSE" in os.environ:
+    pause_at(os.environ["BFX_PAUSE"], Path(os.environ["BFX_MARKER"]), os.environ.get("BFX_UNDER"))
 from bfexport.cli import main
 sys.argv[0] = "bfexport"
 main()
@@ -94,9 +98,6 @@ def bfexport(*args: object, env: dict[str, str] | None = None, fsize: int | None
         resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
 
     command = [sys.executable, "-c", RUNNER, *map(str, args)]
-    if "BFX_PAUSE" not in env:
-        command = [sys.executable, "-c", "import sys; from bfexport.cli import main; sys.argv[0] = 'bfexport'; main()",
-                   *map(str, args)]
     proc = subprocess.Popen(command, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             preexec_fn=limit_file_size if fsize is not None else None)
     if not wait:
