@@ -13,6 +13,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
+from bfexport.data import read_tokenizer_file, tokenizer_from_str
 from bfexport.errors import BfexportError
 from bfexport.files import atomic_dir, read_json
 from bfexport.model import BudgetFormerConfig, BudgetFormerForSequenceClassification
@@ -37,6 +38,11 @@ def save_checkpoint(model: BudgetFormerForSequenceClassification, directory: str
     return Path(directory)
 
 
+WEIGHT_DTYPES = ("F32", "F16", "BF16")
+"""Stored dtypes accepted: bfexport writes F32; F16 and BF16 widen to it exactly. F64 and the
+rest are refused, since narrowing can overflow (1e300 becomes inf) or round."""
+
+
 def load_config(directory: str | Path) -> BudgetFormerConfig:
     path = Path(directory) / CONFIG
     data = read_json(path)
@@ -44,44 +50,62 @@ def load_config(directory: str | Path) -> BudgetFormerConfig:
         raise BfexportError(f"{path}: expected a JSON object")
     try:
         return BudgetFormerConfig.from_dict(data)
-    except TypeError as e:
+    except (TypeError, BfexportError) as e:
         raise BfexportError(f"{path}: {e}") from None
 
 
 def load_checkpoint(directory: str | Path) -> BudgetFormerForSequenceClassification:
-    """Load a checkpoint directory into an eval-mode model, refusing anything inconsistent."""
+    """Load a checkpoint directory into an eval-mode model, refusing anything inconsistent.
+
+    The model is built on the meta device (shapes, no memory) and the weights file's header
+    checked against it before any tensor is read, so a config that does not match its weights
+    costs nothing; the weights read then become the model's parameters, with no second copy.
+    """
     directory = Path(directory)
     if not directory.is_dir():
         raise BfexportError(f"{directory}: not a checkpoint directory (expected {CONFIG} and {WEIGHTS} inside)")
     config = load_config(directory)
-    model = BudgetFormerForSequenceClassification(config)
-    expected = model.state_dict()
     weights = directory / WEIGHTS
     if not weights.is_file():
         raise BfexportError(f"{weights}: missing weights file")
-    state: dict[str, torch.Tensor] = {}
-    try:
-        with safe_open(str(weights), framework="pt") as f:
-            keys = set(f.keys())
-            missing, unexpected = sorted(set(expected) - keys), sorted(keys - set(expected))
-            if missing or unexpected:
-                raise BfexportError(f"{weights}: missing keys {missing[:5]}, unexpected keys {unexpected[:5]}")
-            for key, ref in expected.items():
-                shape = tuple(f.get_slice(key).get_shape())
-                if shape != tuple(ref.shape):
-                    raise BfexportError(f"{weights}: {key} has shape {shape}, config.json implies {tuple(ref.shape)}")
-                state[key] = f.get_tensor(key)
-    except (SafetensorError, OSError, ValueError) as e:
-        raise BfexportError(f"{weights}: not a readable safetensors file ({e})") from None
-    for key, tensor in state.items():
-        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
-            raise BfexportError(f"{weights}: {key} contains NaN or infinite values")
-    model.load_state_dict({k: v.to(expected[k].dtype) for k, v in state.items()})
+    with torch.device("meta"):
+        model = BudgetFormerForSequenceClassification(config)
+    model.load_state_dict(_read_weights(weights, {k: tuple(v.shape) for k, v in model.state_dict().items()}),
+                          assign=True)
     return model.eval()
 
 
+def _read_weights(path: Path, shapes: dict[str, tuple[int, ...]]) -> dict[str, torch.Tensor]:
+    """The tensors of a safetensors file as float32, once its header matches `shapes`: names,
+    shapes and dtypes are compared before any tensor is read (safetensors itself checks the
+    byte ranges against the shapes and the file size), and values are checked after widening."""
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            keys = set(f.keys())
+            missing, unexpected = sorted(set(shapes) - keys), sorted(keys - set(shapes))
+            if missing or unexpected:
+                raise BfexportError(f"{path}: missing keys {missing[:5]}, unexpected keys {unexpected[:5]}")
+            for key, expected in shapes.items():
+                stored = f.get_slice(key)
+                if tuple(stored.get_shape()) != expected:
+                    raise BfexportError(f"{path}: {key} has shape {tuple(stored.get_shape())}, config.json implies "
+                                        f"{expected}")
+                if stored.get_dtype() not in WEIGHT_DTYPES:
+                    raise BfexportError(f"{path}: {key} is stored as {stored.get_dtype()}; accepted: "
+                                        f"{', '.join(WEIGHT_DTYPES)} (bfexport writes F32)")
+            state = {key: f.get_tensor(key).to(torch.float32) for key in shapes}
+    except (SafetensorError, OSError, ValueError) as e:
+        raise BfexportError(f"{path}: not a readable safetensors file ({e})") from None
+    for key, tensor in state.items():
+        if not bool(torch.isfinite(tensor).all()):
+            raise BfexportError(f"{path}: {key} contains NaN or infinite values")
+    return state
+
+
 def load_tokenizer_json(directory: str | Path) -> str:
+    """The checkpoint's tokenizer.json text, once it parses, fits MAX_TOKENIZER_BYTES and its
+    ids fit the config's vocab_size (convert embeds it in every export)."""
     path = Path(directory) / TOKENIZER
-    if not path.is_file():
-        raise BfexportError(f"{path}: missing tokenizer file")
-    return path.read_text()
+    text = read_tokenizer_file(path)
+    tokenizer_from_str(text, str(path), load_config(directory).vocab_size)
+    return text

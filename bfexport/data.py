@@ -23,6 +23,7 @@ import tokenizers
 from tokenizers import decoders, models, normalizers, pre_tokenizers, trainers
 
 from bfexport.errors import BfexportError
+from bfexport.files import is_utf8, loads_json
 
 MAX_CHARS = 1_000_000
 """Longest accepted line or text, in characters: one bad row must not exhaust memory."""
@@ -30,6 +31,12 @@ _MAX_LINE_BYTES = 4 * MAX_CHARS + 2  # a line of MAX_CHARS UTF-8 characters plus
 _GZIP_MAGIC = b"\x1f\x8b"
 _FORMATS = {".jsonl": "jsonl", ".csv": "csv"}
 PAD_TOKEN, UNK_TOKEN = "[PAD]", "[UNK]"
+MAX_TOKENIZER_BYTES = 64 * 2**20
+"""Largest tokenizer.json accepted (large multilingual ones are about 20 MB): it is embedded in
+every exported file and parsed by every command."""
+CHARS_PER_TOKEN = 8
+"""First guess of how many characters make max_length tokens (English averages about 4.5): only
+that much of a long text is tokenized, and more only if it was not enough."""
 
 
 @dataclass(frozen=True)
@@ -39,6 +46,7 @@ class Example:
     text: str
     label: str | None  # None when the row has no label
     source: str  # "file:line"
+    other_fields: tuple[str, ...] = ()  # the row's fields besides text and label, for unlabelled_note
 
 
 def read_examples(
@@ -117,7 +125,7 @@ def _jsonl_rows(path: Path) -> Iterator[tuple[str, Mapping[str, Any]]]:
             continue
         source = f"{path}:{number}"
         try:
-            row = json.loads(line)
+            row = loads_json(line, source)
         except json.JSONDecodeError as error:
             raise BfexportError(f"{source}: invalid JSON ({error.msg} at column {error.colno})") from None
         if not isinstance(row, dict):
@@ -199,9 +207,14 @@ def _example(row: Mapping[str, Any], source: str, require_labels: bool) -> Examp
     if len(text) > MAX_CHARS:
         raise BfexportError(f"{source}: text longer than {MAX_CHARS:,} characters")
     label = _label(row.get("label"), source)
+    for name, value in (("text", text), ("label", label)):
+        if value is not None and not is_utf8(value):
+            raise BfexportError(f"{source}: '{name}' holds a lone surrogate (an escape such as \\ud800 that is "
+                                "not a character)")
     if label is None and require_labels:
         raise BfexportError(f"{source}: missing label")
-    return Example(text=text, label=label, source=source)
+    others = tuple(str(key) for key in row if key not in ("text", "label"))
+    return Example(text=text, label=label, source=source, other_fields=others)
 
 
 def _label(value: Any, source: str) -> str | None:
@@ -222,9 +235,11 @@ def _json_type(value: Any) -> str:
 
 
 def label_ids(examples: Sequence[Example], labels: Sequence[str]) -> np.ndarray:
-    """Maps labels to int64 class ids: a known name gives its index, else an in-range decimal id.
+    """Maps label names to int64 class ids (their index in `labels`).
 
-    Names win over ids so that labels literally named "0", "1" keep their order in `labels`.
+    Numbers are names too: a model whose labels are "0", "1" reads them, but a number is never
+    taken as a class index into named labels, since nothing says the data numbers the classes
+    in the model's order.
     """
     index = {name: i for i, name in enumerate(labels)}
     return np.array([_label_id(example, index, labels) for example in examples], dtype=np.int64)
@@ -236,10 +251,23 @@ def _label_id(example: Example, index: Mapping[str, int], labels: Sequence[str])
         raise BfexportError(f"{example.source}: missing label")
     if label in index:
         return index[label]
-    if label.isascii() and label.isdigit() and int(label) < len(labels):
-        return int(label)
     known = ", ".join(labels[:5]) + (", ..." if len(labels) > 5 else "")
+    if label.lstrip("-").isdigit():
+        raise BfexportError(f"{example.source}: label {label} is a number, but this model's labels are names "
+                            f"({known}); write the label names, not class indices")
     raise BfexportError(f"{example.source}: unknown label '{label}' (known labels: {known})")
+
+
+def unlabelled_note(examples: Sequence[Example], path: str | Path) -> str | None:
+    """Says so when no row has a `label` but the rows have other fields (one may be the label
+    under another name), instead of treating the data as unlabelled without a word."""
+    if any(e.label is not None for e in examples):
+        return None
+    others = sorted({name for e in examples for name in e.other_fields})
+    if not others:
+        return None
+    return (f"{path}: no row has a 'label' field (other fields: {', '.join(others[:10])}); read as unlabelled. "
+            "Name the label column 'label' to use it")
 
 
 def train_tokenizer(texts: Iterable[str], vocab_size: int = 8000) -> tokenizers.Tokenizer:
@@ -275,17 +303,32 @@ def _bert_tokenizer(model: models.WordPiece) -> tokenizers.Tokenizer:
     return tokenizer
 
 
-def load_tokenizer(path: str | Path) -> tokenizers.Tokenizer:
+def load_tokenizer(path: str | Path, vocab_size: int | None = None) -> tokenizers.Tokenizer:
     """Loads a tokenizer.json, checking the [PAD]=0 / [UNK] ids `encode` relies on."""
+    return tokenizer_from_str(read_tokenizer_file(path), str(path), vocab_size)
+
+
+def read_tokenizer_file(path: str | Path) -> str:
+    """The text of a tokenizer.json: at most MAX_TOKENIZER_BYTES, UTF-8."""
     path = Path(path)
     if not path.is_file():
         raise BfexportError(f"{path}: tokenizer file not found")
-    return tokenizer_from_str(path.read_text(encoding="utf-8", errors="replace"), str(path))
+    if path.stat().st_size > MAX_TOKENIZER_BYTES:
+        raise BfexportError(f"{path}: {path.stat().st_size:,} bytes, larger than the {MAX_TOKENIZER_BYTES:,} "
+                            "accepted for a tokenizer.json")
+    try:
+        return path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise BfexportError(f"{path}: not UTF-8 (byte {error.start + 1}); a tokenizer.json is UTF-8 JSON") from None
 
 
-def tokenizer_from_str(text: str, source: str = "tokenizer") -> tokenizers.Tokenizer:
+def tokenizer_from_str(text: str, source: str = "tokenizer", vocab_size: int | None = None) -> tokenizers.Tokenizer:
     """A tokenizer from its JSON text; padding and truncation stored in it are switched off
-    because `encode` does both itself."""
+    because `encode` does both itself. With vocab_size, every id it can produce must be below it
+    (the model's embedding table), so a mismatch fails here and not while serving."""
+    if len(text) > MAX_TOKENIZER_BYTES:
+        raise BfexportError(f"{source}: tokenizer of {len(text):,} characters, larger than the "
+                            f"{MAX_TOKENIZER_BYTES:,} accepted")
     try:
         tokenizer = tokenizers.Tokenizer.from_str(text)
     except Exception as error:  # tokenizers raises a bare Exception for bad files
@@ -293,6 +336,11 @@ def tokenizer_from_str(text: str, source: str = "tokenizer") -> tokenizers.Token
         raise BfexportError(f"{source}: not a valid tokenizer.json ({reason})") from None
     if tokenizer.token_to_id(PAD_TOKEN) != 0 or tokenizer.token_to_id(UNK_TOKEN) is None:
         raise BfexportError(f"{source}: tokenizer needs {PAD_TOKEN} as id 0 and an {UNK_TOKEN} token")
+    if vocab_size is not None:
+        top = max(tokenizer.get_vocab(with_added_tokens=True).values())
+        if top >= vocab_size:
+            raise BfexportError(f"{source}: the tokenizer has ids up to {top} but the model's vocab_size is "
+                                f"{vocab_size}; is this the model's tokenizer?")
     tokenizer.no_padding()
     tokenizer.no_truncation()
     return tokenizer
@@ -304,11 +352,33 @@ def encode(tokenizer: tokenizers.Tokenizer, texts: Sequence[str], max_length: in
     A text with no tokens becomes a single [UNK] so that no row is all padding (which would
     make mean pooling divide by zero).
     """
+    unk_id = tokenizer.token_to_id(UNK_TOKEN)
+    return pad([ids or [unk_id] for ids in token_ids(tokenizer, texts, max_length)])
+
+
+def token_ids(tokenizer: tokenizers.Tokenizer, texts: Sequence[str], max_length: int) -> list[list[int]]:
+    """The first max_length token ids of each text, tokenizing only a prefix of a long text.
+
+    A prefix yields the same first tokens as the whole text once max_length of them come from
+    words before its last word (the one the cut may split); until then the prefix doubles. So a
+    1M-character row costs about CHARS_PER_TOKEN * max_length characters of tokenizing.
+    """
     if max_length < 1:
         raise BfexportError(f"max_length must be at least 1, got {max_length}")
-    unk_id = tokenizer.token_to_id(UNK_TOKEN)
-    encodings = tokenizer.encode_batch(list(texts), add_special_tokens=False)
-    return pad([encoding.ids[:max_length] or [unk_id] for encoding in encodings])
+    rows: list[list[int]] = [[] for _ in texts]
+    pending, chars = list(range(len(texts))), CHARS_PER_TOKEN * max_length
+    while pending:
+        prefixes = [texts[i][:chars] for i in pending]
+        retry = []
+        for i, prefix, encoding in zip(pending, prefixes, tokenizer.encode_batch(prefixes, add_special_tokens=False)):
+            words = encoding.word_ids
+            if len(prefix) == len(texts[i]) or (len(words) > max_length and words[max_length - 1] is not None
+                                                and words[max_length - 1] != words[-1]):
+                rows[i] = encoding.ids[:max_length]
+            else:
+                retry.append(i)
+        pending, chars = retry, 2 * chars
+    return rows
 
 
 def pad(rows: Sequence[Sequence[int] | np.ndarray], width: int | None = None) -> tuple[np.ndarray, np.ndarray]:

@@ -12,6 +12,7 @@ import contextlib
 import json
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -89,11 +90,66 @@ def write_json(path: str | Path, obj: Any) -> None:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
 
 
+MAX_JSON_DEPTH = 64
+"""Deepest nesting accepted in a JSON document: bfexport's own files nest three levels; a
+deeper one is refused on one line rather than crashing a recursive reader later."""
+
+
 def read_json(path: str | Path) -> Any:
     path = Path(path)
     if not path.is_file():
         raise BfexportError(f"{path}: file not found")
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return loads_json(path.read_text(encoding="utf-8"), str(path))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise BfexportError(f"{path}: not valid JSON ({e})") from None
+
+
+def loads_json(text: str, source: str) -> Any:
+    """json.loads, refusing on one line naming `source` what would otherwise crash later:
+    nesting deeper than MAX_JSON_DEPTH, and integers longer than Python converts to int
+    (named by their path). Syntax errors stay json.JSONDecodeError, for the caller to word."""
+    limit = sys.get_int_max_str_digits() or 4300  # 0 means unlimited; 4300 is Python's default
+    try:
+        value = json.loads(text, parse_int=lambda s: _LongInteger(s) if len(s) > limit else int(s))
+    except RecursionError:
+        raise _too_deep(source) from None
+    for path, depth, node in _nodes(value):
+        if depth > MAX_JSON_DEPTH:
+            raise _too_deep(source)
+        if isinstance(node, _LongInteger):
+            raise BfexportError(f"{source}: {path or 'the document'} is an integer of {node.digits:,} digits "
+                                f"(at most {limit:,} are read)")
+    return value
+
+
+def is_utf8(text: str) -> bool:
+    """False for a string holding lone surrogates (JSON can write them, UTF-8 cannot)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _too_deep(source: str) -> BfexportError:
+    return BfexportError(f"{source}: JSON nested deeper than {MAX_JSON_DEPTH} levels")
+
+
+class _LongInteger:
+    """An integer literal left as digits: converting it would raise (or take quadratic time)."""
+
+    def __init__(self, literal: str) -> None:
+        self.digits = len(literal.lstrip("-"))
+
+
+def _nodes(value: Any) -> Iterator[tuple[str, int, Any]]:
+    """(path, nesting level, value) of every node, without recursion: `labels[2]`, `caps.layer`."""
+    stack = [("", 1, value)]
+    while stack:
+        path, depth, node = stack.pop()
+        yield path, depth, node
+        if isinstance(node, dict):
+            stack.extend((f"{path}.{k}" if path else str(k), depth + 1, v) for k, v in reversed(node.items()))
+        elif isinstance(node, list):
+            stack.extend((f"{path}[{i}]", depth + 1, v) for i, v in reversed(list(enumerate(node))))

@@ -27,40 +27,56 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from bfexport.errors import BfexportError
+from bfexport.files import is_utf8
 
 MASK_BIAS = -30000.0  # added to scores at padding keys; finite so fp16 exports stay finite too
-LIMITS = {"vocab_size": 1_000_000, "d_model": 8192, "n_heads": 64, "n_layers": 64,
-          "d_ff": 65536, "max_length": 16384, "n_labels": 100_000}
+
+# What a config may hold. Checked whenever a config is built (config.json, ONNX metadata, the
+# Python API), so a wrong type or range fails on one line naming the field, before any module
+# is built.
+SIZES = {"vocab_size": 1_000_000, "max_length": 16384, "d_model": 8192, "n_heads": 64, "n_layers": 64,
+         "d_ff": 65536}  # integer fields in [1, bound]
+MAX_LABELS = 100_000
+MAX_PARAMETERS = 1_000_000_000  # 4 GB of float32 weights; sizes within every per-field bound can ask for far more
+LINE_BREAKS = frozenset("\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029")  # what str.splitlines() splits on
 
 
 @dataclass
 class BudgetFormerConfig:
-    vocab_size: int = 8000  # WordPiece vocabulary trained on the training split
+    vocab_size: int = 8000  # WordPiece vocabulary trained on the training split; tokenizer ids must stay below it
     max_length: int = 256  # longest input in tokens; long inputs are where head skipping pays
     d_model: int = 128  # residual width d
     n_heads: int = 8  # H; head width d_head = d_model / n_heads
     n_layers: int = 4
     d_ff: int = 512  # FFN width f
-    labels: list[str] = field(default_factory=lambda: ["negative", "positive"])
-    dropout: float = 0.1
+    labels: list[str] = field(default_factory=lambda: ["negative", "positive"])  # class names in logit order
+    dropout: float = 0.1  # training only; in [0, 1)
     adaptive: bool = True  # False: every head always runs (the dense baseline, same weights)
-    budget_thresholds: list[float] | None = None  # tau per layer; None = 0.5 (the median budget)
-    head_caps: list[int] | None = None  # kmax per layer; None = n_heads
-    pad_token_id: int = 0
+    budget_thresholds: list[float] | None = None  # tau per layer in (0, 1]; None = 0.5 (the median budget)
+    head_caps: list[int] | None = None  # kmax per layer in [1, H]; None = n_heads
+    pad_token_id: int = 0  # id of [PAD] in [0, vocab_size); bfexport's tokenizers use 0
 
     def __post_init__(self) -> None:
-        for name, bound in LIMITS.items():
-            value = self.n_labels if name == "n_labels" else getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= bound:
-                raise BfexportError(f"config: {name} must be an integer in [1, {bound}], got {value!r}")
+        for name, bound in SIZES.items():
+            check_int(f"config: {name}", getattr(self, name), 1, bound)
+        check_int("config: pad_token_id", self.pad_token_id, 0, self.vocab_size - 1)
         if self.d_model % self.n_heads:
             raise BfexportError(f"config: d_model {self.d_model} is not divisible by n_heads {self.n_heads}")
+        self.labels = check_labels(self.labels)
+        if not is_number(self.dropout) or not 0.0 <= self.dropout < 1.0:
+            raise BfexportError(f"config: dropout must be a number in [0, 1), got {show(self.dropout)}")
+        self.dropout = float(self.dropout)
+        if not isinstance(self.adaptive, bool):
+            raise BfexportError(f"config: adaptive must be true or false, got {show(self.adaptive)}")
         if self.budget_thresholds is None:
             self.budget_thresholds = [0.5] * self.n_layers
         if self.head_caps is None:
             self.head_caps = [self.n_heads] * self.n_layers
         self.budget_thresholds = check_thresholds(self.budget_thresholds, self.n_layers)
         self.head_caps = check_caps(self.head_caps, self.n_layers, self.n_heads)
+        if self.n_parameters > MAX_PARAMETERS:
+            raise BfexportError(f"config: these sizes make {self.n_parameters:,} parameters, more than the "
+                                f"{MAX_PARAMETERS:,} bfexport loads")
 
     @property
     def n_labels(self) -> int:
@@ -69,6 +85,17 @@ class BudgetFormerConfig:
     @property
     def d_head(self) -> int:
         return self.d_model // self.n_heads
+
+    @property
+    def n_parameters(self) -> int:
+        """What the model below holds, from the sizes alone (so it is bounded before any module is built)."""
+        d, f, H, n = self.d_model, self.d_ff, self.n_heads, self.n_labels
+        embeddings = (self.vocab_size + self.max_length) * d
+        attention = 3 * d * d + 3 * d + d * d + d  # per-head Q/K/V and output projection, with biases
+        router = d * 2 * H + 2 * H
+        ffn = d * f + f + f * d + d
+        per_layer = 2 * 2 * d + attention + router + ffn  # two LayerNorms
+        return embeddings + self.n_layers * per_layer + 2 * d + d * n + n  # final LayerNorm, classifier
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -85,13 +112,50 @@ class BudgetFormerConfig:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
 
 
+def show(value: Any) -> str:
+    """A value as error messages quote it: short, and never failing (Python refuses to print
+    integers of more than 4300 digits)."""
+    try:
+        text = repr(value)
+    except ValueError:
+        return "an integer too long to print"
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def check_int(what: str, value: Any, low: int, high: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise BfexportError(f"{what} must be an integer in [{low}, {high}], got {show(value)}")
+
+
+def check_labels(values: Any) -> list[str]:
+    """Class names: distinct non-empty strings without surrounding whitespace (data labels are
+    stripped), on one line each (a labels file holds one per line) and valid UTF-8."""
+    if not isinstance(values, (list, tuple)) or not 1 <= len(values) <= MAX_LABELS:
+        raise BfexportError(f"config: labels must be a list of 1 to {MAX_LABELS:,} names, got {show(values)}")
+    for i, v in enumerate(values):
+        if not isinstance(v, str) or not v or v != v.strip():
+            raise BfexportError(f"config: labels[{i}] must be a non-empty string without surrounding whitespace, "
+                                f"got {show(v)}")
+        if not LINE_BREAKS.isdisjoint(v):
+            raise BfexportError(f"config: labels[{i}] {show(v)} contains a line break")
+        if not is_utf8(v):
+            raise BfexportError(f"config: labels[{i}] {show(v)} is not valid Unicode (a lone surrogate)")
+    if len(set(values)) != len(values):
+        raise BfexportError(f"config: labels must be distinct, got {show(values)}")
+    return list(values)
+
+
 def check_thresholds(values: Any, n_layers: int) -> list[float]:
     """Budget thresholds are a probability level: (0, 1], one per layer."""
     if not isinstance(values, (list, tuple)) or len(values) != n_layers:
         raise BfexportError(f"budget thresholds: expected a list of {n_layers} values (one per layer), got {values!r}")
     out = []
     for v in values:
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 < float(v) <= 1.0:
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 < v <= 1.0:
             raise BfexportError(f"budget thresholds must lie in (0, 1], got {v!r}")
         out.append(float(v))
     return out

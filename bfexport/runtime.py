@@ -6,6 +6,7 @@ thresholds and caps travel with each call as inputs, so nothing per-request is s
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,7 +54,8 @@ class OnnxClassifier:
         if tokenizer is None:
             if self.exported.tokenizer_json is None:
                 raise BfexportError(f"{self.exported.path}: no tokenizer embedded; pass tokenizer=")
-            tokenizer = data.tokenizer_from_str(self.exported.tokenizer_json, str(self.exported.path))
+            tokenizer = data.tokenizer_from_str(self.exported.tokenizer_json, str(self.exported.path),
+                                                self.config.vocab_size)
         self.tokenizer = tokenizer
         options = session_options(threads)
         if any(o.domain == "ai.onnx.contrib" for o in self.exported.proto.opset_import):  # trt-plugin flavor
@@ -87,17 +89,27 @@ class OnnxClassifier:
         names = [o.name for o in self.session.get_outputs()]
         return dict(zip(names, self.session.run(names, feeds)))
 
-    def classify(self, texts: list[str], *, thresholds: Any = None, caps: Any = None) -> list[Prediction]:
-        if not texts:
-            return []
-        ids, mask = data.encode(self.tokenizer, texts, self.config.max_length)
-        out = self.run(ids, mask, thresholds=thresholds, caps=caps)
-        logits = out["logits"].astype(np.float64)
-        probs = np.exp(logits - logits.max(-1, keepdims=True))
-        probs /= probs.sum(-1, keepdims=True)
-        best = probs.argmax(-1)
-        return [Prediction(self.config.labels[int(b)], float(p[b]), [int(k) for k in counts])
-                for b, p, counts in zip(best, probs, out["head_counts"])]
+    def classify(self, texts: str | Sequence[str], *, thresholds: Any = None, caps: Any = None,
+                 batch_size: int = 32) -> list[Prediction]:
+        """One prediction per text (a str is one text), run batch_size texts at a time so that
+        memory follows the batch, not the number of texts. Per-sample thresholds / caps rows
+        (len(texts), n_layers) are split with the texts."""
+        if isinstance(texts, str):
+            texts = [texts]
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise BfexportError(f"batch_size must be a positive integer, got {batch_size!r}")
+        predictions: list[Prediction] = []
+        for start in range(0, len(texts), batch_size):
+            stop = min(start + batch_size, len(texts))
+            ids, mask = data.encode(self.tokenizer, texts[start:stop], self.config.max_length)
+            out = self.run(ids, mask, thresholds=_rows_of(thresholds, start, stop, len(texts)),
+                           caps=_rows_of(caps, start, stop, len(texts)))
+            logits = out["logits"].astype(np.float64)
+            probs = np.exp(logits - logits.max(-1, keepdims=True))
+            probs /= probs.sum(-1, keepdims=True)
+            predictions += [Prediction(self.config.labels[int(b)], float(p[b]), [int(k) for k in counts])
+                            for b, p, counts in zip(probs.argmax(-1), probs, out["head_counts"])]
+        return predictions
 
     def _check_batch(self, ids: np.ndarray, mask: np.ndarray) -> None:
         if ids.ndim != 2 or ids.shape != mask.shape or 0 in ids.shape:
@@ -120,3 +132,12 @@ class OnnxClassifier:
             else:
                 check_caps(row, self.config.n_layers, self.config.n_heads)
         return rows.astype(dtype)
+
+
+def _rows_of(values: Any, start: int, stop: int, total: int) -> Any:
+    """The rows start:stop of per-sample values (total rows); one row per layer applies to all."""
+    if values is None or np.ndim(values) != 2 or len(values) == 1:
+        return values
+    if len(values) != total:
+        raise BfexportError(f"per-sample values: expected {total} rows (one per text), got {len(values)}")
+    return values[start:stop]

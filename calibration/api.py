@@ -68,7 +68,7 @@ def load_model(model: ModelSource) -> tuple[ExportedModel, tokenizers.Tokenizer]
     exported = model if isinstance(model, ExportedModel) else load_exported(model)
     if exported.tokenizer_json is None:
         raise BfexportError(f"{exported.path}: no tokenizer embedded; export it with `bfexport convert`")
-    return exported, bfdata.tokenizer_from_str(exported.tokenizer_json, str(exported.path))
+    return exported, bfdata.tokenizer_from_str(exported.tokenizer_json, str(exported.path), exported.config.vocab_size)
 
 
 def calibrate(model: ModelSource, data: DataSource, target: Target, *, runtime: str = "ort-cpu",

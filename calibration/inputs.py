@@ -79,9 +79,8 @@ def collect(source: DataSource, config: BudgetFormerConfig, tokenizer: tokenizer
     if not texts:
         raise BfexportError(f"calibration data {name} has no usable rows (no non-blank texts)")
     max_len = seq_len or config.max_length
-    encoded = tokenizer.encode_batch(texts, add_special_tokens=False)
     unk = tokenizer.token_to_id(bfdata.UNK_TOKEN)
-    tokens = [np.asarray(e.ids[:max_len] or [unk], dtype=np.int64) for e in encoded]
+    tokens = [np.asarray(ids or [unk], dtype=np.int64) for ids in bfdata.token_ids(tokenizer, texts, max_len)]
     for row in tokens:
         if row.max() >= config.vocab_size:
             raise BfexportError(f"calibration data {name}: the tokenizer produced ids outside the model's vocabulary "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -14,6 +15,8 @@ console = Console(stderr=True)  # progress and human text go to stderr; stdout c
 json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout instead of text.")
 data_option = click.option("--data", "data_path", type=click.Path(dir_okay=True), default=None,
                            help="Data file: .jsonl/.csv (gzip ok) with text[,label], or a saved Hugging Face dataset.")
+MAX_THREADS = 4 * (os.cpu_count() or 1)  # beyond a few threads per core ONNX Runtime only slows down
+THREADS = click.IntRange(1, MAX_THREADS)  # the type of every --threads option
 samples_option = click.option("--samples", type=click.IntRange(min=1), default=None,
                               help="Use at most this many rows of --data.")
 

@@ -12,7 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from bfexport.checkpoint import load_checkpoint
-from bfexport.cli.args import checkpoint_argument, console, emit, json_option
+from bfexport.cli.args import THREADS, checkpoint_argument, console, emit, json_option
 from converters.benchmark import (
     BERT_BASE,
     FUSION_MODES,
@@ -109,7 +109,7 @@ def bert_shape(layers: int) -> ModelShape:
 @checkpoint_argument
 @click.option("--seq", "seqs", type=click.IntRange(min=1), multiple=True, default=(128, 512), show_default=True,
               help="Sequence length (repeatable). Longer than the checkpoint's max_length: see below.")
-@click.option("--threads", "threads", type=click.IntRange(min=1), multiple=True, default=(1, 2), show_default=True,
+@click.option("--threads", "threads", type=THREADS, multiple=True, default=(1, 2), show_default=True,
               help="ONNX Runtime intra-op threads (repeatable).")
 @click.option("--batch", "batch_sizes", type=click.IntRange(min=1), multiple=True, default=(1, 8),
               show_default=True, help="Batch size (repeatable); above 1 every sample gets its own k.")

@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from bfexport.cli import EXIT_FAILED_CHECK
-from bfexport.cli.args import console, emit, json_option
+from bfexport.cli.args import THREADS, console, emit, json_option
 from bfexport.errors import BfexportError
 from bfexport.files import atomic_dir, atomic_file
 from calibration.api import calibrate, load_model
@@ -72,7 +72,7 @@ def _print(r: dict[str, Any]) -> None:
               help="Band below the target to land in: FLOPs ratio units (default 0.02) or a fraction of the "
                    "latency target (default 0.05).")
 @click.option("--runtime", type=click.Choice(list(RUNTIMES)), default="ort-cpu", show_default=True, help=_RUNTIME_HELP)
-@click.option("--threads", type=click.IntRange(min=1), default=None, help="Intra-op threads (default: runtime's).")
+@click.option("--threads", type=THREADS, default=None, help="Intra-op threads (default: runtime's).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=1, show_default=True,
               help="Batch size the latency target applies to.")
 @click.option("--seq-len", type=click.IntRange(min=1), default=None,

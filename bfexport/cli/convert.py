@@ -52,9 +52,9 @@ def command(checkpoint: str, output: str, flavor: str, heads: int | None, head_s
     checkpoint's values), so one file serves every operating point; logits, head_counts and
     selected_heads come out. The checkpoint's config and tokenizer are embedded as metadata.
     """
+    tokenizer_json = load_tokenizer_json(checkpoint)  # embedded in the export: a bad one fails here, not later
     model = load_checkpoint(checkpoint)
     cfg = model.config
-    tokenizer_json = load_tokenizer_json(checkpoint)
     options: dict[str, object] = {"opset": opset, "fp16": fp16}
     if flavor == "static":
         if head_sets is not None:

@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 import numpy as np
+from rich.markup import escape
 from rich.table import Table
 
 from bfexport import data, summary
@@ -64,6 +65,9 @@ def command(target: str, data_path: str | None, samples: int | None, as_json: bo
     result.update({k: result["architecture"][k] for k in ("n_heads", "n_layers", "d_model", "d_ff", "max_length")})
     if data_path is not None:
         examples = data.read_examples(data_path, limit=samples)
+        note = data.unlabelled_note(examples, data_path)
+        if note:
+            console.print(f"[yellow]note[/yellow]: {escape(note)}", highlight=False, soft_wrap=True)
         labelled = all(e.label is not None for e in examples)
         labels = data.label_ids(examples, config.labels) if labelled else None
         with console.status(f"running {len(examples)} samples"):

@@ -167,8 +167,8 @@ def test_directory_needs_datasets(tmp_path: Path) -> None:
 # --- labels --------------------------------------------------------------------------------
 
 
-def test_label_ids_accepts_names_and_ids() -> None:
-    examples = [Example("t", label, f"f:{i}") for i, label in enumerate(["neg", "pos", "1", "0"])]
+def test_label_ids_maps_names_to_indices() -> None:
+    examples = [Example("t", label, f"f:{i}") for i, label in enumerate(["neg", "pos", "pos", "neg"])]
     ids = label_ids(examples, ["neg", "pos"])
     assert ids.dtype == np.int64
     assert ids.tolist() == [0, 1, 1, 0]

@@ -1,0 +1,70 @@
+"""Every config field is type- and range-checked when a config is built: one line naming the field."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bfexport.errors import BfexportError
+from bfexport.model import BudgetFormerConfig
+from tests.bfexport.test_cli import bfexport  # noqa: F401  (fixture)
+from tests.conftest import tiny_config, tiny_model
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"labels": [0, 1]}, "labels[0] must be a non-empty string"),
+    ({"labels": ["a", "a"]}, "labels must be distinct"),
+    ({"labels": ["a", " b"]}, "labels[1] must be a non-empty string without surrounding whitespace"),
+    ({"labels": "ab"}, "labels must be a list"),
+    ({"labels": ["a", "b\nc"]}, "labels[1] 'b\\nc' contains a line break"),
+    ({"labels": ["a", "b\rc"]}, "contains a line break"),
+    ({"labels": ["a", "b\u2028c"]}, "contains a line break"),
+    ({"labels": ["a", "b\x85c"]}, "contains a line break"),
+    ({"labels": ["a", "b\ud800c"]}, "labels[1] 'b\\ud800c' is not valid Unicode"),
+    ({"dropout": "x"}, "dropout must be a number in [0, 1), got 'x'"),
+    ({"dropout": 2.0}, "dropout must be a number in [0, 1), got 2.0"),
+    ({"dropout": float("nan")}, "dropout"),
+    ({"adaptive": "maybe"}, "adaptive must be true or false, got 'maybe'"),
+    ({"adaptive": 1}, "adaptive must be true or false"),
+    ({"pad_token_id": -5}, "pad_token_id must be an integer in [0, 119], got -5"),
+    ({"pad_token_id": 120}, "pad_token_id must be an integer in [0, 119]"),
+    ({"vocab_size": 10**5000}, "vocab_size must be an integer in [1, 1000000], got an integer too long to print"),
+    ({"budget_thresholds": [10**400] * 3}, "budget thresholds must lie in (0, 1]"),
+    ({"d_model": 8192, "n_heads": 64, "n_layers": 64, "d_ff": 65536}, "parameters, more than the 1,000,000,000"),
+])
+def test_bad_field_is_one_line_naming_it(overrides: dict[str, object], message: str) -> None:
+    with pytest.raises(BfexportError) as caught:
+        tiny_config(**overrides)
+    assert message in str(caught.value)
+    assert "\n" not in str(caught.value).replace("\\n", "")
+
+
+@pytest.mark.parametrize("overrides", [{}, {"n_layers": 1, "n_heads": 1, "labels": ["only"]},
+                                       {"vocab_size": 7, "d_model": 12, "n_heads": 3, "d_ff": 5}])
+def test_parameter_count_is_the_models(overrides: dict[str, object]) -> None:
+    model = tiny_model(**overrides)
+    assert model.config.n_parameters == sum(p.numel() for p in model.parameters())
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("labels", [0, 1, 2, 3], "labels[0]"),
+    ("dropout", "x", "dropout"),
+    ("adaptive", "maybe", "adaptive"),
+    ("pad_token_id", -5, "pad_token_id"),
+    ("labels", ["libs", "games", "py\u2028thon", "doc"], "labels[2]"),
+])
+def test_checkpoint_with_a_bad_field_is_refused_by_every_reader(bfexport, checkpoint: Path, field: str,  # noqa: F811
+                                                                value: object, message: str) -> None:
+    config = json.loads((checkpoint / "config.json").read_text())
+    (checkpoint / "config.json").write_text(json.dumps({**config, field: value}))
+    result = bfexport("inspect", checkpoint)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith(f"error: {checkpoint / 'config.json'}: config: {message}")
+    assert result.stderr.count("\n") == 1
+
+
+def test_config_round_trips_with_defaults() -> None:
+    config = BudgetFormerConfig()
+    assert BudgetFormerConfig.from_dict(json.loads(config.to_json())) == config
