@@ -105,7 +105,8 @@ def _read_weights(path: Path, shapes: dict[str, tuple[int, ...]]) -> dict[str, t
 def load_tokenizer_json(directory: str | Path) -> str:
     """The checkpoint's tokenizer.json text, once it parses, fits MAX_TOKENIZER_BYTES and its
     ids fit the config's vocab_size (convert embeds it in every export)."""
+    vocab_size = load_config(directory).vocab_size
     path = Path(directory) / TOKENIZER
     text = read_tokenizer_file(path)
-    tokenizer_from_str(text, str(path), load_config(directory).vocab_size)
+    tokenizer_from_str(text, str(path), vocab_size)
     return text

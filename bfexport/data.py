@@ -365,10 +365,16 @@ def token_ids(tokenizer: tokenizers.Tokenizer, texts: Sequence[str], max_length:
     """
     if max_length < 1:
         raise BfexportError(f"max_length must be at least 1, got {max_length}")
+    for i, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise BfexportError(f"text {i}: expected a string, got {type(text).__name__}")
     rows: list[list[int]] = [[] for _ in texts]
     pending, chars = list(range(len(texts))), CHARS_PER_TOKEN * max_length
     while pending:
         prefixes = [texts[i][:chars] for i in pending]
+        for i, prefix in zip(pending, prefixes):
+            if not is_utf8(prefix):
+                raise BfexportError(f"text {i}: holds a lone surrogate (not a character; UTF-8 cannot encode it)")
         retry = []
         for i, prefix, encoding in zip(pending, prefixes, tokenizer.encode_batch(prefixes, add_special_tokens=False)):
             words = encoding.word_ids

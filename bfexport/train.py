@@ -24,7 +24,7 @@ from bfexport import data
 from bfexport.checkpoint import save_checkpoint
 from bfexport.errors import BfexportError
 from bfexport.files import write_json
-from bfexport.model import BudgetFormerConfig, BudgetFormerForSequenceClassification, Router, Selection
+from bfexport.model import BudgetFormerConfig, BudgetFormerForSequenceClassification, Router, Selection, check_labels
 
 
 @dataclass
@@ -161,6 +161,7 @@ def train(train_examples: list[data.Example], val_examples: list[data.Example], 
     labels = sorted({e.label for e in train_examples if e.label is not None})
     if len(labels) < 2:
         raise BfexportError("training data needs at least two distinct labels")
+    check_labels(labels)  # one a checkpoint cannot carry (a line break: deploy's labels file) fails before any work
     tokenizer = data.train_tokenizer((e.text for e in train_examples), tc.vocab_size)
     config = BudgetFormerConfig(vocab_size=tokenizer.get_vocab_size(), max_length=tc.max_length, d_model=tc.d_model,
                                 n_heads=tc.n_heads, n_layers=tc.n_layers, d_ff=tc.d_ff, labels=labels,

@@ -10,7 +10,7 @@ import pytest
 from bfexport.errors import BfexportError
 from bfexport.model import BudgetFormerConfig
 from tests.bfexport.test_cli import bfexport  # noqa: F401  (fixture)
-from tests.conftest import tiny_config, tiny_model
+from tests.conftest import TEXTS, tiny_config, tiny_model
 
 
 @pytest.mark.parametrize("overrides, message", [
@@ -68,3 +68,16 @@ def test_checkpoint_with_a_bad_field_is_refused_by_every_reader(bfexport, checkp
 def test_config_round_trips_with_defaults() -> None:
     config = BudgetFormerConfig()
     assert BudgetFormerConfig.from_dict(json.loads(config.to_json())) == config
+
+
+@pytest.mark.parametrize("bad", ["two\nlines", "carriage\rreturn", "line\u2028separator", "next\x85line"])
+def test_train_refuses_a_label_deploy_cannot_carry_before_any_work(tmp_path: Path, monkeypatch, bad: str) -> None:
+    from bfexport import data, train
+
+    def no_work(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the tokenizer was trained before the labels were checked")
+
+    monkeypatch.setattr(data, "train_tokenizer", no_work)
+    rows = [data.Example(t, [bad, "fine"][i % 2], f"t:{i}") for i, t in enumerate(TEXTS)]
+    with pytest.raises(BfexportError, match="contains a line break"):
+        train.train(rows, rows, train.TrainConfig(epochs=1), tmp_path / "out")

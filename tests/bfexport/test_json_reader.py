@@ -61,3 +61,12 @@ def test_checkpoint_config_is_exit_2(bfexport, checkpoint: Path, config: str) ->
     assert result.returncode == 2, result.stderr
     assert result.stderr.startswith(f"error: {checkpoint / 'config.json'}: ")
     assert result.stderr.count("\n") == 1
+
+
+def test_texts_given_through_the_api_are_checked_too(tokenizer) -> None:
+    from bfexport.data import encode
+
+    with pytest.raises(BfexportError, match="text 1: holds a lone surrogate"):
+        encode(tokenizer, ["fine", "bad \udc80"], 16)
+    with pytest.raises(BfexportError, match="text 0: expected a string, got int"):
+        encode(tokenizer, [3], 16)  # type: ignore[list-item]
