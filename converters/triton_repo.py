@@ -351,11 +351,11 @@ def _load_source(source: Path, backend: str) -> tuple[Any, Any, Any]:
     from converters.onnx_io import ExportedModel, load_exported
 
     if source.is_dir():
-        from bfexport.checkpoint import TOKENIZER, load_checkpoint
+        from bfexport.checkpoint import TOKENIZER, load_checkpoint, load_tokenizer_json
         from converters import AdaptiveExport, DenseExport, TrtPluginExport, export_with_metadata
 
         model = load_checkpoint(source)
-        tokenizer_json = (source / TOKENIZER).read_text() if (source / TOKENIZER).is_file() else None
+        tokenizer_json = load_tokenizer_json(source) if (source / TOKENIZER).is_file() else None
         if not model.config.adaptive:
             config: Any = DenseExport()
         else:

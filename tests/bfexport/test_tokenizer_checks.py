@@ -37,11 +37,12 @@ def test_broken_tokenizer_is_refused(bfexport, checkpoint: Path, tmp_path: Path,
     assert not out.exists()
 
 
-@pytest.mark.parametrize("command", ["convert", "inspect"])
+@pytest.mark.parametrize("command", ["convert", "inspect", "deploy"])
 def test_tokenizer_with_ids_past_vocab_size_is_refused(bfexport, tmp_path: Path, command: str) -> None:  # noqa: F811
     ckpt = tokenizer_bigger_than_the_model(tmp_path)
-    out = tmp_path / "m.onnx"
-    result = bfexport(command, ckpt, *(["-o", out] if command == "convert" else []))
+    out = tmp_path / ("m.onnx" if command == "convert" else "repo")
+    options = {"convert": ["-o", out], "inspect": [], "deploy": ["--repo", out]}[command]
+    result = bfexport(command, ckpt, *options)
     assert result.returncode == 2, result.stderr
     assert "the tokenizer has ids up to 119 but the model's vocab_size is 20" in result.stderr
     assert not out.exists()

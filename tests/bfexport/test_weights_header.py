@@ -81,3 +81,21 @@ def test_header_claiming_more_bytes_than_the_file_holds(checkpoint: Path) -> Non
     path.write_bytes(path.read_bytes()[:-4])
     with pytest.raises(BfexportError, match="model.safetensors: not a readable safetensors file"):
         load_checkpoint(checkpoint)
+
+
+def raw_safetensors(header: dict[str, object], data: bytes) -> bytes:
+    text = json.dumps(header).encode()
+    return struct.pack("<Q", len(text)) + text + data
+
+
+@pytest.mark.parametrize("content", [
+    struct.pack("<Q", 10**12) + b"{}",  # header length past the file
+    raw_safetensors({"w": {"dtype": "F32", "shape": [2], "data_offsets": [0, 4]}}, b"\0" * 4),  # bytes != shape
+    raw_safetensors({"w": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}, b"\0" * 4),  # past the end
+    raw_safetensors({"w": {"dtype": "F32", "shape": [2**40, 2**30], "data_offsets": [0, 4]}}, b"\0" * 4),
+])
+def test_inconsistent_header_is_one_line(checkpoint: Path, content: bytes) -> None:
+    (checkpoint / "model.safetensors").write_bytes(content)
+    with pytest.raises(BfexportError, match="model.safetensors: not a readable safetensors file") as caught:
+        load_checkpoint(checkpoint)
+    assert "\n" not in str(caught.value)
