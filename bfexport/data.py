@@ -46,7 +46,7 @@ class Example:
     text: str
     label: str | None  # None when the row has no label
     source: str  # "file:line"
-    other_fields: tuple[str, ...] = ()  # the row's fields besides text and label, for unlabelled_note
+    other_fields: tuple[str, ...] = ()  # an unlabelled row's fields besides text, for unlabelled_note
 
 
 def read_examples(
@@ -58,10 +58,11 @@ def read_examples(
 ) -> list[Example]:
     """Reads the examples of a .jsonl / .csv file (optionally gzipped) or a saved HF dataset.
 
-    Rows need a `text` and may have a `label` (a name, or an integer id kept as its decimal
-    string; `label_ids` resolves both). `limit` stops after that many examples, so a quick
-    run does not parse a whole large file. `split` picks the split of a saved DatasetDict
-    (default "train"). Any problem raises BfexportError naming the file and line.
+    Rows need a `text` and may have a `label` (a name; an integer is kept as its decimal
+    string, which `label_ids` matches against the model's label names). `limit` stops after
+    that many examples, so a quick run does not parse a whole large file. `split` picks the
+    split of a saved DatasetDict (default "train"). Any problem raises BfexportError naming
+    the file and line.
     """
     path = Path(path)
     if limit is not None and limit < 1:
@@ -213,7 +214,7 @@ def _example(row: Mapping[str, Any], source: str, require_labels: bool) -> Examp
                                 "not a character)")
     if label is None and require_labels:
         raise BfexportError(f"{source}: missing label")
-    others = tuple(str(key) for key in row if key not in ("text", "label"))
+    others = () if label is not None else tuple(str(key) for key in row if key not in ("text", "label"))
     return Example(text=text, label=label, source=source, other_fields=others)
 
 
@@ -259,9 +260,13 @@ def _label_id(example: Example, index: Mapping[str, int], labels: Sequence[str])
 
 
 def unlabelled_note(examples: Sequence[Example], path: str | Path) -> str | None:
-    """Says so when no row has a `label` but the rows have other fields (one may be the label
-    under another name), instead of treating the data as unlabelled without a word."""
-    if any(e.label is not None for e in examples):
+    """Says why data with labels in it is read as unlabelled, instead of not a word: some rows
+    lack a label, or no row has a `label` but the rows have other fields (one may be the label
+    under another name)."""
+    missing = sum(e.label is None for e in examples)
+    if 0 < missing < len(examples):
+        return f"{path}: {missing:,} of {len(examples):,} rows have no label; read as unlabelled"
+    if not missing:
         return None
     others = sorted({name for e in examples for name in e.other_fields})
     if not others:

@@ -47,7 +47,7 @@ class BudgetFormerConfig:
     max_length: int = 256  # longest input in tokens; long inputs are where head skipping pays
     d_model: int = 128  # residual width d
     n_heads: int = 8  # H; head width d_head = d_model / n_heads
-    n_layers: int = 4
+    n_layers: int = 4  # encoder layers L, each with its own router
     d_ff: int = 512  # FFN width f
     labels: list[str] = field(default_factory=lambda: ["negative", "positive"])  # class names in logit order
     dropout: float = 0.1  # training only; in [0, 1)

@@ -50,3 +50,9 @@ def test_plain_unlabelled_data_needs_no_note(tmp_path: Path) -> None:
     labelled = tmp_path / "labelled.jsonl"
     labelled.write_text('{"text": "a", "label": "x", "id": 3}\n')
     assert unlabelled_note(read_examples(labelled), labelled) is None
+
+
+def test_partly_labelled_data_gets_a_note(tmp_path: Path) -> None:
+    data = tmp_path / "partly.jsonl"
+    data.write_text('{"text": "a", "label": "x"}\n{"text": "b"}\n{"text": "c", "label": ""}\n')
+    assert unlabelled_note(read_examples(data), data) == f"{data}: 2 of 3 rows have no label; read as unlabelled"
