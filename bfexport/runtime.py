@@ -55,12 +55,13 @@ class OnnxClassifier:
                 raise BfexportError(f"{self.exported.path}: no tokenizer embedded; pass tokenizer=")
             tokenizer = data.tokenizer_from_str(self.exported.tokenizer_json, str(self.exported.path))
         self.tokenizer = tokenizer
-        options = session_options(threads)
-        if any(o.domain == "ai.onnx.contrib" for o in self.exported.proto.opset_import):  # trt-plugin flavor
-            from converters.ort_custom_ops import session_options as with_custom_ops
-            options = with_custom_ops(options)
-        self.session = ort.InferenceSession(self.exported.proto.SerializeToString(), options,
-                                            providers=["CPUExecutionProvider"])
+        proto = self.exported.proto
+        if any(o.domain == "ai.onnx.contrib" for o in proto.opset_import):  # trt-plugin flavor
+            from converters.ort_custom_ops import session
+            self.session = session(proto, session_options(threads))
+        else:
+            self.session = ort.InferenceSession(proto.SerializeToString(), session_options(threads),
+                                                providers=["CPUExecutionProvider"])
         self.input_names = {i.name for i in self.exported.proto.graph.input}  # incl. overridable initializers
 
     @property

@@ -151,16 +151,17 @@ def check_graph(proto: onnx.ModelProto, config: BudgetFormerConfig, flavor: str,
         raise BfexportError(f"config n_layers is {c.n_layers}, but the graph has {len(layers)} blocks")
     inputs = {i.name: _dims(i) for i in proto.graph.input}
     outputs = {o.name: _dims(o) for o in proto.graph.output}
-    io = [(inputs, "input_ids", [None, None], ""), (inputs, "attention_mask", [None, None], ""),
-          (outputs, "logits", [None, c.n_labels], "labels"), (outputs, "head_counts", [None, c.n_layers], "n_layers"),
-          (outputs, "selected_heads", [None, c.n_layers, c.n_heads], "n_layers, n_heads")]
+    io: list[tuple[dict[str, list[int | None]], str, list[int | None], str]] = [
+        (inputs, "input_ids", [None, None], ""), (inputs, "attention_mask", [None, None], ""),
+        (outputs, "logits", [None, c.n_labels], "labels"), (outputs, "head_counts", [None, c.n_layers], "n_layers"),
+        (outputs, "selected_heads", [None, c.n_layers, c.n_heads], "n_layers, n_heads")]
     if flavor in BUDGETED_FLAVORS:
         io += [(inputs, name, [None, c.n_layers], "n_layers") for name in ("budget_thresholds", "head_caps")]
-    for where, name, shape, fields in io:
+    for where, name, want, fields in io:
         dims = where.get(name)
-        if dims is None or len(dims) != len(shape) or any(s is not None and d != s for d, s in zip(dims, shape)):
+        if dims is None or len(dims) != len(want) or any(w is not None and d != w for d, w in zip(dims, want)):
             kind = "input" if where is inputs else "output"
             found = f"no {kind} {name}" if dims is None else f"it is {['?' if d is None else d for d in dims]}"
-            wanted = [("batch" if i == 0 else "any") if s is None else s for i, s in enumerate(shape)]
+            wanted = [("batch" if i == 0 else "any") if w is None else w for i, w in enumerate(want)]
             raise BfexportError(f"{f'config {fields} imply ' if fields else 'bfexport graphs have '}{kind} {name} "
                                 f"of shape {wanted}, but {found}")
