@@ -21,7 +21,16 @@ from converters.onnx_io import ExportedModel, load_exported
 
 
 def session_options(threads: int | None = None) -> ort.SessionOptions:
-    """Quiet, and safe to interleave with other sessions (idle sessions stop spinning)."""
+    """Quiet, and safe to interleave with other sessions (idle sessions stop spinning).
+
+    Quiet matters for adaptive and masked files: budget_thresholds and head_caps are graph
+    inputs that are also initializers (ONNX's overridable initializers), so a call that passes
+    no budget runs at the file's defaults and a call that passes one overrides them, per call.
+    ONNX Runtime warns on load that such initializers "appear in graph inputs" and are not
+    constant-folded; that is the intent (folding them would freeze the budget), so bfexport's
+    sessions log errors only. Other consumers may ignore the warning, or set
+    log_severity_level = 3 as here.
+    """
     options = ort.SessionOptions()
     options.log_severity_level = 3
     if threads:
