@@ -131,7 +131,8 @@ def check_graph(proto: onnx.ModelProto, config: BudgetFormerConfig, flavor: str,
         "classifier.weight": ([c.d_model, c.n_labels], "d_model, labels")}
     expected.update({f"blocks.{l}.ffn.up.weight": ([c.d_model, c.d_ff], "d_model, d_ff") for l in range(c.n_layers)})
     if flavor in BUDGETED_FLAVORS:
-        expected.update({name: ([1, c.n_layers], "n_layers") for name in ("budget_thresholds", "head_caps")})
+        expected.update({name: ([1, c.n_layers], "n_layers") for name in ("budget_thresholds", "head_caps")
+                         if name in weights})  # a Triton copy has them as plain (required) inputs
         expected.update({f"blocks.{l}.attn.router.proj.weight": ([c.d_model, 2 * c.n_heads], "d_model, n_heads")
                          for l in range(c.n_layers)})
     elif flavor == "static":

@@ -73,15 +73,30 @@ def test_deeply_nested_metadata_is_a_one_line_error(exported: Path, tmp_path: Pa
         load_exported(save_onnx(proto, tmp_path / "deep.onnx"))
 
 
-def test_a_foreign_graph_with_bfexport_metadata_is_refused(exported: Path, tmp_path: Path) -> None:
+def _foreign(exported: Path, out: Path) -> Path:
+    """Another graph (one Identity node) carrying the metadata of `exported`."""
     node = onnx.helper.make_node("Identity", ["input_ids"], ["logits"])
     value = onnx.helper.make_tensor_value_info
     graph = onnx.helper.make_graph([node], "foreign", [value("input_ids", onnx.TensorProto.INT64, ["b", "s"])],
                                    [value("logits", onnx.TensorProto.INT64, ["b", "s"])])
     foreign = onnx.helper.make_model(graph)
     foreign.metadata_props.extend(onnx.load(str(exported)).metadata_props)
+    return save_onnx(foreign, out)
+
+
+def test_a_foreign_graph_with_bfexport_metadata_is_refused(exported: Path, tmp_path: Path) -> None:
     with pytest.raises(BfexportError, match="tok_emb.weight"):
-        load_exported(save_onnx(foreign, tmp_path / "foreign.onnx"))
+        load_exported(_foreign(exported, tmp_path / "foreign.onnx"))
+
+
+@pytest.mark.parametrize("command", ["inspect", "calibrate"])
+def test_a_foreign_graph_given_with_data_is_one_line(bfexport, exported: Path, data_file: Path,  # noqa: F811
+                                                     tmp_path: Path, command: str) -> None:
+    foreign = _foreign(exported, tmp_path / "foreign.onnx")
+    extra = ["--target-flops", "0.9", "-o", tmp_path / "c.json"] if command == "calibrate" else []
+    result = bfexport(command, foreign, "--data", data_file, *extra)
+    assert result.returncode == 2 and result.stderr.startswith("error: ") and result.stderr.count("\n") == 1
+    assert "tok_emb.weight" in result.stderr
 
 
 @pytest.mark.parametrize("command", ["inspect", "inspect-data", "validate", "calibrate", "deploy"])
