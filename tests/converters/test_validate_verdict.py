@@ -36,7 +36,7 @@ def _shifted(classifier: OnnxClassifier, monkeypatch: pytest.MonkeyPatch, shift)
 def test_nan_logits_fail(model, tokenizer, texts, tmp_path: Path) -> None:
     with torch.no_grad():
         model.classifier.bias[1] = float("nan")  # PyTorch and ONNX Runtime both give NaN: |diff| is NaN
-    report = validate(model, _classifier(model, tokenizer, tmp_path), texts)
+    report = validate(model, _classifier(model, tokenizer, tmp_path), texts[:6])
     assert not report.passed
     assert report.non_finite == report.samples and "NaN" in report.failures[0]
     assert json.dumps(report.to_dict(), allow_nan=False)  # the JSON report stays valid JSON
@@ -53,14 +53,14 @@ def test_a_changed_prediction_fails_in_fp32_even_within_tolerance(model, tokeniz
         logits[:, 1] = logits[:, 0] + 1e-5  # well within 1e-4, but the argmax moves to class 1
         return logits
     _shifted(classifier, monkeypatch, tip)
-    report = validate(model, classifier, texts)
+    report = validate(model, classifier, texts[:6])
     assert report.max_abs_diff <= report.tolerance and report.head_selection_agreement == 1.0
     assert report.prediction_agreement == 0.0 and not report.passed
     assert report.failures == ["predictions differ (fp32)"]
 
 
 def test_atol_and_rtol(model, tokenizer, texts, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    classifier = _classifier(model, tokenizer, tmp_path)
+    classifier, texts = _classifier(model, tokenizer, tmp_path), texts[:6]
     _shifted(classifier, monkeypatch, lambda logits: logits * 1.001)  # 0.1 % off
     reference = np.abs(model.predict(*map(torch.from_numpy, encode(classifier.tokenizer, texts, classifier.config.max_length))).logits.numpy())
     assert reference.max() * 1e-3 > 1e-4  # so the default atol alone fails
@@ -81,26 +81,26 @@ def test_synthetic_texts_are_mixed_lengths_past_max_length(tokenizer) -> None:
 def test_validate_without_data_runs_outside_the_source_tree(bfexport, checkpoint: Path, onnx_file: Path,  # noqa: F811
                                                             tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
-    result = bfexport("validate", checkpoint, onnx_file, "--samples", "12", "--json")
+    result = bfexport("validate", checkpoint, onnx_file, "--samples", "5", "--json")
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
-    assert report["passed"] and report["data"] == {"source": None, "rows": 12, "rows_available": None}
-    assert report["cases"]["batched"] == 12
-    text = bfexport("validate", checkpoint, onnx_file, "--samples", "12")
-    assert "12 synthetic texts (no --data)" in text.stderr
+    assert report["passed"] and report["data"] == {"source": None, "rows": 5, "rows_available": None}
+    assert report["cases"]["batched"] == 5
+    text = bfexport("validate", checkpoint, onnx_file, "--samples", "5")
+    assert "5 synthetic texts (no --data)" in text.stderr
 
 
 def test_validate_says_how_many_rows_of_the_data_it_checked(bfexport, checkpoint: Path, onnx_file: Path,  # noqa: F811
                                                             data_file: Path) -> None:  # noqa: F811
-    result = bfexport("validate", checkpoint, onnx_file, "--data", data_file, "--samples", "10", "--json")
+    result = bfexport("validate", checkpoint, onnx_file, "--data", data_file, "--samples", "5", "--json")
     assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout)["data"] == {"source": str(data_file), "rows": 10, "rows_available": 24}
-    text = bfexport("validate", checkpoint, onnx_file, "--data", data_file, "--samples", "10")
-    assert f"10 of 24 rows of {data_file}" in text.stderr.replace("\n", "")
+    assert json.loads(result.stdout)["data"] == {"source": str(data_file), "rows": 5, "rows_available": 24}
+    text = bfexport("validate", checkpoint, onnx_file, "--data", data_file, "--samples", "5")
+    assert f"5 of 24 rows of {data_file}" in text.stderr.replace("\n", "")
 
 
 def test_validate_cli_takes_atol_rtol(bfexport, checkpoint: Path, onnx_file: Path) -> None:  # noqa: F811
-    result = bfexport("validate", checkpoint, onnx_file, "--samples", "8", "--atol", "1e-3", "--rtol", "1e-4",
+    result = bfexport("validate", checkpoint, onnx_file, "--samples", "4", "--atol", "1e-3", "--rtol", "1e-4",
                       "--json")
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
