@@ -240,9 +240,12 @@ def _result(exported: ExportedModel, model: ModelSource, cal: CalibrationData, t
     if isinstance(target, FlopsTarget) and not within:
         in_band = [p for p in outcome.tried if p.exact and target.floor <= p.cost <= target.limit]
         if in_band:
+            there = max(p.objective for p in in_band)
+            why = (f"the configurations tried in the band are less accurate (best there {there:.4f})"
+                   if there < best.objective else "the configurations tried in the band are no more accurate, and "
+                   "among equals the cheapest wins")
             notes.append(f"chose FLOPs ratio {best.flops_ratio:.4f}, below the band {target.tolerance:g} under the "
-                         f"target {target.ratio:g}: no configuration tried in the band is more accurate (best there "
-                         f"{max(p.objective for p in in_band):.4f}), and among equals the cheapest wins")
+                         f"target {target.ratio:g}: {why}")
         else:
             notes.append(f"could not get within {target.tolerance:g} of the target: the closest configuration "
                          f"found costs {best.flops_ratio:.4f} (target {target.ratio:g}); the model's cost moves in "
