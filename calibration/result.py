@@ -144,10 +144,10 @@ class CalibrationResult:
             raise BfexportError(f"{exported.path}: this calibration was made for another model "
                                 f"(fingerprint {str(self.model.get('fingerprint'))[:12]}, this model {found[:12]}); "
                                 "recalibrate it with `bfexport calibrate`")
-        cfg = exported.config
-        if len(self.thresholds) != cfg.n_layers or max(self.caps, default=0) > cfg.n_heads:
+        cfg, top = exported.config, max(self.caps, default=0)
+        if len(self.thresholds) != cfg.n_layers or top > cfg.n_heads:
             raise BfexportError(f"{exported.path}: this calibration has {len(self.thresholds)} thresholds and caps "
-                                f"up to {max(self.caps, default=0)}, the model has {cfg.n_layers} layers of {cfg.n_heads} heads")
+                                f"up to {top}, the model has {cfg.n_layers} layers of {cfg.n_heads} heads")
 
 
 def _check_types(data: dict[str, Any]) -> None:

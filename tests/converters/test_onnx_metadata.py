@@ -101,7 +101,8 @@ def test_a_foreign_graph_given_with_data_is_one_line(bfexport, exported: Path, d
 
 @pytest.mark.parametrize("command", ["inspect", "inspect-data", "validate", "calibrate", "deploy"])
 def test_every_command_refuses_the_file_in_one_line(bfexport, exported: Path, checkpoint: Path,  # noqa: F811
-                                                    data_file: Path, tmp_path: Path, command: str) -> None:  # noqa: F811
+                                                    data_file: Path, tmp_path: Path,  # noqa: F811
+                                                    command: str) -> None:
     lying = _edited(exported, tmp_path / "lying.onnx", d_ff=128)
     args = {"inspect": ["inspect", lying], "inspect-data": ["inspect", lying, "--data", data_file],
             "validate": ["validate", checkpoint, lying, "--data", data_file],

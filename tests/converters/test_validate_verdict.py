@@ -62,7 +62,8 @@ def test_a_changed_prediction_fails_in_fp32_even_within_tolerance(model, tokeniz
 def test_atol_and_rtol(model, tokenizer, texts, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     classifier, texts = _classifier(model, tokenizer, tmp_path), texts[:6]
     _shifted(classifier, monkeypatch, lambda logits: logits * 1.001)  # 0.1 % off
-    reference = np.abs(model.predict(*map(torch.from_numpy, encode(classifier.tokenizer, texts, classifier.config.max_length))).logits.numpy())
+    ids, mask = encode(classifier.tokenizer, texts, classifier.config.max_length)
+    reference = np.abs(model.predict(torch.from_numpy(ids), torch.from_numpy(mask)).logits.numpy())
     assert reference.max() * 1e-3 > 1e-4  # so the default atol alone fails
     assert not validate(model, classifier, texts).passed
     assert validate(model, classifier, texts, atol=1e-5, rtol=2e-3).passed
