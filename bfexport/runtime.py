@@ -22,7 +22,16 @@ from converters.onnx_io import ExportedModel, load_exported
 
 
 def session_options(threads: int | None = None) -> ort.SessionOptions:
-    """Quiet, and safe to interleave with other sessions (idle sessions stop spinning)."""
+    """Quiet, and safe to interleave with other sessions (idle sessions stop spinning).
+
+    Quiet matters for adaptive and masked files: budget_thresholds and head_caps are graph
+    inputs that are also initializers (ONNX's overridable initializers), so a call that passes
+    no budget runs at the file's defaults and a call that passes one overrides them, per call.
+    ONNX Runtime warns on load that such initializers "appear in graph inputs" and are not
+    constant-folded; that is the intent (folding them would freeze the budget), so bfexport's
+    sessions log errors only. Other consumers may ignore the warning, or set
+    log_severity_level = 3 as here.
+    """
     options = ort.SessionOptions()
     options.log_severity_level = 3
     if threads:
@@ -57,12 +66,13 @@ class OnnxClassifier:
             tokenizer = data.tokenizer_from_str(self.exported.tokenizer_json, str(self.exported.path),
                                                 self.config.vocab_size)
         self.tokenizer = tokenizer
-        options = session_options(threads)
-        if any(o.domain == "ai.onnx.contrib" for o in self.exported.proto.opset_import):  # trt-plugin flavor
-            from converters.ort_custom_ops import session_options as with_custom_ops
-            options = with_custom_ops(options)
-        self.session = ort.InferenceSession(self.exported.proto.SerializeToString(), options,
-                                            providers=["CPUExecutionProvider"])
+        proto = self.exported.proto
+        if any(o.domain == "ai.onnx.contrib" for o in proto.opset_import):  # trt-plugin flavor
+            from converters.ort_custom_ops import session
+            self.session = session(proto, session_options(threads))
+        else:
+            self.session = ort.InferenceSession(proto.SerializeToString(), session_options(threads),
+                                                providers=["CPUExecutionProvider"])
         self.input_names = {i.name for i in self.exported.proto.graph.input}  # incl. overridable initializers
 
     @property

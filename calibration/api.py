@@ -64,8 +64,16 @@ class _Scorer:
 def load_model(model: ModelSource) -> tuple[ExportedModel, tokenizers.Tokenizer]:
     """The exported model and its embedded tokenizer, from a path or an already loaded model."""
     if isinstance(model, OnnxClassifier):
-        return model.exported, model.tokenizer
-    exported = model if isinstance(model, ExportedModel) else load_exported(model)
+        exported: ExportedModel = model.exported
+    else:
+        exported = model if isinstance(model, ExportedModel) else load_exported(model)
+    if exported.flavor == "trt-plugin":  # its attention runs in ONNX Runtime only as a slow Python op
+        raise BfexportError(f"{exported.path}: calibrate the adaptive export of the same checkpoint instead of "
+                            "this trt-plugin file (`bfexport convert CKPT -o model.onnx`): the budgets are the "
+                            "same, and `bfexport deploy CKPT --backend tensorrt --calibration calibration.json` "
+                            "applies them to the TensorRT engine")
+    if isinstance(model, OnnxClassifier):
+        return exported, model.tokenizer
     if exported.tokenizer_json is None:
         raise BfexportError(f"{exported.path}: no tokenizer embedded; export it with `bfexport convert`")
     return exported, bfdata.tokenizer_from_str(exported.tokenizer_json, str(exported.path), exported.config.vocab_size)
@@ -83,7 +91,7 @@ def calibrate(model: ModelSource, data: DataSource, target: Target, *, runtime: 
     data is labelled and agreement with the all-heads model otherwise.
 
     Args:
-        model: an exported .onnx path, ExportedModel or OnnxClassifier (adaptive flavor).
+        model: an exported .onnx path, ExportedModel or OnnxClassifier (adaptive or masked flavor).
         data: a data file, an iterable of (texts, labels) batches, or a forward_loop(feed).
         target: FlopsTarget(ratio) or LatencyTarget(ms, percentile).
         runtime: latency runtime name (see calibration.runtimes.RUNTIMES); latency targets only.
@@ -164,7 +172,7 @@ def _latency_search(scorer: _Scorer, target: LatencyTarget, rt: LatencyRuntime, 
 
     A relative target is checked against the all-heads latency measured interleaved with the
     candidate in the same sessions, so drift between profiling and verification cancels out.
-    Returns the best verified attempt: met first, then in the band, then objective (as Goal.key).
+    Returns the best verified attempt: met first, then objective, then the faster (as Goal.key).
     """
     assert scorer.table is not None  # profiled before the search
     key = f"p{target.percentile}"
@@ -180,16 +188,15 @@ def _latency_search(scorer: _Scorer, target: LatencyTarget, rt: LatencyRuntime, 
         goal_ms, measured = v["target_ms"], v[key]
         tried.append((outcome, v, {"limit_ms": limit, "predicted_ms": outcome.best.cost, "measured_ms": measured,
                                    "target_ms": goal_ms, "met": v["met"]}))
-        if v["met"] and measured >= goal_ms * (1 - target.tolerance):
+        cheaper_by_choice = outcome.best.cost < limit * (1 - target.tolerance)  # as accurate as any in the band
+        if v["met"] and (measured >= goal_ms * (1 - target.tolerance) or cheaper_by_choice):
             break
         new_limit = limit * goal_ms / measured * (0.99 if not v["met"] else 1.0)
         new_limit = min(new_limit, ref_point.cost)
         if new_limit < min_point.cost or abs(new_limit - limit) < 1e-3 * limit:
             break
         limit = new_limit
-    in_band: Callable[[dict[str, Any]], bool] = (
-        lambda v: v[key] >= v["target_ms"] * (1 - target.tolerance))  # noqa: E731
-    outcome, v, _ = max(tried, key=lambda t: (t[1]["met"], in_band(t[1]), t[0].best.objective, t[0].best.agreement))
+    outcome, v, _ = max(tried, key=lambda t: (t[1]["met"], t[0].best.objective, -t[1][key], t[0].best.agreement))
     if target.fraction is not None:
         target = replace(target, ms=v["target_ms"])
     return outcome, v, [{**t[2], "chosen": t[0] is outcome} for t in tried], target
@@ -226,10 +233,23 @@ def _result(exported: ExportedModel, model: ModelSource, cal: CalibrationData, t
             attempts: list[dict[str, Any]], seconds: float, threads: int | None, batch_size: int) -> CalibrationResult:
     labelled = cal.labels is not None
     notes: list[str] = []
+    if exported.flavor == "masked":
+        notes.append("this masked file computes every head and zeroes the unselected ones: it saves no compute, "
+                     "and its FLOPs ratio is nominal (what the adaptive export of the same checkpoint would spend)")
     within = target.floor <= best.cost <= target.limit if isinstance(target, FlopsTarget) else True
     if isinstance(target, FlopsTarget) and not within:
-        notes.append(f"could not get within {target.tolerance:g} of the target: the closest configuration found "
-                     f"costs {best.flops_ratio:.4f} (target {target.ratio:g}); the model's cost moves in steps here")
+        in_band = [p for p in outcome.tried if p.exact and target.floor <= p.cost <= target.limit]
+        if in_band:
+            there = max(p.objective for p in in_band)
+            why = (f"the configurations tried in the band are less accurate (best there {there:.4f})"
+                   if there < best.objective else "the configurations tried in the band are no more accurate, and "
+                   "among equals the cheapest wins")
+            notes.append(f"chose FLOPs ratio {best.flops_ratio:.4f}, below the band {target.tolerance:g} under the "
+                         f"target {target.ratio:g}: {why}")
+        else:
+            notes.append(f"could not get within {target.tolerance:g} of the target: the closest configuration "
+                         f"found costs {best.flops_ratio:.4f} (target {target.ratio:g}); the model's cost moves in "
+                         "steps here")
     if cal.unlabelled_rows:
         notes.append(f"{cal.unlabelled_rows} rows have no label: optimized agreement with the all-heads model")
     if outcome.baseline is None:
@@ -284,6 +304,7 @@ def _result(exported: ExportedModel, model: ModelSource, cal: CalibrationData, t
         agreement=best.agreement, target_met=bool(met), within_tolerance=bool(within),
         mean_heads_per_layer=list(best.mean_heads), baselines=baselines, model=model_info, data=data_info,
         machine=machine(), runtime=runtime_info, search=search_info, latency_ms=verification, notes=notes,
+        cost_unit="flops_ratio" if isinstance(target, FlopsTarget) else "ms",
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"), report=report)
 
 

@@ -31,7 +31,8 @@ def pareto(points: list[dict[str, Any]], cost: str = "flops_ratio") -> list[dict
 
 def report_json(result: CalibrationResult) -> dict[str, Any]:
     r = result.report or {}
-    return {"target": result.target, "objective": result.objective, "chosen": r.get("chosen"),
+    return {"target": result.target, "objective": result.objective, "cost_unit": result.cost_unit,
+            "chosen": r.get("chosen"),
             "thresholds": result.thresholds, "caps": result.caps,
             "baselines": {"all_heads": r.get("all_heads"), "one_head": r.get("one_head"),
                           "global_threshold_best": r.get("baseline"), "global_threshold_sweep": r.get("global")},

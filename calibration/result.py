@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import platform
 from dataclasses import MISSING, asdict, dataclass, field, fields
@@ -21,7 +22,7 @@ import onnx
 
 from bfexport.errors import BfexportError
 from bfexport.files import read_json, write_json
-from bfexport.model import check_caps, check_thresholds
+from bfexport.model import LIMITS, check_caps, check_thresholds
 from converters.onnx_io import KEY_CONFIG, ExportedModel, load_exported, save_onnx, set_metadata
 
 FORMAT = "bfexport.calibration/1"
@@ -98,6 +99,7 @@ class CalibrationResult:
     search: dict[str, Any]
     latency_ms: dict[str, Any] | None = None
     notes: list[str] = field(default_factory=list)
+    cost_unit: str = ""  # of every point's "cost": "flops_ratio" (FLOP targets) or "ms" (latency targets)
     created: str = ""  # UTC, ISO 8601
     format: str = FORMAT
     report: dict[str, Any] | None = field(default=None, repr=False, compare=False)  # for --report, not saved
@@ -119,9 +121,9 @@ class CalibrationResult:
                    and f.name not in data]
         if missing:
             raise BfexportError(f"calibration is missing {', '.join(missing)}")
+        _check_types(data)
         result = cls(**{k: v for k, v in data.items() if k in known})
         result.thresholds = check_thresholds(result.thresholds, len(result.thresholds))
-        result.caps = [int(c) for c in result.caps]
         return result
 
     def save(self, path: str | Path) -> Path:
@@ -142,6 +144,37 @@ class CalibrationResult:
             raise BfexportError(f"{exported.path}: this calibration was made for another model "
                                 f"(fingerprint {str(self.model.get('fingerprint'))[:12]}, this model {found[:12]}); "
                                 "recalibrate it with `bfexport calibrate`")
+        cfg, top = exported.config, max(self.caps, default=0)
+        if len(self.thresholds) != cfg.n_layers or top > cfg.n_heads:
+            raise BfexportError(f"{exported.path}: this calibration has {len(self.thresholds)} thresholds and caps "
+                                f"up to {top}, the model has {cfg.n_layers} layers of {cfg.n_heads} heads")
+
+
+def _check_types(data: dict[str, Any]) -> None:
+    """The fields a calibration is applied with, type-checked strictly: a cap of 2.9, true or "8"
+    is an error naming the field, never truncated or coerced."""
+    thresholds, caps = data["thresholds"], data["caps"]
+    if not isinstance(thresholds, list) or not isinstance(caps, list) or not thresholds or len(thresholds) != len(caps):
+        raise BfexportError("thresholds and caps must be lists of the same length (one value per layer), "
+                            f"got {_short(thresholds)} and {_short(caps)}")
+    for name, check in (("thresholds", lambda: check_thresholds(thresholds, len(thresholds))),
+                        ("caps", lambda: check_caps(caps, len(caps), LIMITS["n_heads"]))):
+        try:
+            check()
+        except BfexportError as e:
+            raise BfexportError(f"{name}: {e}") from None
+    for name, kinds, what in (("target_met", bool, "true or false"), ("within_tolerance", bool, "true or false"),
+                              ("target", dict, "an object"), ("model", dict, "an object"),
+                              ("achieved_flops_ratio", (int, float), "a finite number")):
+        value = data[name]
+        if (not isinstance(value, kinds) or (kinds is not bool and isinstance(value, bool))
+                or (isinstance(value, float) and not math.isfinite(value))):
+            raise BfexportError(f"{name}: expected {what}, got {_short(value)}")
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def with_defaults(exported: ExportedModel, thresholds: list[float], caps: list[int],

@@ -10,11 +10,13 @@ knows nothing about ONNX Runtime or about what the cost is (FLOP ratio or predic
    cap) and two-layer exchanges (spend in one layer what another saves): every move is first
    screened on the path cache (no model run), the most promising few are evaluated exactly,
    and the best exact improvement is taken, until none is left. It runs twice: first on the
-   objective alone under the ceiling, then from there on the full ranking (band first), and
-   the best point evaluated anywhere wins.
+   ranking below, then from there on the band ranking (within the tolerance band below the
+   ceiling first: where extra budget usually buys accuracy), and the best point evaluated
+   anywhere, by the ranking below, wins.
 
-Points are ranked lexicographically: within the ceiling, then within the tolerance band below
-it, then objective (accuracy, or agreement with all heads), then agreement, then lower cost.
+Points are ranked lexicographically: within the ceiling, then objective (accuracy, or agreement
+with all heads), then lower cost, then agreement: among points of equal accuracy the cheapest
+wins, inside the band or not.
 """
 
 from __future__ import annotations
@@ -66,8 +68,13 @@ class Goal:
     def feasible(self, p: Point) -> bool:
         return p.cost <= self.limit
 
-    def key(self, p: Point) -> tuple[bool, bool, float, float, float]:
-        return (p.cost <= self.limit, p.cost >= self.floor, p.objective, p.agreement, -p.cost)
+    def key(self, p: Point) -> tuple[bool, float, float, float]:
+        """The ranking of the result: the best objective under the ceiling, the cheapest among equals."""
+        return (p.cost <= self.limit, p.objective, -p.cost, p.agreement)
+
+    def band_key(self, p: Point) -> tuple[bool, bool, float, float, float]:
+        """The ranking that climbs into the band: where the extra budget usually buys accuracy."""
+        return (p.cost <= self.limit, p.cost >= self.floor, p.objective, -p.cost, p.agreement)
 
 
 @dataclass
@@ -181,11 +188,11 @@ def search(evaluate: Evaluate, goal: Goal, n_layers: int, n_heads: int, *, grid:
         raise ValueError("search needs a feasible starting point")
     layer_grid = sorted(set(grid) | {p.config.thresholds[0] for p in global_points})
     # Phase 1 climbs the objective anywhere under the ceiling (a cheaper, better point is often
-    # reachable only by leaving the band); phase 2 climbs back into the band from there.
-    free: Key = lambda p: (goal.feasible(p), p.objective, p.agreement, -p.cost)  # noqa: E731
-    climbed, tried_free, rounds_free = local_search(evaluate, free, start, layer_grid, n_heads,
+    # reachable only by leaving the band); phase 2 climbs into the band from there, and is kept
+    # only where it finds more accuracy.
+    climbed, tried_free, rounds_free = local_search(evaluate, goal.key, start, layer_grid, n_heads,
                                                     max_rounds=max_rounds, shortlist=shortlist, log=log)
-    _, tried_band, rounds_band = local_search(evaluate, goal.key, climbed, layer_grid, n_heads,
+    _, tried_band, rounds_band = local_search(evaluate, goal.band_key, climbed, layer_grid, n_heads,
                                               max_rounds=max_rounds, shortlist=shortlist, log=log)
     tried = list({p.config: p for p in (*tried_free, *tried_band, *global_points, *fallback_starts)}.values())
     best = max((p for p in tried if p.exact), key=goal.key)

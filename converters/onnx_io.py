@@ -11,7 +11,9 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import onnx
 
 from bfexport.errors import BfexportError
@@ -20,6 +22,8 @@ from bfexport.model import BudgetFormerConfig
 
 KEY_CONFIG, KEY_FLAVOR, KEY_HEADS, KEY_TOKENIZER = ("bfexport.config", "bfexport.flavor",
                                                      "bfexport.static_heads", "bfexport.tokenizer")
+BUDGETED_FLAVORS = ("adaptive", "masked", "trt-plugin")  # graphs with the router and budget inputs
+FLAVOR_NAMES = (*BUDGETED_FLAVORS, "dense", "static")
 
 
 def set_metadata(proto: onnx.ModelProto, values: dict[str, str]) -> None:
@@ -54,7 +58,8 @@ class ExportedModel:
     def default_thresholds(self) -> list[float]:
         """The thresholds the file runs with when a request carries none."""
         assert self.config.budget_thresholds is not None  # set by BudgetFormerConfig.__post_init__
-        return [float(v) for v in self._initializer("budget_thresholds", self.config.budget_thresholds)]
+        values = self._initializer("budget_thresholds", self.config.budget_thresholds)
+        return [float(str(np.float32(v))) for v in values]  # 0.05, not float32's 0.05000000074505806
 
     @property
     def default_caps(self) -> list[int]:
@@ -70,7 +75,8 @@ class ExportedModel:
 
 
 def load_exported(path: str | Path) -> ExportedModel:
-    """Load an ONNX file written by bfexport, refusing files that are not ours or are corrupt."""
+    """Load an ONNX file written by bfexport, refusing files that are not ours, are corrupt, or
+    whose metadata does not describe their graph (check_graph)."""
     path = Path(path)
     if not path.is_file():
         raise BfexportError(f"{path}: file not found")
@@ -82,8 +88,81 @@ def load_exported(path: str | Path) -> ExportedModel:
     if KEY_CONFIG not in meta or KEY_FLAVOR not in meta:
         raise BfexportError(f"{path}: not a bfexport model (no {KEY_CONFIG} metadata); export it with `bfexport convert`")
     try:
-        config = BudgetFormerConfig.from_dict(json.loads(meta[KEY_CONFIG]))
+        raw = json.loads(meta[KEY_CONFIG])
         heads = json.loads(meta[KEY_HEADS]) if KEY_HEADS in meta else None
-    except (json.JSONDecodeError, TypeError) as e:
+    except (json.JSONDecodeError, RecursionError) as e:
+        what = "nested too deeply" if isinstance(e, RecursionError) else str(e)
+        raise BfexportError(f"{path}: corrupt bfexport metadata ({what})") from None
+    if not isinstance(raw, dict):
+        raise BfexportError(f"{path}: corrupt bfexport metadata ({KEY_CONFIG} is not a JSON object)")
+    try:
+        config = BudgetFormerConfig.from_dict(raw)
+    except BfexportError as e:
+        raise BfexportError(f"{path}: {e}") from None
+    except TypeError as e:
         raise BfexportError(f"{path}: corrupt bfexport metadata ({e})") from None
-    return ExportedModel(path, proto, config, meta[KEY_FLAVOR], heads, meta.get(KEY_TOKENIZER))
+    flavor = meta[KEY_FLAVOR]
+    try:
+        check_graph(proto, config, flavor, heads)
+    except BfexportError as e:
+        raise BfexportError(f"{path}: {e}; the metadata does not describe this graph (edited after export?): "
+                            "export it again with `bfexport convert`") from None
+    return ExportedModel(path, proto, config, flavor, heads, meta.get(KEY_TOKENIZER))
+
+
+def _dims(value: onnx.ValueInfoProto) -> list[int | None]:
+    """Declared dims; None where symbolic (batch) or absent."""
+    return [d.dim_value if d.HasField("dim_value") else None for d in value.type.tensor_type.shape.dim]
+
+
+def check_graph(proto: onnx.ModelProto, config: BudgetFormerConfig, flavor: str, static_heads: Any) -> None:
+    """Refuse a graph that is not the one `config` and `flavor` describe: budgets, FLOPs and
+    labels are all computed from the metadata, so a file whose metadata claims other layer or
+    head counts or sizes would get wrong reports instead of an error. Compares the metadata with
+    the embedding, FFN and classifier weights, the layer count, the I/O names and shapes, and
+    (static) the head sets."""
+    if flavor not in FLAVOR_NAMES:
+        raise BfexportError(f"unknown flavor {flavor!r} in {KEY_FLAVOR} (expected one of {', '.join(FLAVOR_NAMES)})")
+    c = config
+    weights = {t.name: list(t.dims) for t in proto.graph.initializer}
+    expected: dict[str, tuple[list[int], str]] = {  # name: (shape, the config fields it follows from)
+        "tok_emb.weight": ([c.vocab_size, c.d_model], "vocab_size, d_model"),
+        "pos_emb.weight": ([c.max_length, c.d_model], "max_length, d_model"),
+        "classifier.weight": ([c.d_model, c.n_labels], "d_model, labels")}
+    expected.update({f"blocks.{l}.ffn.up.weight": ([c.d_model, c.d_ff], "d_model, d_ff") for l in range(c.n_layers)})
+    if flavor in BUDGETED_FLAVORS:
+        expected.update({name: ([1, c.n_layers], "n_layers") for name in ("budget_thresholds", "head_caps")
+                         if name in weights})  # a Triton copy has them as plain (required) inputs
+        expected.update({f"blocks.{l}.attn.router.proj.weight": ([c.d_model, 2 * c.n_heads], "d_model, n_heads")
+                         for l in range(c.n_layers)})
+    elif flavor == "static":
+        if (not isinstance(static_heads, list) or len(static_heads) != c.n_layers
+                or not all(isinstance(h, list) and h and all(type(i) is int and 0 <= i < c.n_heads for i in h)
+                           for h in static_heads)):
+            raise BfexportError(f"{KEY_HEADS} must list, for each of the {c.n_layers} layers, head indices in "
+                                f"[0, {c.n_heads})")
+        expected.update({f"blocks.{l}.attn.qkv_weight": ([c.d_model, 3 * len(h) * c.d_head], f"{KEY_HEADS}, d_model")
+                         for l, h in enumerate(static_heads)})
+    for name, (shape, fields) in expected.items():
+        if weights.get(name) != shape:
+            found = "no such initializer" if name not in weights else f"it is {weights[name]}"
+            raise BfexportError(f"config {fields} imply {name} of shape {shape}, but {found}")
+    layers = {int(n.split(".")[1]) for n in weights if n.startswith("blocks.") and n.split(".")[1].isdigit()}
+    if layers != set(range(c.n_layers)):
+        raise BfexportError(f"config n_layers is {c.n_layers}, but the graph has {len(layers)} blocks")
+    inputs = {i.name: _dims(i) for i in proto.graph.input}
+    outputs = {o.name: _dims(o) for o in proto.graph.output}
+    io: list[tuple[dict[str, list[int | None]], str, list[int | None], str]] = [
+        (inputs, "input_ids", [None, None], ""), (inputs, "attention_mask", [None, None], ""),
+        (outputs, "logits", [None, c.n_labels], "labels"), (outputs, "head_counts", [None, c.n_layers], "n_layers"),
+        (outputs, "selected_heads", [None, c.n_layers, c.n_heads], "n_layers, n_heads")]
+    if flavor in BUDGETED_FLAVORS:
+        io += [(inputs, name, [None, c.n_layers], "n_layers") for name in ("budget_thresholds", "head_caps")]
+    for where, name, want, fields in io:
+        dims = where.get(name)
+        if dims is None or len(dims) != len(want) or any(w is not None and d != w for d, w in zip(dims, want)):
+            kind = "input" if where is inputs else "output"
+            found = f"no {kind} {name}" if dims is None else f"it is {['?' if d is None else d for d in dims]}"
+            wanted = [("batch" if i == 0 else "any") if w is None else w for i, w in enumerate(want)]
+            raise BfexportError(f"{f'config {fields} imply ' if fields else 'bfexport graphs have '}{kind} {name} "
+                                f"of shape {wanted}, but {found}")

@@ -6,9 +6,10 @@ Python custom ops. `register()` defines the op (numpy, the same math as
 BudgetedAttention.forward_selected) and `session(...)` opens an ONNX Runtime session with
 the extensions library, so a trt-plugin file can be checked for parity on any CPU.
 
-Limits: float32 graphs only (a Python op has one fixed signature per op_type, and the
-extensions library returns outputs through Python lists, so it is a checker, not a runtime).
-Needs `pip install onnxruntime-extensions`.
+Limits: a Python op has one fixed signature per op_type (float32 here), so an fp16 graph runs
+with its nodes' float inputs cast to float32 (`for_onnx_runtime`: exact, and the op computes in
+float64 anyway); the extensions library returns outputs through Python lists, so it is a
+checker, not a runtime. Needs `pip install onnxruntime-extensions`.
 """
 
 from __future__ import annotations
@@ -87,8 +88,33 @@ def session_options(options: ort.SessionOptions | None = None) -> ort.SessionOpt
     return options
 
 
+def for_onnx_runtime(proto: onnx.ModelProto) -> onnx.ModelProto:
+    """`proto`, or for an fp16 graph a copy whose BudgetedAttention nodes take their float inputs
+    through Casts to float32, the one signature the Python op has (the node's output is float32
+    in every graph, and the fp16 graph already casts it back)."""
+    from converters.trt_plugin import PLUGIN_NAME
+
+    if not any(t.data_type == onnx.TensorProto.FLOAT16 for t in proto.graph.initializer):
+        return proto
+    out = onnx.ModelProto()
+    out.CopyFrom(proto)
+    nodes = []
+    for node in out.graph.node:
+        if node.op_type == PLUGIN_NAME:
+            for i, name in enumerate(node.input):
+                if i != 2:  # heads is int32 already
+                    cast = f"{node.name}/{i}/float32"
+                    nodes.append(onnx.helper.make_node("Cast", [name], [cast], name=cast, to=onnx.TensorProto.FLOAT))
+                    node.input[i] = cast
+        nodes.append(node)
+    del out.graph.node[:]
+    out.graph.node.extend(nodes)
+    return out
+
+
 def session(model: str | Path | onnx.ModelProto, options: ort.SessionOptions | None = None,
             **kwargs: Any) -> ort.InferenceSession:
-    """An ONNX Runtime CPU session that can run BudgetedAttention nodes."""
-    source = model.SerializeToString() if isinstance(model, onnx.ModelProto) else str(model)
-    return ort.InferenceSession(source, session_options(options), providers=["CPUExecutionProvider"], **kwargs)
+    """An ONNX Runtime CPU session that can run BudgetedAttention nodes (fp32 or fp16 graphs)."""
+    proto = model if isinstance(model, onnx.ModelProto) else onnx.load(str(model))
+    return ort.InferenceSession(for_onnx_runtime(proto).SerializeToString(), session_options(options),
+                                providers=["CPUExecutionProvider"], **kwargs)

@@ -298,6 +298,7 @@ class DeployOptions:
     instances: int = 1
     dynamic_batching: bool | None = None
     force: bool = False
+    allow_unmet_target: bool = False  # apply a calibration whose target was not met (see load_calibration)
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
@@ -371,11 +372,30 @@ def _load_source(source: Path, backend: str) -> tuple[Any, Any, Any]:
     raise BfexportError(f"{source}: not found (expected a checkpoint directory or an exported .onnx file)")
 
 
-def _apply_calibration(path: Path, exported: Any, model: Any) -> tuple[Any, dict[str, Any]]:
-    """The export with the calibrated defaults, after checking the calibration belongs to it."""
-    from calibration.result import CalibrationResult, with_defaults
+def load_calibration(path: str | Path, allow_unmet_target: bool = False) -> Any:
+    """The calibration.json to deploy with (a CalibrationResult), strictly type-checked. One whose
+    target was not met is refused unless allow_unmet_target, as `calibrate` refuses --write-model then."""
+    from calibration.result import CalibrationResult
 
     result = CalibrationResult.load(path)
+    if not result.target_met and not allow_unmet_target:
+        raise BfexportError(f"{path}: this calibration did not meet its target {_target_text(result.target)} "
+                            "(`bfexport calibrate` exited 1 and wrote no model); recalibrate, or pass "
+                            "--allow-unmet-target to deploy it anyway")
+    return result
+
+
+def _target_text(target: dict[str, Any]) -> str:
+    if target.get("kind") == "flops":
+        return f"FLOPs ratio <= {target.get('ratio')}"
+    return f"p{target.get('percentile')} <= {target.get('ms')} ms"
+
+
+def _apply_calibration(path: Path, exported: Any, model: Any, allow_unmet_target: bool) -> tuple[Any, dict[str, Any]]:
+    """The export with the calibrated defaults, after checking the calibration belongs to it."""
+    from calibration.result import with_defaults
+
+    result = load_calibration(path, allow_unmet_target)
     try:
         result.check_model(exported)
     except BfexportError:
@@ -424,7 +444,8 @@ def prepare(source: str | Path, options: DeployOptions) -> Prepared:
                             "--backend tensorrt")
     calibration = None
     if options.calibration is not None:
-        exported, calibration = _apply_calibration(Path(options.calibration), exported, model)
+        exported, calibration = _apply_calibration(Path(options.calibration), exported, model,
+                                                   options.allow_unmet_target)
     graph_inputs = {i.name for i in exported.proto.graph.input}
     has_budgets = all(name in graph_inputs for name in BUDGET_INPUTS)
     if not has_budgets:
@@ -881,8 +902,10 @@ def deploy(source: str | Path, repo: str | Path, options: DeployOptions | None =
         from converters.tensorrt import import_tensorrt
 
         import_tensorrt()  # the clear install error, before any work
-    if options.calibration is not None and not Path(options.calibration).is_file():
-        raise BfexportError(f"{options.calibration}: calibration file not found")
+    if options.calibration is not None:
+        if not Path(options.calibration).is_file():
+            raise BfexportError(f"{options.calibration}: calibration file not found")
+        load_calibration(options.calibration, options.allow_unmet_target)  # a bad one is refused before any work
     roles = [name, name + TOKENIZER_SUFFIX, name + ENSEMBLE_SUFFIX]
     _refuse_existing(repo, roles, options.force)
     if repo.is_dir() and os.stat(repo).st_dev != os.stat(parent).st_dev:
@@ -891,6 +914,9 @@ def deploy(source: str | Path, repo: str | Path, options: DeployOptions | None =
 
     prepared = prepare(source, options)
     notes: list[str] = []
+    if prepared.calibration is not None and not prepared.calibration["target_met"]:
+        notes.append(f"{options.calibration} did not meet its target {_target_text(prepared.calibration['target'])}: "
+                     "deployed anyway (--allow-unmet-target)")
     staging = Path(tempfile.mkdtemp(prefix=f".{repo.name}.", suffix=".deploy-tmp", dir=parent))
     try:
         models = _build(staging, name, prepared, options, notes)

@@ -69,8 +69,9 @@ def _print(r: dict[str, Any]) -> None:
 @click.option("--percentile", type=click.Choice([str(p) for p in PERCENTILES]), default=None,
               help="Latency percentile the target applies to (default 50).")
 @click.option("--tolerance", type=float, default=None,
-              help="Band below the target to land in: FLOPs ratio units (default 0.02) or a fraction of the "
-                   "latency target (default 0.05).")
+              help="Band below the target the search aims for: FLOPs ratio units (default 0.02) or a fraction of "
+                   "the latency target (default 0.05). A point below it wins when it is more accurate, or as "
+                   "accurate and cheaper.")
 @click.option("--runtime", type=click.Choice(list(RUNTIMES)), default="ort-cpu", show_default=True, help=_RUNTIME_HELP)
 @click.option("--threads", type=THREADS, default=None, help="Intra-op threads (default: runtime's).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=1, show_default=True,

@@ -22,6 +22,9 @@ from bfexport.errors import BfexportError
                    "and a GPU), GPU instances.")
 @click.option("--calibration", type=click.Path(dir_okay=False), default=None,
               help="calibration.json from `bfexport calibrate`: its thresholds and caps become the defaults.")
+@click.option("--allow-unmet-target", is_flag=True,
+              help="Deploy a --calibration whose target was not met (refused otherwise, as calibrate refuses "
+                   "--write-model then); the output notes it.")
 @click.option("--max-batch-size", type=click.IntRange(min=0), default=8, show_default=True,
               help="Triton max_batch_size. With 0 (no batching) the ids-in model's budget inputs are optional; "
                    "otherwise required there (optional on NAME_text either way).")
@@ -34,8 +37,8 @@ from bfexport.errors import BfexportError
               help="Only check the repository DIR offline (schema, ONNX Runtime run, tokenizer model); no SOURCE.")
 @json_option
 def command(source: str | None, repo: str | None, name: str | None, backend: str, calibration: str | None,
-            max_batch_size: int, instances: int, dynamic_batching: bool | None, force: bool, check_dir: str | None,
-            as_json: bool) -> None:
+            allow_unmet_target: bool, max_batch_size: int, instances: int, dynamic_batching: bool | None, force: bool,
+            check_dir: str | None, as_json: bool) -> None:
     """Write a Triton Inference Server model repository for SOURCE (a checkpoint directory or an
     exported .onnx), or check one with --check DIR.
 
@@ -67,7 +70,8 @@ def command(source: str | None, repo: str | None, name: str | None, backend: str
         return
     if source is None or repo is None:
         raise BfexportError("give SOURCE (checkpoint directory or .onnx) and --repo DIR, or --check DIR")
-    options = DeployOptions(name=name, backend=backend, calibration=calibration, max_batch_size=max_batch_size,
+    options = DeployOptions(name=name, backend=backend, calibration=calibration,
+                            allow_unmet_target=allow_unmet_target, max_batch_size=max_batch_size,
                             instances=instances, dynamic_batching=dynamic_batching, force=force)
     with console.status(f"writing the Triton repository ({backend})"):
         result = deploy(source, repo, options)

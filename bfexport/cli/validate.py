@@ -12,33 +12,44 @@ from bfexport.cli import EXIT_FAILED_CHECK
 from bfexport.cli.args import checkpoint_argument, console, emit, json_option
 from bfexport.errors import BfexportError
 from bfexport.runtime import OnnxClassifier
-from converters.validate import ParityReport, validate
-
-DEFAULT_DATA = "examples/debian-sections/validation.jsonl.gz"
+from converters.validate import ParityReport, synthetic_texts, validate
 
 
 def _print(r: dict[str, Any]) -> None:
     verdict = "[green]PASS[/green]" if r["passed"] else "[red]FAIL[/red]"
-    console.print(f"{verdict} {r['flavor']}: {r['samples']} samples {r['cases']}")
-    console.print(f"  logits max |diff| {r['max_abs_diff']:.2e} (tolerance {r['tolerance']:.0e}), "
-                  f"max rel diff {r['max_rel_diff']:.2e}")
+    d = r["data"]
+    rows = (f"{d['rows']} synthetic texts (no --data)" if d["source"] is None
+            else f"{d['rows']} of {d['rows_available']} rows of {d['source']}")
+    console.print(f"{verdict} {r['flavor']}: {r['samples']} comparisons on {rows} {r['cases']}", highlight=False)
+    tolerance = f"atol {r['tolerance']:g}" + (f", rtol {r['rtol']:g}" if r["rtol"] else "")
+    console.print(f"  logits max |diff| {r['max_abs_diff']:.2e} ({tolerance}), "
+                  f"max rel diff {r['max_rel_diff']:.2e}", highlight=False)
     console.print(f"  head selection agreement {r['head_selection_agreement']:.4f}, "
-                  f"prediction agreement {r['prediction_agreement']:.4f}")
+                  f"prediction agreement {r['prediction_agreement']:.4f}", highlight=False)
+    for failure in r["failures"]:
+        console.print(f"  [red]fail:[/red] {failure}", highlight=False)
 
 
 @click.command("validate")
 @checkpoint_argument
 @click.argument("model", type=click.Path(exists=True, dir_okay=False))
-@click.option("--data", "data_path", type=click.Path(), default=DEFAULT_DATA, show_default=True,
-              help="Texts to compare on (labels not needed).")
-@click.option("--samples", type=click.IntRange(min=1), default=64, show_default=True)
+@click.option("--data", "data_path", type=click.Path(), default=None,
+              help="Texts to compare on (labels not needed). Default: synthetic texts decoded from random ids "
+                   "of MODEL's embedded tokenizer, of mixed lengths up to past max_length.")
+@click.option("--samples", type=click.IntRange(min=1), default=64, show_default=True,
+              help="Use the first N rows of --data (or N synthetic texts).")
+@click.option("--atol", type=float, default=None, help="Absolute tolerance on logits [default: 1e-4 fp32, 2e-2 fp16].")
+@click.option("--rtol", type=float, default=0.0, show_default=True,
+              help="Relative tolerance: logits agree when |diff| <= atol + rtol * |PyTorch logit|.")
 @json_option
-def command(checkpoint: str, model: str, data_path: str, samples: int, as_json: bool) -> None:
+def command(checkpoint: str, model: str, data_path: str | None, samples: int, atol: float | None, rtol: float,
+            as_json: bool) -> None:
     """Check that MODEL (an exported .onnx) computes what CHECKPOINT computes in PyTorch.
 
-    Compares logits (fp32 tolerance 1e-4 absolute) and each sample's selected heads per
-    layer, on batches of mixed lengths, single inputs, every k = 1..H forced through the
-    head caps, and per-sample thresholds. Exits 1 when they differ.
+    Compares logits (tolerance --atol/--rtol) and each sample's selected heads per layer, on
+    batches of mixed lengths, single inputs, every k = 1..H forced through the head caps, and
+    per-sample thresholds. Exits 1 when they differ, when any logit is NaN or infinite, or
+    when an fp32 file changes any prediction.
     """
     torch_model = load_checkpoint(checkpoint)
     classifier = OnnxClassifier(model)
@@ -46,9 +57,15 @@ def command(checkpoint: str, model: str, data_path: str, samples: int, as_json: 
     if {k: v for k, v in classifier.config.to_dict().items() if k not in budget_keys} != \
             {k: v for k, v in torch_model.config.to_dict().items() if k not in budget_keys}:
         raise BfexportError(f"{model} was not exported from {checkpoint} (configs differ)")
-    texts = [e.text for e in data.read_examples(data_path, limit=samples)]
+    if data_path is None:
+        texts = synthetic_texts(classifier.tokenizer, samples, classifier.config.max_length)
+        source: dict[str, Any] = {"source": None, "rows": len(texts), "rows_available": None}
+    else:
+        examples = data.read_examples(data_path)
+        texts = [e.text for e in examples[:samples]]
+        source = {"source": data_path, "rows": len(texts), "rows_available": len(examples)}
     with console.status("comparing PyTorch and ONNX Runtime"):
-        report: ParityReport = validate(torch_model, classifier, texts)
-    emit(report.to_dict(), as_json, _print)
+        report: ParityReport = validate(torch_model, classifier, texts, atol=atol, rtol=rtol)
+    emit({**report.to_dict(), "data": source}, as_json, _print)
     if not report.passed:
         raise click.exceptions.Exit(EXIT_FAILED_CHECK)

@@ -25,10 +25,19 @@ def results(model_path: Path, data_path: Path) -> dict[float, CalibrationResult]
 
 
 @pytest.mark.parametrize("target", TARGETS)
-def test_flops_target_met_within_tolerance(results: dict, target: float) -> None:
+def test_flops_target_met_by_the_best_and_cheapest_point_tried(results: dict, target: float) -> None:
+    """Within the band when that is as accurate; below it only for a cheaper point of equal
+    accuracy (issue 11: among equals the cheapest wins), and then a note says so."""
     r = results[target]
-    assert target - 0.02 <= r.achieved_flops_ratio <= target
-    assert r.target_met and r.within_tolerance and not r.notes
+    assert r.target_met and r.achieved_flops_ratio <= target
+    chosen = r.report["chosen"]["objective"]
+    under = [p for p in r.report["points"] if p["cost"] <= target]
+    assert not any(p["objective"] > chosen or (p["objective"] == chosen and p["cost"] < r.achieved_flops_ratio)
+                   for p in under)
+    if r.within_tolerance:
+        assert target - 0.02 <= r.achieved_flops_ratio and not r.notes
+    else:
+        assert [n for n in r.notes if "below the band" in n]
 
 
 @pytest.mark.parametrize("target", TARGETS)
