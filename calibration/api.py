@@ -23,6 +23,7 @@ import tokenizers
 from bfexport import data as bfdata
 from bfexport import summary
 from bfexport.errors import BfexportError
+from bfexport.names import ATTENTION_MASK, BUDGET_THRESHOLDS, HEAD_CAPS, INPUT_IDS, SELECTED_HEADS
 from bfexport.runtime import OnnxClassifier
 from calibration.evaluate import Config, Evaluator, Outcome
 from calibration.flops import FlopsModel
@@ -32,7 +33,7 @@ from calibration.result import CalibrationResult, file_sha256, fingerprint, mach
 from calibration.runtimes import get_runtime
 from calibration.search import DEFAULT_GRID, Goal, Point, SearchOutcome, search
 from calibration.targets import FlopsTarget, LatencyTarget, Target
-from converters.onnx_io import ExportedModel, load_exported
+from converters.onnx.metadata import ExportedModel, load_exported
 
 ModelSource = str | Path | ExportedModel | OnnxClassifier
 
@@ -67,7 +68,7 @@ def load_model(model: ModelSource) -> tuple[ExportedModel, tokenizers.Tokenizer]
         exported: ExportedModel = model.exported
     else:
         exported = model if isinstance(model, ExportedModel) else load_exported(model)
-    if exported.flavor == "trt-plugin":  # its attention runs in ONNX Runtime only as a slow Python op
+    if exported.kind.custom_op:  # its attention runs in ONNX Runtime only as a slow Python op
         raise BfexportError(f"{exported.path}: calibrate the adaptive export of the same checkpoint instead of "
                             "this trt-plugin file (`bfexport convert CKPT -o model.onnx`): the budgets are the "
                             "same, and `bfexport deploy CKPT --backend tensorrt --calibration calibration.json` "
@@ -233,7 +234,7 @@ def _result(exported: ExportedModel, model: ModelSource, cal: CalibrationData, t
             attempts: list[dict[str, Any]], seconds: float, threads: int | None, batch_size: int) -> CalibrationResult:
     labelled = cal.labels is not None
     notes: list[str] = []
-    if exported.flavor == "masked":
+    if exported.kind.computes_all_heads:
         notes.append("this masked file computes every head and zeroes the unselected ones: it saves no compute, "
                      "and its FLOPs ratio is nominal (what the adaptive export of the same checkpoint would spend)")
     within = target.floor <= best.cost <= target.limit if isinstance(target, FlopsTarget) else True
@@ -319,9 +320,9 @@ def _head_usage(evaluator: Evaluator, config: Config) -> list[list[float]]:
     selected = []
     for start in range(0, len(order), evaluator.batch_size):
         ids, mask = cal.batch(order[start:start + evaluator.batch_size])
-        selected += evaluator.session.run(["selected_heads"], {
-            "input_ids": ids, "attention_mask": mask,
-            "budget_thresholds": np.asarray([config.thresholds], dtype=np.float32),
-            "head_caps": np.asarray([config.caps], dtype=np.int64)})
+        selected += evaluator.session.run([SELECTED_HEADS], {
+            INPUT_IDS: ids, ATTENTION_MASK: mask,
+            BUDGET_THRESHOLDS: np.asarray([config.thresholds], dtype=np.float32),
+            HEAD_CAPS: np.asarray([config.caps], dtype=np.int64)})
     usage: list[list[float]] = summary.head_usage(np.concatenate(selected), evaluator.n_heads).round(4).tolist()
     return usage

@@ -29,9 +29,10 @@ import onnxruntime as ort
 from onnx import TensorProto, helper
 
 from bfexport.errors import BfexportError
+from bfexport.names import ATTENTION_MASK, BUDGET_THRESHOLDS, HEAD_CAPS, HEAD_COUNTS, INPUT_IDS, LOGITS, router_tail
 from bfexport.runtime import session_options
 from calibration.inputs import CalibrationData
-from converters.onnx_io import ExportedModel
+from converters.onnx.metadata import ExportedModel
 
 
 @dataclass(frozen=True)
@@ -112,7 +113,7 @@ class Evaluator:
         cfg = self.exported.config
         self.n_layers, self.n_heads = cfg.n_layers, cfg.n_heads
         inputs = {i.name for i in self.exported.proto.graph.input}
-        if "budget_thresholds" not in inputs or "head_caps" not in inputs:
+        if BUDGET_THRESHOLDS not in inputs or HEAD_CAPS not in inputs:
             raise BfexportError(f"{self.exported.path}: the {self.exported.flavor} flavor has no budget inputs, so "
                                 "there is nothing to calibrate; export the adaptive flavor "
                                 "(bfexport convert --flavor adaptive)")
@@ -222,11 +223,11 @@ class Evaluator:
 
     def _run_rows(self, chunk: Sequence[tuple[int, Config, list[int]]]) -> None:
         ids, mask = self.data.batch([i for i, _, _ in chunk])
-        feeds = {"input_ids": ids, "attention_mask": mask,
-                 "budget_thresholds": np.asarray([c.thresholds for _, c, _ in chunk], dtype=np.float32),
-                 "head_caps": np.asarray([c.caps for _, c, _ in chunk], dtype=np.int64)}
+        feeds = {INPUT_IDS: ids, ATTENTION_MASK: mask,
+                 BUDGET_THRESHOLDS: np.asarray([c.thresholds for _, c, _ in chunk], dtype=np.float32),
+                 HEAD_CAPS: np.asarray([c.caps for _, c, _ in chunk], dtype=np.int64)}
         assert self._tails is not None  # _fill runs only when the graph exposes the tails
-        names = ["logits", "head_counts", *self._tails]
+        names = [LOGITS, HEAD_COUNTS, *self._tails]
         t0 = time.perf_counter()
         logits, counts, *tails = self.session.run(names, feeds)
         self.stats.seconds += time.perf_counter() - t0
@@ -259,11 +260,11 @@ class Evaluator:
             for start in range(0, len(order), self.batch_size):
                 idx = order[start:start + self.batch_size]
                 ids, mask = self.data.batch(idx)
-                feeds = {"input_ids": ids, "attention_mask": mask,
-                         "budget_thresholds": np.asarray([c.thresholds], dtype=np.float32),
-                         "head_caps": np.asarray([c.caps], dtype=np.int64)}
+                feeds = {INPUT_IDS: ids, ATTENTION_MASK: mask,
+                         BUDGET_THRESHOLDS: np.asarray([c.thresholds], dtype=np.float32),
+                         HEAD_CAPS: np.asarray([c.caps], dtype=np.int64)}
                 t0 = time.perf_counter()
-                logits, counts = self.session.run(["logits", "head_counts"], feeds)
+                logits, counts = self.session.run([LOGITS, HEAD_COUNTS], feeds)
                 self.stats.seconds += time.perf_counter() - t0
                 self.stats.calls += 1
                 self.stats.rows += len(idx)
@@ -282,9 +283,9 @@ class Evaluator:
 
 def _with_tail_outputs(proto: onnx.ModelProto, n_layers: int) -> tuple[onnx.ModelProto, list[str] | None, np.dtype]:
     """A copy of the graph that also outputs each layer's budget tail (B, H), if the graph has
-    the router tensors bfexport's exporter names `blocks.{l}.attn.router.tail`."""
+    the router tensors bfexport's exporter names `names.router_tail(l)`."""
     produced = {name: node for node in proto.graph.node for name in node.output}
-    names = [f"blocks.{l}.attn.router.tail" for l in range(n_layers)]
+    names = [router_tail(l) for l in range(n_layers)]
     float_type = TensorProto.FLOAT
     for init in proto.graph.initializer:
         if init.name == "blocks.0.attn.qkv_weight":

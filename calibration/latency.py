@@ -32,10 +32,11 @@ import numpy as np
 import onnxruntime as ort
 
 from bfexport.errors import BfexportError
+from bfexport.names import ATTENTION_MASK, BUDGET_THRESHOLDS, HEAD_CAPS, INPUT_IDS, LOGITS
 from bfexport.runtime import session_options
 from calibration.evaluate import Config
 from calibration.inputs import CalibrationData
-from converters.onnx_io import ExportedModel
+from converters.onnx.metadata import ExportedModel
 
 Batch = tuple[np.ndarray, np.ndarray]  # (input_ids, attention_mask), int64 (B, S)
 
@@ -123,11 +124,11 @@ class OrtCpuRuntime(LatencyRuntime):
 
     def measure(self, batches: Sequence[Batch], configs: Sequence[Config], repeats: int,
                 warmup: int = 1) -> np.ndarray:
-        feeds = [[{"input_ids": ids, "attention_mask": mask,
-                   "budget_thresholds": np.asarray([c.thresholds], dtype=np.float32),
-                   "head_caps": np.asarray([c.caps], dtype=np.int64)} for ids, mask in batches] for c in configs]
+        feeds = [[{INPUT_IDS: ids, ATTENTION_MASK: mask,
+                   BUDGET_THRESHOLDS: np.asarray([c.thresholds], dtype=np.float32),
+                   HEAD_CAPS: np.asarray([c.caps], dtype=np.int64)} for ids, mask in batches] for c in configs]
         run = self.session.run
-        return time_interleaved(lambda c, m: run(["logits"], feeds[c][m]), len(configs), len(batches), repeats,
+        return time_interleaved(lambda c, m: run([LOGITS], feeds[c][m]), len(configs), len(batches), repeats,
                                 warmup)
 
 

@@ -23,10 +23,10 @@ import onnx
 from bfexport.errors import BfexportError
 from bfexport.files import read_json, write_json
 from bfexport.model import LIMITS, check_caps, check_thresholds
-from converters.onnx_io import KEY_CONFIG, ExportedModel, load_exported, save_onnx, set_metadata
+from bfexport.names import BUDGET_INPUTS, BUDGET_THRESHOLDS, HEAD_CAPS, KEY_CONFIG
+from converters.onnx.metadata import ExportedModel, load_exported, save_onnx, set_metadata
 
 FORMAT = "bfexport.calibration/1"
-BUDGET_INPUTS = ("budget_thresholds", "head_caps")
 KEY_CALIBRATION = "bfexport.calibration"
 
 
@@ -186,8 +186,8 @@ def with_defaults(exported: ExportedModel, thresholds: list[float], caps: list[i
     caps = check_caps(list(caps), cfg.n_layers, cfg.n_heads)
     proto = onnx.ModelProto()
     proto.CopyFrom(exported.proto)
-    values: dict[str, np.ndarray] = {"budget_thresholds": np.asarray([thresholds], dtype=np.float32),
-                                     "head_caps": np.asarray([caps], dtype=np.int64)}
+    values: dict[str, np.ndarray] = {BUDGET_THRESHOLDS: np.asarray([thresholds], dtype=np.float32),
+                                     HEAD_CAPS: np.asarray([caps], dtype=np.int64)}
     replaced = set()
     for init in proto.graph.initializer:
         if init.name in values:

@@ -26,11 +26,14 @@ import numpy as np
 import torch
 
 from bfexport.errors import BfexportError
+from bfexport.names import ATTENTION_MASK, BUDGET_THRESHOLDS, HEAD_CAPS, INPUT_IDS
 from calibration.evaluate import Config
 from calibration.latency import Batch, LatencyRuntime, time_interleaved
 from calibration.torch_runtime import cuda_missing
-from converters.onnx_io import ExportedModel
+from converters.onnx import TrtPluginExport
+from converters.onnx.metadata import ExportedModel
 from converters.tensorrt import build_engine, import_tensorrt
+from converters.tensorrt.plugin import register_plugin
 
 
 class TensorRTRuntime(LatencyRuntime):
@@ -43,8 +46,6 @@ class TensorRTRuntime(LatencyRuntime):
     def __init__(self, exported: ExportedModel, threads: int | None = None, *,
                  engine: str | Path | None = None) -> None:
         super().__init__(exported, threads)
-        from converters.trt_plugin import register_plugin
-
         self.trt = import_tensorrt()
         register_plugin()  # before deserializing: the engine names the plugin
         self.engine_path = Path(engine) if engine is not None else None
@@ -62,7 +63,7 @@ class TensorRTRuntime(LatencyRuntime):
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "tensorrt": str(self.trt.__version__), "device": torch.cuda.get_device_name(),
-                "dtype": "float16", "flavor": "trt-plugin",
+                "dtype": "float16", "flavor": TrtPluginExport.flavor,
                 "engine": str(self.engine_path) if self.engine_path else "built for this run"}
 
     def fresh(self) -> TensorRTRuntime:
@@ -75,9 +76,9 @@ class TensorRTRuntime(LatencyRuntime):
                 warmup: int = 1) -> np.ndarray:
         self._load(batches)
         ctx = self.context
-        feeds = [{"input_ids": _cuda(ids), "attention_mask": _cuda(mask)} for ids, mask in batches]
-        budgets = [{"budget_thresholds": _cuda(np.asarray([c.thresholds], dtype=np.float32)),
-                    "head_caps": _cuda(np.asarray([c.caps], dtype=np.int64))} for c in configs]
+        feeds = [{INPUT_IDS: _cuda(ids), ATTENTION_MASK: _cuda(mask)} for ids, mask in batches]
+        budgets = [{BUDGET_THRESHOLDS: _cuda(np.asarray([c.thresholds], dtype=np.float32)),
+                    HEAD_CAPS: _cuda(np.asarray([c.caps], dtype=np.int64))} for c in configs]
         outputs = [self._outputs({**f, **budgets[0]}) for f in feeds]
 
         def call(c: int, m: int) -> None:
@@ -94,8 +95,8 @@ class TensorRTRuntime(LatencyRuntime):
         """Deserialize the engine, first building it with a profile that fits `batches` if there is none."""
         if self.context is not None:
             return
-        from converters import TrtPluginExport, export_with_metadata, save_onnx
-        from converters.rebuild import rebuild_model
+        from converters import export_with_metadata, save_onnx
+        from converters.onnx.rebuild import rebuild_model
         from converters.triton_repo import budget_inputs_required
 
         with tempfile.TemporaryDirectory(prefix="bfexport-trt-") as tmp:

@@ -26,8 +26,8 @@ import torch
 
 from calibration.evaluate import Config
 from calibration.latency import Batch, LatencyRuntime, time_interleaved
-from converters.onnx_io import ExportedModel
-from converters.rebuild import float_type, rebuild_model
+from converters.onnx.metadata import ExportedModel
+from converters.onnx.rebuild import float_type, rebuild_model
 
 
 class TorchRuntime(LatencyRuntime):

@@ -1,17 +1,30 @@
-"""PyTorch -> ONNX exporters (one per flavor), parity validation and file I/O."""
+"""PyTorch -> ONNX exporters (one per flavor), parity validation and file I/O.
 
-from converters.onnx_export import (
+  onnx/            the exporter: trunk, one writer per flavor, registry, metadata, rebuild.
+  tensorrt/        the BudgetedAttention TensorRT plugin and the engine builder (tensorrt imported lazily).
+  kernels/         the budgeted-attention Triton kernels behind the plugin.
+  ort_custom_ops   ONNX Runtime stand-in for the plugin node (a Python custom op), for CPU checks.
+  validate         parity of an exported file against the PyTorch model.
+  static_heads     choosing a static export's head sets from data.
+  hf               an Optimum / transformers-loadable directory beside an export.
+  triton_repo      Triton Inference Server repositories (being split into a package).
+  benchmark        the head-skipping benchmark (moving out of converters/).
+"""
+
+from converters.onnx import (
     FLAVORS,
     AdaptiveExport,
     DenseExport,
     ExportConfig,
+    ExportedModel,
     MaskedExport,
     StaticExport,
     TrtPluginExport,
     export,
     export_with_metadata,
+    load_exported,
+    save_onnx,
 )
-from converters.onnx_io import ExportedModel, load_exported, save_onnx
 
 __all__ = ["FLAVORS", "AdaptiveExport", "DenseExport", "ExportConfig", "ExportedModel", "MaskedExport",
            "StaticExport", "TrtPluginExport", "export", "export_with_metadata", "load_exported", "save_onnx"]

@@ -41,7 +41,8 @@ from typing import Any
 from bfexport import data
 from bfexport.errors import BfexportError
 from bfexport.files import atomic_dir
-from converters.onnx_io import ExportedModel, load_exported
+from bfexport.names import TOKEN_INPUTS
+from converters.onnx.metadata import ExportedModel, load_exported
 
 MODEL_FILE = "model.onnx"
 CONFIG_FILE = "config.json"
@@ -50,7 +51,7 @@ TOKENIZER_CONFIG_FILE = "tokenizer_config.json"
 SPECIAL_TOKENS_FILE = "special_tokens_map.json"
 FILES = (MODEL_FILE, CONFIG_FILE, TOKENIZER_FILE, TOKENIZER_CONFIG_FILE, SPECIAL_TOKENS_FILE)
 CONFIG_KEY = "bfexport"  # our BudgetFormerConfig, whole, inside config.json
-MODEL_INPUTS = ["input_ids", "attention_mask"]
+MODEL_INPUTS = list(TOKEN_INPUTS)
 
 
 def write_hf_directory(exported: ExportedModel | str | Path, directory: str | Path) -> Path:

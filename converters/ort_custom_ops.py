@@ -1,6 +1,6 @@
 """ONNX Runtime stand-in for the TensorRT plugin: the BudgetedAttention node as a Python op.
 
-The trt-plugin flavor's attention nodes (converters/trt_plugin.py) carry op_type
+The trt-plugin flavor's attention nodes (converters/onnx/trt_plugin.py) carry op_type
 "BudgetedAttention" in domain "ai.onnx.contrib", which is where onnxruntime-extensions runs
 Python custom ops. `register()` defines the op (numpy, the same math as
 BudgetedAttention.forward_selected) and `session(...)` opens an ONNX Runtime session with
@@ -24,6 +24,7 @@ import onnxruntime as ort
 
 from bfexport.errors import BfexportError
 from bfexport.model import MASK_BIAS
+from bfexport.names import PLUGIN_NAME
 
 _REGISTERED = False
 
@@ -60,8 +61,6 @@ def register() -> None:
     except ImportError:
         raise BfexportError("onnxruntime-extensions is not installed: pip install onnxruntime-extensions "
                             "(needed to run trt-plugin files with ONNX Runtime)") from None
-    from converters.trt_plugin import PLUGIN_NAME
-
     f32, i32 = PyCustomOpDef.dt_float, PyCustomOpDef.dt_int32
     i64, text = PyCustomOpDef.dt_int64, PyCustomOpDef.dt_string
 
@@ -92,8 +91,6 @@ def for_onnx_runtime(proto: onnx.ModelProto) -> onnx.ModelProto:
     """`proto`, or for an fp16 graph a copy whose BudgetedAttention nodes take their float inputs
     through Casts to float32, the one signature the Python op has (the node's output is float32
     in every graph, and the fp16 graph already casts it back)."""
-    from converters.trt_plugin import PLUGIN_NAME
-
     if not any(t.data_type == onnx.TensorProto.FLOAT16 for t in proto.graph.initializer):
         return proto
     out = onnx.ModelProto()

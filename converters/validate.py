@@ -24,6 +24,7 @@ import torch
 from bfexport import data
 from bfexport.errors import BfexportError
 from bfexport.model import BudgetFormerForSequenceClassification
+from bfexport.names import LOGITS, SELECTED_HEADS
 from bfexport.runtime import OnnxClassifier
 
 TOLERANCE = {"fp32": 1e-4, "fp16": 2e-2}
@@ -109,11 +110,7 @@ def validate(model: BudgetFormerForSequenceClassification, classifier: OnnxClass
         if value is not None and not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
             raise BfexportError(f"--{name} must be a finite number >= 0, got {value!r}")
     cfg, exported = model.config, classifier.exported
-    fixed: list[list[int]] | None = None
-    if exported.flavor == "static":
-        fixed = exported.static_heads
-    elif exported.flavor == "dense":
-        fixed = [list(range(cfg.n_heads))] * cfg.n_layers
+    fixed = exported.fixed_heads
     ids, mask = data.encode(classifier.tokenizer, texts, cfg.max_length)
     fp16 = any(init.data_type == 10 for init in exported.proto.graph.initializer)  # TensorProto.FLOAT16
     atol = TOLERANCE["fp16" if fp16 else "fp32"] if atol is None else float(atol)
@@ -129,17 +126,17 @@ def validate(model: BudgetFormerForSequenceClassification, classifier: OnnxClass
                             thresholds=None if thresholds is None else torch.as_tensor(thresholds),
                             caps=budget.get("caps"))
         ref_logits = ref.logits.numpy()
-        finite = np.isfinite(ort_out["logits"]) & np.isfinite(ref_logits)
+        finite = np.isfinite(ort_out[LOGITS]) & np.isfinite(ref_logits)
         non_finite += int((~finite).any(-1).sum())
-        diff = np.abs(ort_out["logits"] - ref_logits)
+        diff = np.abs(ort_out[LOGITS] - ref_logits)
         outside += int((~(diff <= atol + rtol * np.abs(ref_logits))).sum())  # NaN compares False: outside
         if finite.any():  # the maxima over finite logits; the others are counted above
             max_abs = max(max_abs, float(diff[finite].max()))
             max_rel = max(max_rel, float((diff / (np.abs(ref_logits) + 1e-6))[finite].max()))
-        equal = _head_sets_equal(ort_out["selected_heads"], ref.selected_heads(cfg.n_heads).numpy())
+        equal = _head_sets_equal(ort_out[SELECTED_HEADS], ref.selected_heads(cfg.n_heads).numpy())
         agree += int(equal.sum())
         pairs += equal.size
-        same_label += int((ort_out["logits"].argmax(-1) == ref_logits.argmax(-1)).sum())
+        same_label += int((ort_out[LOGITS].argmax(-1) == ref_logits.argmax(-1)).sum())
         samples += len(b_ids)
         cases[case.split("=")[0]] = cases.get(case.split("=")[0], 0) + len(b_ids)
     return ParityReport(exported.flavor, samples, max_abs, max_rel, agree / pairs, same_label / samples,

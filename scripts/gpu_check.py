@@ -318,16 +318,14 @@ def tensorrt_section(results: dict[str, Any], out: Path) -> None:
 
     from bfexport.model import BudgetFormerConfig, BudgetFormerForSequenceClassification
     from converters import ort_custom_ops
-    from converters.onnx_io import KEY_CONFIG, KEY_FLAVOR, save_onnx, set_metadata
+    from converters import TrtPluginExport, export_with_metadata, save_onnx
     from converters.tensorrt import build_engine
-    from converters.trt_plugin import export_trt_plugin
 
     torch.manual_seed(0)
     cfg = BudgetFormerConfig(vocab_size=1000, max_length=256, d_model=256, n_heads=8, n_layers=2, d_ff=512,
                              labels=["a", "b"], dropout=0.0)
     model = BudgetFormerForSequenceClassification(cfg).eval()
-    proto = export_trt_plugin(model)
-    set_metadata(proto, {KEY_CONFIG: cfg.to_json(), KEY_FLAVOR: "trt-plugin"})
+    proto = export_with_metadata(model, TrtPluginExport())
     onnx_path = save_onnx(proto, out / "trt_plugin.onnx")
     t0 = time.perf_counter()
     engine_path = build_engine(onnx_path, out / "trt_plugin.plan", max_batch=8, opt_batch=8, opt_seq=128,

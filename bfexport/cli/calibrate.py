@@ -17,7 +17,7 @@ from calibration.report import render
 from calibration.result import CalibrationResult, with_defaults
 from calibration.runtimes import RUNTIMES, get_runtime
 from calibration.targets import PERCENTILES, FlopsTarget, LatencyTarget, Target
-from converters.onnx_io import save_onnx
+from converters.onnx import save_onnx
 
 _RUNTIME_HELP = ("Where latency is measured: " + "; ".join(f"{name}: {cls.about}" for name, cls in RUNTIMES.items())
                  + ". A runtime this machine cannot run is refused, naming what is missing. Accuracy is always "

@@ -11,7 +11,7 @@ from bfexport.checkpoint import load_checkpoint, load_tokenizer_json
 from bfexport.cli.args import checkpoint_argument, console, data_option, emit, json_option, samples_option
 from bfexport.errors import BfexportError
 from converters import FLAVORS, StaticExport, export_with_metadata, save_onnx
-from converters.onnx_export import MAX_OPSET, MIN_OPSET
+from converters.onnx import MAX_OPSET, MIN_OPSET
 from converters.static_heads import head_usage, most_used_heads
 
 

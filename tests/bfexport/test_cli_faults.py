@@ -23,7 +23,7 @@ import pytest
 
 from bfexport.checkpoint import save_checkpoint
 from bfexport.data import train_tokenizer
-from converters.onnx_io import load_exported
+from converters.onnx import load_exported
 from converters.triton_repo import check_repository
 from tests.conftest import LABELS, TEXTS, tiny_model
 

@@ -14,7 +14,7 @@ from bfexport.errors import BfexportError
 from bfexport.runtime import OnnxClassifier
 from bfexport.summary import run_data
 from calibration import CalibrationResult, FlopsTarget, calibrate, fingerprint, write_model
-from converters.onnx_io import load_exported
+from converters.onnx import load_exported
 
 TARGETS = (0.7, 0.8, 0.9)
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from bfexport.cli import main
-from converters.onnx_io import load_exported
+from converters.onnx import load_exported
 
 
 def run(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, *args: str) -> tuple[int, str, str]:

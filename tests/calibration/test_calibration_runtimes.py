@@ -25,7 +25,7 @@ from calibration.latency import latency_groups, make_batches
 from calibration.runtimes import RUNTIMES, available_runtimes, get_runtime
 from calibration.tensorrt_runtime import TensorRTRuntime
 from calibration.torch_runtime import TorchCpuRuntime, TorchCudaRuntime
-from converters.rebuild import rebuild_model
+from converters.onnx.rebuild import rebuild_model
 
 ROOT = Path(__file__).resolve().parents[2]
 ALL_HEADS, ONE_HEAD = Config((1.0, 1.0), (4, 4)), Config((1.0, 1.0), (1, 1))
@@ -140,7 +140,7 @@ INTERPRETER_SCRIPT = textwrap.dedent("""
     from calibration.inputs import collect
     from calibration.latency import make_batches
     from calibration.torch_runtime import TorchCudaRuntime
-    from converters.rebuild import rebuild_model
+    from converters.onnx.rebuild import rebuild_model
 
     class Interpreted(TorchCudaRuntime):  # torch-cuda's model and measure loop, on the CPU
         name, device = "torch-cuda-interpreted", "cpu"

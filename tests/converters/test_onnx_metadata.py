@@ -10,8 +10,9 @@ import onnx
 import pytest
 
 from bfexport.errors import BfexportError
+from bfexport.names import KEY_CONFIG, KEY_HEADS
 from converters import AdaptiveExport, DenseExport, StaticExport, export_with_metadata, load_exported, save_onnx
-from converters.onnx_io import KEY_CONFIG, KEY_HEADS, set_metadata
+from converters.onnx.metadata import set_metadata
 from tests.bfexport.test_cli import bfexport, data_file  # noqa: F401
 from tests.conftest import tiny_model
 

@@ -18,7 +18,7 @@ from bfexport.errors import BfexportError
 from calibration.result import with_defaults
 from converters import (AdaptiveExport, DenseExport, ExportConfig, MaskedExport, StaticExport, TrtPluginExport,
                         export_with_metadata, load_exported, save_onnx)
-from converters.rebuild import rebuild_model
+from converters.onnx.rebuild import rebuild_model
 
 
 def exported_file(model: torch.nn.Module, config: ExportConfig, path: Path) -> Path:

@@ -14,11 +14,11 @@ import pytest
 import torch
 
 from bfexport.errors import BfexportError
-from converters import FLAVORS, export, save_onnx
+from converters import FLAVORS, TrtPluginExport, export, save_onnx
 from converters import tensorrt as trt_builder
-from converters.trt_plugin import (INPUTS, ONNX_DOMAIN, PLUGIN_NAME, TrtPluginExport, attributes, autotune_types,
-                                   export_trt_plugin, kernel_constexprs, kernel_signature, launch_grid,
-                                   output_dtype, output_shape, plugin_nodes)
+from converters.tensorrt.plugin import (INPUTS, ONNX_DOMAIN, PLUGIN_NAME, attributes, autotune_types,
+                                        kernel_constexprs, kernel_signature, launch_grid, output_dtype, output_shape,
+                                        plugin_nodes)
 from tests.conftest import tiny_model
 
 SHAPES = [("B", "S", 32), ("B", "S"), ("B", 4), (4, 32, 24), (4, 24), (4, 8, 32), (32,)]
@@ -28,7 +28,7 @@ SHAPES = [("B", "S", 32), ("B", "S"), ("B", 4), (4, 32, 24), (4, 24), (4, 8, 32)
 def test_each_attention_block_is_one_custom_node() -> None:
     model = tiny_model()
     cfg = model.config
-    proto = export_trt_plugin(model)
+    proto = export(model, TrtPluginExport())
     nodes = plugin_nodes(proto)
     assert len(nodes) == cfg.n_layers
     for node in nodes:
@@ -50,7 +50,7 @@ def test_each_attention_block_is_one_custom_node() -> None:
 
 
 def test_fp16_graph_casts_the_float32_node_output_back() -> None:
-    proto = export_trt_plugin(tiny_model(), fp16=True, opset=18)
+    proto = export(tiny_model(), TrtPluginExport(fp16=True, opset=18))
     producers = {o: n for n in proto.graph.node for o in n.output}
     consumers = {i: n for n in proto.graph.node for i in n.input}
     for node in plugin_nodes(proto):
@@ -62,15 +62,13 @@ def test_fp16_graph_casts_the_float32_node_output_back() -> None:
 
 def test_export_refuses_bad_opset_and_dense_checkpoints() -> None:
     with pytest.raises(BfexportError, match="opset"):
-        export_trt_plugin(tiny_model(), opset=12)
+        export(tiny_model(), TrtPluginExport(opset=12))
     with pytest.raises(BfexportError, match="dense"):
-        export_trt_plugin(tiny_model(adaptive=False))
+        export(tiny_model(adaptive=False), TrtPluginExport())
 
 
 def test_registered_flavor_exports_the_plugin_graph() -> None:
-    """Once onnx_export registers 'trt-plugin' (the patch in converters/GPU.md)."""
-    if "trt-plugin" not in FLAVORS:
-        pytest.skip("trt-plugin is not registered in converters.onnx_export.FLAVORS yet")
+    """--flavor trt-plugin maps to the config the registry dispatches to the plugin writer."""
     assert FLAVORS["trt-plugin"] is TrtPluginExport
     assert len(plugin_nodes(export(tiny_model(), TrtPluginExport()))) == tiny_model().config.n_layers
 
@@ -82,7 +80,7 @@ def ort_session_and_model(tmp_path_factory):
     from converters import ort_custom_ops
 
     model = tiny_model(vocab_size=120)
-    path = save_onnx(export_trt_plugin(model), tmp_path_factory.mktemp("trt") / "model.onnx")
+    path = save_onnx(export(model, TrtPluginExport()), tmp_path_factory.mktemp("trt") / "model.onnx")
     return ort_custom_ops.session(path), model
 
 
@@ -181,7 +179,7 @@ def test_ptx_for_sm90_from_the_fused_kernel() -> None:
     """triton.compile to PTX needs no GPU; the entry's parameters follow TensorRT's AOT order."""
     pytest.importorskip("triton")
     from converters.kernels.budgeted_attention import interpreting
-    from converters.trt_plugin import MAX_STATIC_SHARED, compile_ptx
+    from converters.tensorrt.plugin import MAX_STATIC_SHARED, compile_ptx
 
     if interpreting():
         pytest.skip("TRITON_INTERPRET=1 in this process: cannot compile")
@@ -197,7 +195,7 @@ def test_ptx_for_sm90_from_the_fused_kernel() -> None:
 @pytest.mark.slow
 def test_ptx_for_a_bert_base_sized_model_in_both_dtypes() -> None:
     pytest.importorskip("triton")
-    from converters.trt_plugin import compile_ptx
+    from converters.tensorrt.plugin import compile_ptx
 
     for dtype in ("float32", "float16"):
         compiled = compile_ptx(dtype, 12, 64, ptx_version=85)
@@ -217,7 +215,7 @@ def test_missing_tensorrt_is_a_clear_error(no_tensorrt, tmp_path: Path) -> None:
         trt_builder.import_tensorrt()
     with pytest.raises(BfexportError, match=re.escape(message)):
         trt_builder.build_engine(tmp_path / "model.onnx", tmp_path / "model.plan")
-    from converters.trt_plugin import register_plugin
+    from converters.tensorrt.plugin import register_plugin
 
     with pytest.raises(BfexportError, match="TensorRT >= 10.9"):
         register_plugin()

@@ -1,4 +1,5 @@
-"""The TensorRT path: a budgeted-attention plugin and the `trt-plugin` ONNX flavor that uses it.
+"""The budgeted-attention TensorRT plugin that the `trt-plugin` flavor's nodes name
+(the graph is written by converters/onnx/trt_plugin.py).
 
 Graph: the trunk and the router are the adaptive flavor's, op for op; each attention block
 is ONE custom node
@@ -41,14 +42,9 @@ import onnx
 from onnx import TensorProto, helper
 
 from bfexport.errors import BfexportError
-from bfexport.model import MASK_BIAS, BudgetFormerForSequenceClassification
-from converters.onnx_export import MAX_OPSET, MIN_OPSET, AdaptiveExport, ExportConfig, TrtPluginExport, _Exporter
+from bfexport.model import MASK_BIAS
+from bfexport.names import ONNX_DOMAIN, PLUGIN_ID, PLUGIN_NAME, PLUGIN_NAMESPACE, PLUGIN_VERSION
 
-PLUGIN_NAMESPACE = "bfexport"
-PLUGIN_NAME = "BudgetedAttention"
-PLUGIN_ID = f"{PLUGIN_NAMESPACE}::{PLUGIN_NAME}"
-PLUGIN_VERSION = "1"
-ONNX_DOMAIN = "ai.onnx.contrib"  # ONNX Runtime extensions' domain for Python custom ops
 INPUTS = ("hidden", "mask", "heads", "qkv_weight", "qkv_bias", "out_weight", "out_bias")
 FLOAT_TYPES = ("float32", "float16")
 MAX_STATIC_SHARED = 48 * 1024  # above this a launch must opt in (cuFuncSetAttribute); an AOT launch may not
@@ -200,7 +196,7 @@ def register_plugin() -> None:
     global _REGISTERED
     if _REGISTERED:
         return
-    from converters.tensorrt import import_tensorrt
+    from converters.tensorrt.loader import import_tensorrt
 
     trt = import_tensorrt()
     import tensorrt.plugin as trtp
@@ -254,72 +250,6 @@ def register_plugin() -> None:
             out.copy_(budgeted_attention(*args, impl="split").float())
 
     _REGISTERED = True
-
-
-# ---- the trt-plugin ONNX flavor ----------------------------------------------------------
-class TrtPluginExporter(_Exporter):
-    """The adaptive exporter with each attention block replaced by one BudgetedAttention node.
-
-    Runs the adaptive flavor's build() (trunk, router, outputs) on an AdaptiveExport of the
-    same opset/fp16 and overrides only adaptive_attention()."""
-
-    def __init__(self, model: BudgetFormerForSequenceClassification, config: ExportConfig) -> None:
-        super().__init__(model, AdaptiveExport(opset=config.opset, fp16=config.fp16))
-        self.plugin_config = config
-        self._mask: str | None = None
-
-    def build(self) -> onnx.ModelProto:
-        proto = super().build()
-        proto.graph.name = "budgetformer_trt-plugin"
-        proto.doc_string = ("BudgetFormer exported by bfexport, flavor trt-plugin: attention blocks are "
-                            f"{PLUGIN_NAME} nodes (TensorRT plugin {PLUGIN_ID} v{PLUGIN_VERSION}; "
-                            f"ONNX Runtime custom op in {ONNX_DOMAIN})")
-        proto.opset_import.append(helper.make_opsetid(ONNX_DOMAIN, 1))
-        return proto
-
-    def adaptive_attention(self, l: int, h: str, key_bias: str, sel: dict[str, str]) -> str:
-        g, p, cfg = self.g, f"blocks.{l}.attn", self.cfg
-        H, dh = cfg.n_heads, cfg.d_head
-        if self._mask is None:  # the attention mask in the graph's float type, shared by all layers
-            self._mask = g.op("Cast", "attention_mask", to=g.float_type, name="plugin_mask")
-        heads = g.op("Squeeze", sel["selected"], g.const([1]))  # (B, H) by rank, -1 past k
-        heads = g.op("Cast", heads, to=TensorProto.INT32, name=f"{p}.heads")
-        out = g.op(PLUGIN_NAME, h, self._mask, heads,
-                   g.weight(f"{p}.qkv_weight", self.w[f"{p}.qkv_weight"]),  # (H, d, 3dh)
-                   g.weight(f"{p}.qkv_bias", self.w[f"{p}.qkv_bias"]),  # (H, 3dh)
-                   g.weight(f"{p}.out_weight", self.w[f"{p}.out_weight"]),  # (H, dh, d)
-                   g.weight(f"{p}.out_bias", self.w[f"{p}.out_bias"]),  # (d,)
-                   name=f"{p}.budgeted_attention", domain=ONNX_DOMAIN, plugin_namespace=PLUGIN_NAMESPACE,
-                   plugin_version=PLUGIN_VERSION, aot=1, num_heads=H, head_dim=dh)  # (B, S, d) float32
-        if g.float_type != TensorProto.FLOAT:
-            out = g.op("Cast", out, to=g.float_type, name=f"{p}.out_cast")
-        return out
-
-
-def export_trt_plugin(model: BudgetFormerForSequenceClassification, config: ExportConfig | None = None, *,
-                      opset: int = 17, fp16: bool = False) -> onnx.ModelProto:
-    """Export `model` with each attention block as one BudgetedAttention custom node.
-
-    Args:
-        model: an adaptive BudgetFormer.
-        config: a TrtPluginExport (its opset/fp16 win over the keywords), or None.
-        opset, fp16: the default opset (17..23) and float type when config is None.
-
-    Returns the checked ModelProto; run it with ONNX Runtime through
-    converters.ort_custom_ops (CPU) or build a TensorRT engine from it (converters.tensorrt).
-
-    Example:
-        proto = export_trt_plugin(model)
-        save_onnx(proto, "model.trt-plugin.onnx")
-    """
-    config = config or TrtPluginExport(opset=opset, fp16=fp16)
-    if not MIN_OPSET <= config.opset <= MAX_OPSET:
-        raise BfexportError(f"opset {config.opset} is not supported (use {MIN_OPSET}..{MAX_OPSET})")
-    if not model.config.adaptive:
-        raise BfexportError("this checkpoint was trained dense (every head always on): export it with --flavor dense")
-    proto = TrtPluginExporter(model, config).build()
-    onnx.checker.check_model(proto, full_check=True)
-    return proto
 
 
 def plugin_nodes(proto: onnx.ModelProto) -> list[onnx.NodeProto]:

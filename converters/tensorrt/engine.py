@@ -7,7 +7,7 @@ builds a strongly typed network (precision comes from the ONNX graph: TensorRT 1
 the FP16/INT8 builder flags), reuses and updates a timing cache, and writes the engine and a
 metadata JSON beside it, each atomically.
 
-tensorrt is imported only inside this module's functions; without it they raise
+tensorrt is imported only inside functions (converters/tensorrt/loader.py); without it they raise
 BfexportError naming the install extra, and everything else in bfexport works.
 
 UNVERIFIED: no code here that calls TensorRT has ever run. TensorRT cannot be installed on
@@ -26,24 +26,10 @@ from typing import Any
 
 from bfexport.errors import BfexportError
 from bfexport.files import atomic_file
-
-MIN_TENSORRT = (10, 9)  # AOT quickly-deployable plugins
-INSTALL_HINT = ("TensorRT is not installed: pip install 'bfexport[tensorrt]' on a machine with an NVIDIA GPU "
-                "and TensorRT >= 10.9")
-
-
-def import_tensorrt() -> Any:
-    """`import tensorrt`, or BfexportError with the install hint (also when the Python bindings
-    import but their libraries do not load, or the version is older than 10.9)."""
-    try:
-        import tensorrt as trt
-    except (ImportError, OSError) as e:
-        raise BfexportError(f"{INSTALL_HINT} ({type(e).__name__}: {e})") from None
-    version = tuple(int(p) for p in str(getattr(trt, "__version__", "0")).split(".")[:2] if p.isdigit())
-    if version < MIN_TENSORRT:
-        raise BfexportError(f"{INSTALL_HINT}; found TensorRT {getattr(trt, '__version__', '?')}")
-    return trt
-
+from bfexport.names import ATTENTION_MASK, BUDGET_THRESHOLDS, HEAD_CAPS, INPUT_IDS
+from converters.onnx.metadata import load_exported
+from converters.tensorrt.loader import import_tensorrt
+from converters.tensorrt.plugin import PLUGIN_ID, PLUGIN_NAME, register_plugin
 
 @dataclass(frozen=True)
 class Profile:
@@ -58,7 +44,7 @@ class Profile:
 
 
 def profile_shapes(profile: Profile, n_layers: int, *, max_length: int | None = None,
-                   inputs: tuple[str, ...] = ("input_ids", "attention_mask", "budget_thresholds", "head_caps"),
+                   inputs: tuple[str, ...] = (INPUT_IDS, ATTENTION_MASK, BUDGET_THRESHOLDS, HEAD_CAPS),
                    ) -> dict[str, tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]]:
     """(min, opt, max) shapes per network input; BfexportError for an impossible profile.
 
@@ -73,7 +59,7 @@ def profile_shapes(profile: Profile, n_layers: int, *, max_length: int | None = 
         raise BfexportError(f"profile: max seq {p.max_seq} exceeds the model's max_length {max_length}")
     tokens = ((p.min_batch, p.min_seq), (p.opt_batch, p.opt_seq), (p.max_batch, p.max_seq))
     rows = ((1, n_layers), (1, n_layers), (p.max_batch, n_layers))
-    shapes = {"input_ids": tokens, "attention_mask": tokens, "budget_thresholds": rows, "head_caps": rows}
+    shapes = {INPUT_IDS: tokens, ATTENTION_MASK: tokens, BUDGET_THRESHOLDS: rows, HEAD_CAPS: rows}
     return {name: shapes[name] for name in inputs if name in shapes}
 
 
@@ -122,9 +108,6 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, *, min_batch: i
     onnx_path, engine_path = Path(onnx_path), Path(engine_path)
     if not onnx_path.is_file():
         raise BfexportError(f"{onnx_path}: file not found")
-    from converters.onnx_io import load_exported
-    from converters.trt_plugin import PLUGIN_ID, PLUGIN_NAME, register_plugin
-
     exported = load_exported(onnx_path)
     cfg = exported.config
     profile = Profile(min_batch, opt_batch, max_batch, min_seq, opt_seq, cfg.max_length if max_seq is None else max_seq)

@@ -19,9 +19,8 @@ from onnx import numpy_helper
 
 from bfexport.errors import BfexportError
 from bfexport.model import BudgetFormerForSequenceClassification
-from converters.onnx_io import ExportedModel
+from converters.onnx.metadata import ExportedModel
 
-ROUTED = ("adaptive", "masked", "trt-plugin")  # flavors with the router and per-head weights in the file
 TRANSPOSED = ("router.proj.weight", "ffn.up.weight", "ffn.down.weight", "classifier.weight")  # GraphBuilder.linear
 
 
@@ -34,10 +33,8 @@ def rebuild_model(exported: ExportedModel) -> BudgetFormerForSequenceClassificat
     Example:
         model = rebuild_model(load_exported("out/model.onnx"))
     """
-    cfg, flavor, path = exported.config, exported.flavor, exported.path
-    routed = flavor in ROUTED
-    if not routed and flavor not in ("dense", "static"):
-        raise BfexportError(f"{path}: cannot rebuild a model from flavor '{flavor}'")
+    cfg, path = exported.config, exported.path
+    routed = exported.kind.routed
     fixed = None if routed else _fixed_heads(exported)
     config = replace(cfg, adaptive=routed, budget_thresholds=exported.default_thresholds,
                      head_caps=exported.default_caps)
@@ -67,9 +64,7 @@ def rebuild_model(exported: ExportedModel) -> BudgetFormerForSequenceClassificat
 def _fixed_heads(exported: ExportedModel) -> list[list[int]]:
     """Per layer, the head order of a dense/static file's [d, 3*H*dh] weights; every head must be there."""
     H, L = exported.config.n_heads, exported.config.n_layers
-    if exported.flavor == "dense":
-        return [list(range(H))] * L
-    heads = exported.static_heads
+    heads = exported.fixed_heads
     if not isinstance(heads, list) or len(heads) != L:
         raise BfexportError(f"{exported.path}: static export without a head set per layer in its metadata")
     for l, layer in enumerate(heads):
@@ -90,7 +85,7 @@ def _state_layout(name: str, array: np.ndarray, H: int, dh: int, heads: list[int
         return array
     if heads is None:
         return array.reshape({"qkv_weight": (H, -1, 3 * dh), "qkv_bias": (H, 3 * dh), "out_weight": (H, dh, -1)}[kind])
-    n = len(heads)  # undo onnx_export._Exporter.fixed_attention: (d, 3, n, dh) columns, (3, n, dh) bias
+    n = len(heads)  # undo converters.onnx.fixed.DenseWriter.fixed_attention: (d, 3, n, dh) columns, (3, n, dh) bias
     per_head: np.ndarray
     if kind == "qkv_weight":
         per_head = array.reshape(-1, 3, n, dh).transpose(2, 0, 1, 3).reshape(n, -1, 3 * dh)

@@ -1,0 +1,71 @@
+"""The router in the graph, shared by the routed flavors (adaptive, masked, trt-plugin): the
+budget inputs and, per layer, each sample's k and head ranking (Router.select)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from onnx import TensorProto
+
+from bfexport.names import BUDGET_THRESHOLDS, HEAD_CAPS, router_tail
+from converters.onnx.graph import INT64
+from converters.onnx.trunk import GraphWriter
+
+
+@dataclass(frozen=True)
+class Selection:
+    """One layer's router output, as the names of its graph tensors."""
+
+    k: str  # (B, 1) int64: heads each sample runs, min(budget, cap)
+    ranking: str  # (B, H) int64: heads by relevance, ties to the lower index
+    active: str  # (B, H) bool: rank slot r < k
+    selected: str  # (B, 1, H) int64: heads by rank, -1 past k
+
+
+class RoutedWriter(GraphWriter):
+    """A graph with the router: budget_thresholds and head_caps inputs (overridable
+    initializers holding the checkpoint's values); a subclass writes `attention`."""
+
+    levels = caps = ""  # set by budget_inputs()
+
+    def budget_inputs(self) -> None:
+        g, cfg = self.g, self.cfg
+        L = cfg.n_layers
+        tau = g.input(BUDGET_THRESHOLDS, TensorProto.FLOAT, ["threshold_rows", L],
+                      np.asarray([cfg.budget_thresholds], dtype=np.float32))
+        if self.config.fp16:
+            tau = g.op("Cast", tau, to=g.float_type, name="budget_thresholds_fp16")
+        self.levels = g.op("Sub", g.const(1.0), tau, name="tail_levels")  # (rows, L): 1 - tau, once for all layers
+        self.caps = g.input(HEAD_CAPS, INT64, ["cap_rows", L], np.asarray([cfg.head_caps], dtype=np.int64))
+
+    def block(self, l: int, h: str, key_bias: str, pool: str, length: str) -> tuple[str, str, str]:
+        sel = self.route(l, h, pool)
+        return self.attention(l, h, key_bias, sel), sel.k, sel.selected
+
+    def attention(self, l: int, h: str, key_bias: str, sel: Selection) -> str:
+        """Layer l's attention over the heads `sel` chose: (B, S, d)."""
+        raise NotImplementedError
+
+    def route(self, l: int, h: str, pool: str) -> Selection:
+        """The router: k per sample and the heads ranked by relevance (Router.select)."""
+        g, H, p = self.g, self.cfg.n_heads, f"blocks.{l}.attn.router"
+        summary = g.op("MatMul", pool, h, name=f"{p}.summary")  # (B, 1, d)
+        logits = g.linear(g.op("Reshape", summary, g.const([0, self.cfg.d_model])),
+                          self.w[f"{p}.proj.weight"], self.w[f"{p}.proj.bias"], f"{p}.proj")  # (B, 2H)
+        budget = g.op("Slice", logits, g.const([0]), g.const([H]), g.const([1]), name=f"{p}.budget_logits")
+        relevance = g.op("Slice", logits, g.const([H]), g.const([2 * H]), g.const([1]), name=f"{p}.relevance")
+        # P(K > k) for k = 1..H-1 (Router.budget): reverse cumulative sum, first entry dropped
+        tail = g.op("CumSum", g.op("Softmax", budget, axis=-1), g.const(1), reverse=1, name=router_tail(l))  # (B, H)
+        tail = g.op("Slice", tail, g.const([1]), g.const([H]), g.const([1]))  # (B, H-1)
+        level = g.op("Gather", self.levels, g.const([l]), axis=1, name=f"{p}.level")  # (rows, 1): 1 - tau_l
+        above = g.op("Cast", g.op("Greater", tail, level), to=INT64)
+        k = g.op("Add", g.reduce("ReduceSum", above, [1], True), g.const([[1]]))  # (B, 1)
+        cap_l = g.op("Gather", self.caps, g.const([l]), axis=1, name=f"{p}.cap")  # (rows, 1)
+        k = g.op("Min", k, cap_l, name=f"blocks.{l}.k")  # (B, 1)
+        _, ranking = g.op("TopK", relevance, g.const([H]), axis=-1, largest=1, sorted=1, outputs=2,
+                          name=f"{p}.ranking")  # (B, H) ties to the lower index
+        active = g.op("Less", g.const(np.arange(H)[None, :]), k, name=f"{p}.active")  # (B, H) slot r < k
+        selected = g.op("Where", active, ranking, g.const([[-1]]), name=f"blocks.{l}.selected")
+        selected = g.op("Unsqueeze", selected, g.const([1]))  # (B, 1, H)
+        return Selection(k=k, ranking=ranking, active=active, selected=selected)
