@@ -146,7 +146,7 @@ def check_graph(proto: onnx.ModelProto, config: BudgetFormerConfig, flavor: str,
     (static) the head sets."""
     if flavor not in FLAVORS:
         raise BfexportError(f"unknown flavor {flavor!r} in {KEY_FLAVOR} (expected one of {', '.join(FLAVORS)})")
-    kind = flavor_named(flavor)
+    facts = flavor_named(flavor)
     c = config
     weights = {t.name: list(t.dims) for t in proto.graph.initializer}
     expected: dict[str, tuple[list[int], str]] = {  # name: (shape, the config fields it follows from)
@@ -154,12 +154,12 @@ def check_graph(proto: onnx.ModelProto, config: BudgetFormerConfig, flavor: str,
         "pos_emb.weight": ([c.max_length, c.d_model], "max_length, d_model"),
         "classifier.weight": ([c.d_model, c.n_labels], "d_model, labels")}
     expected.update({f"blocks.{l}.ffn.up.weight": ([c.d_model, c.d_ff], "d_model, d_ff") for l in range(c.n_layers)})
-    if kind.routed:
+    if facts.routed:
         expected.update({name: ([1, c.n_layers], "n_layers") for name in BUDGET_INPUTS
                          if name in weights})  # a Triton copy has them as plain (required) inputs
         expected.update({f"blocks.{l}.attn.router.proj.weight": ([c.d_model, 2 * c.n_heads], "d_model, n_heads")
                          for l in range(c.n_layers)})
-    elif kind.head_sets:
+    elif facts.head_sets:
         if (not isinstance(static_heads, list) or len(static_heads) != c.n_layers
                 or not all(isinstance(h, list) and h and all(type(i) is int and 0 <= i < c.n_heads for i in h)
                            for h in static_heads)):
@@ -180,7 +180,7 @@ def check_graph(proto: onnx.ModelProto, config: BudgetFormerConfig, flavor: str,
         (inputs, INPUT_IDS, [None, None], ""), (inputs, ATTENTION_MASK, [None, None], ""),
         (outputs, LOGITS, [None, c.n_labels], "labels"), (outputs, HEAD_COUNTS, [None, c.n_layers], "n_layers"),
         (outputs, SELECTED_HEADS, [None, c.n_layers, c.n_heads], "n_layers, n_heads")]
-    if kind.routed:
+    if facts.routed:
         io += [(inputs, name, [None, c.n_layers], "n_layers") for name in BUDGET_INPUTS]
     for where, name, want, fields in io:
         dims = where.get(name)

@@ -39,11 +39,11 @@ from dataclasses import dataclass
 from typing import Any, Tuple
 
 import onnx
-from onnx import TensorProto, helper
+from onnx import helper
 
 from bfexport.errors import BfexportError
 from bfexport.model import MASK_BIAS
-from bfexport.names import ONNX_DOMAIN, PLUGIN_ID, PLUGIN_NAME, PLUGIN_NAMESPACE, PLUGIN_VERSION
+from bfexport.names import PLUGIN_ID, PLUGIN_NAME
 
 INPUTS = ("hidden", "mask", "heads", "qkv_weight", "qkv_bias", "out_weight", "out_bias")
 FLOAT_TYPES = ("float32", "float16")
