@@ -34,6 +34,7 @@ KEY_CONFIG = "bfexport.config"  # the checkpoint's BudgetFormerConfig as JSON
 KEY_FLAVOR = "bfexport.flavor"  # the flavor's name (converters.onnx.registry)
 KEY_HEADS = "bfexport.static_heads"  # static: the head set of each layer, JSON
 KEY_TOKENIZER = "bfexport.tokenizer"  # the tokenizer.json text, when embedded
+KEY_CALIBRATION = "bfexport.calibration"  # how calibration chose the file's default budgets, JSON
 
 # ---- the budgeted-attention custom node (trt-plugin flavor) ---------------------------------
 PLUGIN_NAME = "BudgetedAttention"  # the node's op_type and the TensorRT plugin's name

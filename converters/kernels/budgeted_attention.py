@@ -41,7 +41,7 @@ results match PyTorch to ~1e-6.
 With TRITON_INTERPRET=1 in the environment before triton is imported, the kernels run on
 CPU tensors in Triton's interpreter: that is how the tests check them without a GPU (in a
 subprocess, since Triton fixes the mode at import). The kernels are plain functions wrapped
-by triton.jit on first use (`kernel(name)`); converters/trt_plugin.py compiles the fused one
+by triton.jit on first use (`kernel(name)`); converters/tensorrt/plugin.py compiles the fused one
 to PTX in a process that does not interpret.
 """
 
