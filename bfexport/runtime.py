@@ -18,7 +18,7 @@ import tokenizers
 from bfexport import data
 from bfexport.errors import BfexportError
 from bfexport.model import check_caps, check_thresholds
-from converters.onnx.metadata import ExportedModel, load_exported
+from bfexport.exported import ExportedModel, load_exported
 
 
 def session_options(threads: int | None = None) -> ort.SessionOptions:

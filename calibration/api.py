@@ -23,6 +23,7 @@ import tokenizers
 from bfexport import data as bfdata
 from bfexport import summary
 from bfexport.errors import BfexportError
+from bfexport.exported import ExportedModel, load_exported
 from bfexport.names import ATTENTION_MASK, BUDGET_THRESHOLDS, HEAD_CAPS, INPUT_IDS, SELECTED_HEADS
 from bfexport.runtime import OnnxClassifier
 from calibration.evaluate import Config, Evaluator, Outcome
@@ -33,7 +34,6 @@ from calibration.result import CalibrationResult, file_sha256, fingerprint, mach
 from calibration.runtimes import get_runtime
 from calibration.search import DEFAULT_GRID, Goal, Point, SearchOutcome, search
 from calibration.targets import FlopsTarget, LatencyTarget, Target
-from converters.onnx.metadata import ExportedModel, load_exported
 
 ModelSource = str | Path | ExportedModel | OnnxClassifier
 

@@ -29,10 +29,10 @@ import onnxruntime as ort
 from onnx import TensorProto, helper
 
 from bfexport.errors import BfexportError
+from bfexport.exported import ExportedModel
 from bfexport.names import ATTENTION_MASK, BUDGET_THRESHOLDS, HEAD_CAPS, HEAD_COUNTS, INPUT_IDS, LOGITS, router_tail
 from bfexport.runtime import session_options
 from calibration.inputs import CalibrationData
-from converters.onnx.metadata import ExportedModel
 
 
 @dataclass(frozen=True)

@@ -32,11 +32,11 @@ import numpy as np
 import onnxruntime as ort
 
 from bfexport.errors import BfexportError
+from bfexport.exported import ExportedModel
 from bfexport.names import ATTENTION_MASK, BUDGET_THRESHOLDS, HEAD_CAPS, INPUT_IDS, LOGITS
 from bfexport.runtime import session_options
 from calibration.evaluate import Config
 from calibration.inputs import CalibrationData
-from converters.onnx.metadata import ExportedModel
 
 Batch = tuple[np.ndarray, np.ndarray]  # (input_ids, attention_mask), int64 (B, S)
 

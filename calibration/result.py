@@ -3,7 +3,7 @@
 A calibration is only valid for the weights it was searched on, so it records a fingerprint of
 the model (config and weights, not the budget defaults, so a file rewritten with calibrated
 defaults keeps its identity) and `check_model` refuses any other model. Writing goes through
-bfexport.files / converters.onnx.metadata, so a Ctrl-C never leaves half a file.
+bfexport.files / bfexport.exported, so a Ctrl-C never leaves half a file.
 """
 
 from __future__ import annotations
@@ -21,10 +21,10 @@ import numpy as np
 import onnx
 
 from bfexport.errors import BfexportError
+from bfexport.exported import ExportedModel, load_exported, save_onnx, set_metadata
 from bfexport.files import read_json, write_json
 from bfexport.model import LIMITS, check_caps, check_thresholds
 from bfexport.names import BUDGET_INPUTS, BUDGET_THRESHOLDS, HEAD_CAPS, KEY_CALIBRATION, KEY_CONFIG
-from converters.onnx.metadata import ExportedModel, load_exported, save_onnx, set_metadata
 
 FORMAT = "bfexport.calibration/1"
 

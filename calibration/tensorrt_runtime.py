@@ -26,12 +26,12 @@ import numpy as np
 import torch
 
 from bfexport.errors import BfexportError
+from bfexport.exported import ExportedModel
 from bfexport.names import ATTENTION_MASK, BUDGET_THRESHOLDS, HEAD_CAPS, INPUT_IDS
 from calibration.evaluate import Config
 from calibration.latency import Batch, LatencyRuntime, time_interleaved
 from calibration.torch_runtime import cuda_missing
 from converters.onnx import TrtPluginExport
-from converters.onnx.metadata import ExportedModel
 from converters.tensorrt import build_engine, import_tensorrt
 from converters.tensorrt.plugin import register_plugin
 

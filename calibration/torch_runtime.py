@@ -24,9 +24,9 @@ import numpy as np
 import onnx
 import torch
 
+from bfexport.exported import ExportedModel
 from calibration.evaluate import Config
 from calibration.latency import Batch, LatencyRuntime, time_interleaved
-from converters.onnx.metadata import ExportedModel
 from converters.onnx.rebuild import float_type, rebuild_model
 
 

@@ -40,9 +40,9 @@ from typing import Any
 
 from bfexport import data
 from bfexport.errors import BfexportError
+from bfexport.exported import ExportedModel, load_exported
 from bfexport.files import atomic_dir
 from bfexport.names import TOKEN_INPUTS
-from converters.onnx.metadata import ExportedModel, load_exported
 
 MODEL_FILE = "model.onnx"
 CONFIG_FILE = "config.json"

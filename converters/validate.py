@@ -11,11 +11,10 @@ tolerance). Logits agree when |onnx - torch| <= atol + rtol * |torch| elementwis
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
-
-import math
 
 import numpy as np
 import tokenizers

@@ -16,19 +16,21 @@ Outputs: logits, head_counts (int64 [batch, n_layers]) and selected_heads (int64
 [batch, n_layers, n_heads]: the heads each sample ran, by rank, -1 past its k). The names
 live in bfexport/names.py.
 
-Modules, one job each:
+The export configs (one frozen dataclass per flavor, with its facts), the names and the
+metadata I/O live on the ground floor (bfexport/flavors.py, names.py, exported.py): the
+runtime reads exported files too. Modules here, one job each:
   graph       GraphBuilder: named nodes, deterministic names, opset-aware reductions.
-  configs     the export configs, one frozen dataclass per flavor.
   trunk       GraphWriter, the shared trunk (embeddings, blocks, FFN, pooling, outputs).
   router      the router in the graph and its typed Selection, for the routed flavors.
   adaptive, masked, fixed (dense and static), trt_plugin: one writer per flavor.
-  registry    config type -> writer and flavor facts (FLAVORS maps --flavor names).
+  registry    config type -> the writer of its graph.
   export      export() and export_with_metadata(), dispatching through the registry.
-  metadata    save_onnx, load_exported and the check that metadata describes the graph.
   rebuild     the PyTorch model an exported file was written from.
 """
 
-from converters.onnx.configs import (
+from bfexport.exported import ExportedModel, load_exported, save_onnx
+from bfexport.flavors import (
+    FLAVORS,
     MAX_OPSET,
     MIN_OPSET,
     AdaptiveExport,
@@ -39,10 +41,9 @@ from converters.onnx.configs import (
     TrtPluginExport,
 )
 from converters.onnx.export import export, export_with_metadata
-from converters.onnx.metadata import ExportedModel, load_exported, save_onnx
-from converters.onnx.registry import FLAVORS, REGISTRY, Flavor, flavor_named, flavor_of
+from converters.onnx.registry import REGISTRY
 from converters.onnx.trunk import GraphWriter
 
 __all__ = ["FLAVORS", "MAX_OPSET", "MIN_OPSET", "REGISTRY", "AdaptiveExport", "DenseExport", "ExportConfig",
-           "ExportedModel", "Flavor", "GraphWriter", "MaskedExport", "StaticExport", "TrtPluginExport", "export",
-           "export_with_metadata", "flavor_named", "flavor_of", "load_exported", "save_onnx"]
+           "ExportedModel", "GraphWriter", "MaskedExport", "StaticExport", "TrtPluginExport", "export",
+           "export_with_metadata", "load_exported", "save_onnx"]

@@ -5,11 +5,11 @@ from __future__ import annotations
 import onnx
 
 from bfexport.errors import BfexportError
+from bfexport.exported import set_metadata
+from bfexport.flavors import MAX_OPSET, MIN_OPSET, ExportConfig
 from bfexport.model import BudgetFormerForSequenceClassification
 from bfexport.names import KEY_CONFIG, KEY_FLAVOR, KEY_TOKENIZER
-from converters.onnx.configs import MAX_OPSET, MIN_OPSET, ExportConfig
-from converters.onnx.metadata import set_metadata
-from converters.onnx.registry import flavor_of
+from converters.onnx.registry import writer_for
 
 
 def export(model: BudgetFormerForSequenceClassification, config: ExportConfig) -> onnx.ModelProto:
@@ -21,10 +21,10 @@ def export(model: BudgetFormerForSequenceClassification, config: ExportConfig) -
     """
     if not MIN_OPSET <= config.opset <= MAX_OPSET:
         raise BfexportError(f"opset {config.opset} is not supported (use {MIN_OPSET}..{MAX_OPSET})")
-    flavor = flavor_of(config)
-    if flavor.routed and not model.config.adaptive:
+    writer = writer_for(config)
+    if config.routed and not model.config.adaptive:
         raise BfexportError("this checkpoint was trained dense (every head always on): export it with --flavor dense")
-    proto = flavor.writer(model, config).build()
+    proto = writer(model, config).build()
     onnx.checker.check_model(proto, full_check=True)
     return proto
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 
 from bfexport.errors import BfexportError
+from bfexport.flavors import StaticExport
 from bfexport.model import BudgetFormerForSequenceClassification
-from converters.onnx.configs import StaticExport
 from converters.onnx.trunk import GraphWriter
 
 

@@ -18,8 +18,8 @@ import torch
 from onnx import numpy_helper
 
 from bfexport.errors import BfexportError
+from bfexport.exported import ExportedModel
 from bfexport.model import BudgetFormerForSequenceClassification
-from converters.onnx.metadata import ExportedModel
 
 TRANSPOSED = ("router.proj.weight", "ffn.up.weight", "ffn.down.weight", "classifier.weight")  # GraphBuilder.linear
 

@@ -14,9 +14,9 @@ import numpy as np
 import onnx
 from onnx import TensorProto
 
+from bfexport.flavors import ExportConfig
 from bfexport.model import MASK_BIAS, BudgetFormerConfig, BudgetFormerForSequenceClassification
 from bfexport.names import ATTENTION_MASK, HEAD_COUNTS, INPUT_IDS, LOGITS, SELECTED_HEADS
-from converters.onnx.configs import ExportConfig
 from converters.onnx.graph import INT64, GraphBuilder
 
 

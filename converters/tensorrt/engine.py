@@ -25,11 +25,12 @@ from pathlib import Path
 from typing import Any
 
 from bfexport.errors import BfexportError
+from bfexport.exported import load_exported
 from bfexport.files import atomic_file
 from bfexport.names import ATTENTION_MASK, BUDGET_THRESHOLDS, HEAD_CAPS, INPUT_IDS, PLUGIN_ID, PLUGIN_NAME
-from converters.onnx.metadata import load_exported
 from converters.tensorrt.loader import import_tensorrt
 from converters.tensorrt.plugin import register_plugin
+
 
 @dataclass(frozen=True)
 class Profile:

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import pytest
 
+from bfexport.flavors import FLAVORS
 from bfexport.names import BUDGET_INPUTS, OUTPUTS, TOKEN_INPUTS, router_tail
 from calibration.evaluate import _with_tail_outputs
 from converters import AdaptiveExport, MaskedExport, TrtPluginExport, export
-from converters.onnx import REGISTRY
 from tests.conftest import tiny_model
 
-ROUTED = [config for config, flavor in REGISTRY.items() if flavor.routed]
+ROUTED = [config for config in FLAVORS.values() if config.routed]
 
 
 def test_the_routed_flavors_are_the_ones_calibration_takes() -> None:

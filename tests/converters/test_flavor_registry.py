@@ -11,19 +11,20 @@ from pathlib import Path
 import pytest
 
 from bfexport.errors import BfexportError
+from bfexport.flavors import flavor_named
 from converters import FLAVORS, ExportConfig, export
-from converters.onnx import REGISTRY, GraphWriter, flavor_named, flavor_of
+from converters.onnx import REGISTRY, GraphWriter
 from converters.onnx.router import RoutedWriter, Selection
 from tests.conftest import tiny_model
 
 
 def test_every_flavor_name_maps_to_a_registered_config() -> None:
     assert sorted(FLAVORS) == ["adaptive", "dense", "masked", "static", "trt-plugin"]
+    assert set(REGISTRY) == set(FLAVORS.values())
     for name, config in FLAVORS.items():
-        entry = REGISTRY[config]
-        assert entry.name == name and flavor_named(name) is entry
-        assert issubclass(entry.writer, GraphWriter)
-        assert issubclass(entry.writer, RoutedWriter) == entry.routed
+        assert config.flavor == name and flavor_named(name) is config
+        assert issubclass(REGISTRY[config], GraphWriter)
+        assert issubclass(REGISTRY[config], RoutedWriter) == config.routed
 
 
 def test_export_dispatches_on_the_config_type() -> None:
@@ -35,12 +36,11 @@ def test_export_dispatches_on_the_config_type() -> None:
         export(tiny_model(), Unregistered())
     with pytest.raises(BfexportError, match="unknown flavor 'sparse'"):
         flavor_named("sparse")
-    assert flavor_of(FLAVORS["masked"]()).computes_all_heads
 
 
 def test_the_router_selection_is_typed() -> None:
     model = tiny_model()
-    writer = REGISTRY[FLAVORS["adaptive"]].writer(model, FLAVORS["adaptive"]())
+    writer = REGISTRY[FLAVORS["adaptive"]](model, FLAVORS["adaptive"]())
     assert isinstance(writer, RoutedWriter)
     writer.budget_inputs()
     g = writer.g

@@ -10,9 +10,9 @@ import onnx
 import pytest
 
 from bfexport.errors import BfexportError
+from bfexport.exported import set_metadata
 from bfexport.names import KEY_CONFIG, KEY_HEADS
 from converters import AdaptiveExport, DenseExport, StaticExport, export_with_metadata, load_exported, save_onnx
-from converters.onnx.metadata import set_metadata
 from tests.bfexport.test_cli import bfexport, data_file  # noqa: F401
 from tests.conftest import tiny_model
 

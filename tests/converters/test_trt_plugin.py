@@ -17,8 +17,17 @@ from bfexport.errors import BfexportError
 from bfexport.names import ONNX_DOMAIN, PLUGIN_NAME
 from converters import FLAVORS, TrtPluginExport, export, save_onnx
 from converters import tensorrt as trt_builder
-from converters.tensorrt.plugin import (INPUTS, attributes, autotune_types, kernel_constexprs, kernel_signature,
-                                        launch_grid, output_dtype, output_shape, plugin_nodes)
+from converters.tensorrt.plugin import (
+    INPUTS,
+    attributes,
+    autotune_types,
+    kernel_constexprs,
+    kernel_signature,
+    launch_grid,
+    output_dtype,
+    output_shape,
+    plugin_nodes,
+)
 from tests.conftest import tiny_model
 
 SHAPES = [("B", "S", 32), ("B", "S"), ("B", 4), (4, 32, 24), (4, 24), (4, 8, 32), (32,)]

@@ -1,4 +1,7 @@
-"""Export configs: one small frozen dataclass per flavor; the registry maps each type to its writer."""
+"""The export flavors as data: one frozen config dataclass per flavor, with what its graph
+computes and needs as class facts, so no module compares flavor names. converters.onnx.registry
+maps each config type to the writer of its graph; FLAVORS maps the names --flavor and the
+bfexport.flavor metadata use."""
 
 from __future__ import annotations
 
@@ -6,6 +9,7 @@ import json
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+from bfexport.errors import BfexportError
 from bfexport.names import KEY_HEADS
 
 MIN_OPSET, MAX_OPSET = 17, 23
@@ -14,6 +18,10 @@ MIN_OPSET, MAX_OPSET = 17, 23
 @dataclass(frozen=True)
 class ExportConfig:
     flavor: ClassVar[str]  # --flavor and the bfexport.flavor metadata value
+    routed: ClassVar[bool] = True  # router in the graph: budget inputs, per-head weights; needs an adaptive checkpoint
+    head_sets: ClassVar[bool] = False  # the file's metadata lists the fixed heads of each layer
+    computes_all_heads: ClassVar[bool] = False  # every head is computed, whatever the router chose
+    custom_op: ClassVar[bool] = False  # ONNX Runtime runs it only through converters.ort_custom_ops
 
     opset: int = 17
     fp16: bool = False
@@ -35,6 +43,7 @@ class MaskedExport(ExportConfig):
     """Router in the graph; every head computed, the unselected ones zeroed."""
 
     flavor = "masked"
+    computes_all_heads = True
 
 
 @dataclass(frozen=True)
@@ -42,6 +51,7 @@ class DenseExport(ExportConfig):
     """Ordinary multi-head attention with every head, no router."""
 
     flavor = "dense"
+    routed, computes_all_heads = False, True
 
 
 @dataclass(frozen=True)
@@ -49,6 +59,7 @@ class StaticExport(ExportConfig):
     """Ordinary attention over a fixed head set per layer, sliced at export time."""
 
     flavor = "static"
+    routed, head_sets = False, True
 
     heads: list[list[int]] = field(default_factory=list)  # per layer, the heads kept
 
@@ -61,3 +72,15 @@ class TrtPluginExport(ExportConfig):
     """The adaptive graph with attention blocks as BudgetedAttention custom nodes (TensorRT plugin)."""
 
     flavor = "trt-plugin"
+    custom_op = True
+
+
+FLAVORS: dict[str, type[ExportConfig]] = {config.flavor: config for config in (
+    AdaptiveExport, MaskedExport, DenseExport, StaticExport, TrtPluginExport)}
+
+
+def flavor_named(name: str) -> type[ExportConfig]:
+    """The config type a file's bfexport.flavor metadata (or --flavor) names."""
+    if name not in FLAVORS:
+        raise BfexportError(f"unknown flavor {name!r} (expected one of {', '.join(FLAVORS)})")
+    return FLAVORS[name]

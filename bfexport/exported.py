@@ -18,6 +18,7 @@ import onnx
 
 from bfexport.errors import BfexportError
 from bfexport.files import atomic_file
+from bfexport.flavors import FLAVORS, ExportConfig, flavor_named
 from bfexport.model import BudgetFormerConfig
 from bfexport.names import (
     ATTENTION_MASK,
@@ -33,8 +34,6 @@ from bfexport.names import (
     LOGITS,
     SELECTED_HEADS,
 )
-from converters.onnx.registry import FLAVORS, Flavor, flavor_named
-
 
 
 def set_metadata(proto: onnx.ModelProto, values: dict[str, str]) -> None:
@@ -78,8 +77,8 @@ class ExportedModel:
         return [int(v) for v in self._initializer(HEAD_CAPS, self.config.head_caps)]
 
     @property
-    def kind(self) -> Flavor:
-        """The registry's entry for this file's flavor (what it computes, what it needs)."""
+    def kind(self) -> type[ExportConfig]:
+        """The config type of this file's flavor, whose class facts say what it computes and needs."""
         return flavor_named(self.flavor)
 
     @property
