@@ -145,7 +145,7 @@ def check_graph(proto: onnx.ModelProto, config: BudgetFormerConfig, flavor: str,
     (static) the head sets."""
     if flavor not in FLAVORS:
         raise BfexportError(f"unknown flavor {flavor!r} in {KEY_FLAVOR} (expected one of {', '.join(FLAVORS)})")
-    facts = flavor_named(flavor)
+    facts = FLAVORS[flavor]
     c = config
     weights = {t.name: list(t.dims) for t in proto.graph.initializer}
     expected: dict[str, tuple[list[int], str]] = {  # name: (shape, the config fields it follows from)

@@ -31,7 +31,7 @@ def router_tail(layer: int) -> str:
 
 # ---- metadata_props keys ----------------------------------------------------------------
 KEY_CONFIG = "bfexport.config"  # the checkpoint's BudgetFormerConfig as JSON
-KEY_FLAVOR = "bfexport.flavor"  # the flavor's name (converters.onnx.registry)
+KEY_FLAVOR = "bfexport.flavor"  # the flavor's name (bfexport.flavors.FLAVORS)
 KEY_HEADS = "bfexport.static_heads"  # static: the head set of each layer, JSON
 KEY_TOKENIZER = "bfexport.tokenizer"  # the tokenizer.json text, when embedded
 KEY_CALIBRATION = "bfexport.calibration"  # how calibration chose the file's default budgets, JSON

@@ -27,7 +27,8 @@ class RoutedWriter(GraphWriter):
     """A graph with the router: budget_thresholds and head_caps inputs (overridable
     initializers holding the checkpoint's values); a subclass writes `attention`."""
 
-    levels = caps = ""  # set by budget_inputs()
+    levels: str  # (rows, L) 1 - tau, set by budget_inputs()
+    caps: str  # (rows, L) head caps, set by budget_inputs()
 
     def budget_inputs(self) -> None:
         g, cfg = self.g, self.cfg
