@@ -2,7 +2,7 @@
 (the same model on a CUDA GPU, attention through the budgeted-attention Triton kernel).
 
 Why: to price budgets where the model will be served from PyTorch rather than from an ONNX
-graph. The model is rebuilt from the exported file (converters.rebuild), so calibration still
+graph. The model is rebuilt from the exported file (converters.onnx.rebuild), so calibration still
 needs nothing but MODEL.onnx, and thresholds / caps go in per call as with ONNX Runtime.
 The model's forward syncs with the device where its shapes depend on the data (the batch's
 largest k per layer): that cost is part of what eager PyTorch costs and is measured with it.
