@@ -14,20 +14,22 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from bfexport.errors import BfexportError
-from bfexport.files import atomic_dir, read_json
+from bfexport.files import DirKind, atomic_dir, read_json, regular_file
 from bfexport.model import BudgetFormerConfig, BudgetFormerForSequenceClassification
 
 CONFIG, WEIGHTS, TOKENIZER = "config.json", "model.safetensors", "tokenizer.json"
+CHECKPOINT_DIR = DirKind("a checkpoint", CONFIG, "budget_thresholds")  # a key every saved config has
 
 
 def save_checkpoint(model: BudgetFormerForSequenceClassification, directory: str | Path, *,
                     tokenizer_json: str | None = None, extra_json: dict[str, Any] | None = None) -> Path:
-    """Write the checkpoint directory atomically: it appears complete or not at all.
+    """Write the checkpoint directory atomically: it appears complete or not at all. An existing
+    directory is replaced only when it is empty or a bfexport checkpoint.
 
     extra_json maps file names (e.g. "metrics.json") to JSON-serialisable objects.
     """
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    with atomic_dir(directory) as tmp:
+    with atomic_dir(directory, CHECKPOINT_DIR) as tmp:
         (tmp / CONFIG).write_text(model.config.to_json())
         save_file(state, str(tmp / WEIGHTS), metadata={"format": "pt"})
         if tokenizer_json is not None:
@@ -56,9 +58,7 @@ def load_checkpoint(directory: str | Path) -> BudgetFormerForSequenceClassificat
     config = load_config(directory)
     model = BudgetFormerForSequenceClassification(config)
     expected = model.state_dict()
-    weights = directory / WEIGHTS
-    if not weights.is_file():
-        raise BfexportError(f"{weights}: missing weights file")
+    weights = regular_file(directory / WEIGHTS, "missing weights file")
     state: dict[str, torch.Tensor] = {}
     try:
         with safe_open(str(weights), framework="pt") as f:
@@ -81,7 +81,4 @@ def load_checkpoint(directory: str | Path) -> BudgetFormerForSequenceClassificat
 
 
 def load_tokenizer_json(directory: str | Path) -> str:
-    path = Path(directory) / TOKENIZER
-    if not path.is_file():
-        raise BfexportError(f"{path}: missing tokenizer file")
-    return path.read_text()
+    return regular_file(Path(directory) / TOKENIZER, "missing tokenizer file").read_text()

@@ -23,6 +23,7 @@ import tokenizers
 from tokenizers import decoders, models, normalizers, pre_tokenizers, trainers
 
 from bfexport.errors import BfexportError
+from bfexport.files import regular_file
 
 MAX_CHARS = 1_000_000
 """Longest accepted line or text, in characters: one bad row must not exhaust memory."""
@@ -58,8 +59,8 @@ def read_examples(
     path = Path(path)
     if limit is not None and limit < 1:
         raise BfexportError(f"limit must be at least 1, got {limit}")
-    if not path.exists():
-        raise BfexportError(f"{path}: no such file or directory")
+    if not path.is_dir():  # a saved dataset is a directory; anything else must be a regular file
+        regular_file(path, "no such file or directory")
     rows = _dataset_rows(path, split) if path.is_dir() else _file_rows(path)
     examples = [_example(row, source, require_labels) for source, row in itertools.islice(rows, limit)]
     if not examples:
@@ -277,9 +278,7 @@ def _bert_tokenizer(model: models.WordPiece) -> tokenizers.Tokenizer:
 
 def load_tokenizer(path: str | Path) -> tokenizers.Tokenizer:
     """Loads a tokenizer.json, checking the [PAD]=0 / [UNK] ids `encode` relies on."""
-    path = Path(path)
-    if not path.is_file():
-        raise BfexportError(f"{path}: tokenizer file not found")
+    path = regular_file(path, "tokenizer file not found")
     return tokenizer_from_str(path.read_text(encoding="utf-8", errors="replace"), str(path))
 
 

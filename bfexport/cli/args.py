@@ -14,6 +14,9 @@ console = Console(stderr=True)  # progress and human text go to stderr; stdout c
 json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout instead of text.")
 data_option = click.option("--data", "data_path", type=click.Path(dir_okay=True), default=None,
                            help="Data file: .jsonl/.csv (gzip ok) with text[,label], or a saved Hugging Face dataset.")
+force_option = click.option("--force", is_flag=True,
+                            help="Replace existing outputs: files, and directories bfexport wrote before (a directory "
+                                 "it did not write, or an input of this run, is never replaced).")
 samples_option = click.option("--samples", type=click.IntRange(min=1), default=None,
                               help="Use at most this many rows of --data.")
 
