@@ -54,11 +54,21 @@ def regular_file(path: str | Path, missing: str = "file not found") -> Path:
     return path
 
 
-def umask_mode(*, directory: bool) -> int:
+def _umask_mode(*, directory: bool) -> int:
     """The mode mkdir() (0o777) or open() (0o666) gives under the current umask."""
     mask = os.umask(0)
     os.umask(mask)
     return (0o777 if directory else 0o666) & ~mask
+
+
+def apply_umask(root: Path) -> None:
+    """Give `root` and everything in it the modes mkdir() and open() give under the umask:
+    temporary directories are 0700 and some writers (safetensors) make 0600 files, which a
+    server or a colleague under another uid could not read."""
+    modes = {True: _umask_mode(directory=True), False: _umask_mode(directory=False)}
+    for path in [root, *root.rglob("*")]:
+        if not path.is_symlink():
+            path.chmod(modes[path.is_dir()])
 
 
 @dataclass(frozen=True)
@@ -199,7 +209,7 @@ def atomic_file(path: str | Path) -> Iterator[Path]:
     try:
         with _write_errors(path):
             yield Path(tmp)
-            os.chmod(tmp, umask_mode(directory=False))
+            os.chmod(tmp, _umask_mode(directory=False))
             os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -223,7 +233,7 @@ def atomic_dir(path: str | Path, kind: DirKind | None = None) -> Iterator[Path]:
     try:
         with _write_errors(path):
             yield tmp
-            tmp.chmod(umask_mode(directory=True))
+            apply_umask(tmp)
             if path.exists():
                 shutil.rmtree(old, ignore_errors=True)
                 os.replace(path, old)

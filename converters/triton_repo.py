@@ -69,8 +69,8 @@ import numpy as np
 import onnx
 
 from bfexport.errors import BfexportError
-from bfexport.files import (DIRECTORY, REGULAR, DirKind, Output, atomic_file, check_outputs, read_json, regular_file,
-                            umask_mode, what_is)
+from bfexport.files import (DIRECTORY, REGULAR, DirKind, Output, apply_umask, atomic_file, check_outputs, read_json,
+                            regular_file, what_is)
 
 BACKENDS = ("onnxruntime", "tensorrt")
 PLATFORMS = {"onnxruntime": "onnxruntime_onnx", "tensorrt": "tensorrt_plan"}
@@ -900,7 +900,7 @@ def deploy(source: str | Path, repo: str | Path, options: DeployOptions | None =
             raise BfexportError("the new models fail the offline check, nothing was written: "
                                 + "; ".join(report.errors()[:3]))
         entry = {"name": name, "backend": options.backend, "ensemble": models.get("ensemble")}
-        staging.chmod(umask_mode(directory=True))  # mkdtemp's 0700 would hide the repository from the server
+        apply_umask(staging)  # mkdtemp's 0700 would hide the repository from a server running as another user
         if not repo.exists():
             _write_text(staging / README, repo_readme([entry]))
             os.replace(staging, repo)
