@@ -22,7 +22,7 @@ import pytest
 from bfexport.checkpoint import save_checkpoint
 from bfexport.cli import run
 from bfexport.errors import BfexportError
-from bfexport.files import DirKind, Output, atomic_dir, atomic_file, check_outputs
+from bfexport.files import atomic_dir, atomic_file
 from tests.conftest import LABELS, TEXTS
 
 HANG_GUARD_S = 120  # reading a named pipe blocks forever; this only ends such a child, it times nothing
@@ -183,22 +183,25 @@ COLLISIONS = {
 }
 
 
+@pytest.mark.parametrize("force", [[], ["--force"]], ids=["plain", "force"])
 @pytest.mark.parametrize("case", COLLISIONS)
-def test_an_output_never_replaces_an_input(case: str, checkpoint: Path, onnx_file: Path, data_file: Path,
-                                           tmp_path: Path, no_work: None, capsys: pytest.CaptureFixture[str]) -> None:
+def test_an_output_never_replaces_an_input(case: str, force: list[str], checkpoint: Path, onnx_file: Path,
+                                           data_file: Path, tmp_path: Path, no_work: None,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
     args, message = COLLISIONS[case]
     fill = {"onnx": onnx_file, "data": data_file, "ckpt": checkpoint, "tmp": tmp_path}
     before = snapshot(tmp_path)
-    refused([a.format(**fill) for a in args] + ["--force"], capsys, message.format(**fill), "choose another path")
+    refused([a.format(**fill) for a in args] + force, capsys, message.format(**fill), "choose another path")
     assert snapshot(tmp_path) == before
 
 
 # ---- item 5: special files at output paths ----------------------------------------------------
 
+@pytest.mark.parametrize("force", [[], ["--force"]], ids=["plain", "force"])
 @pytest.mark.parametrize("target", ["fifo", "/dev/null"])
 @pytest.mark.parametrize("command", ["convert -o", "calibrate -o", "calibrate --write-model"])
-def test_special_files_are_never_replaced(command: str, target: str, checkpoint: Path, onnx_file: Path,
-                                          data_file: Path, tmp_path: Path, fifo: Path, no_work: None,
+def test_special_files_are_never_replaced(command: str, target: str, force: list[str], checkpoint: Path,
+                                          onnx_file: Path, data_file: Path, tmp_path: Path, fifo: Path, no_work: None,
                                           capsys: pytest.CaptureFixture[str]) -> None:
     path = fifo if target == "fifo" else Path(target)
     args = {"convert -o": ["convert", checkpoint, "-o", path],
@@ -206,14 +209,14 @@ def test_special_files_are_never_replaced(command: str, target: str, checkpoint:
             "calibrate --write-model": calibrate(onnx_file, data_file, "-o", tmp_path / "c.json",
                                                  "--write-model", path)}[command]
     what = "a named pipe" if target == "fifo" else "a character device"
-    refused([*args, "--force"], capsys, f"{path}: is {what}; bfexport writes only regular files")
+    refused([*args, *force], capsys, f"{path}: is {what}; bfexport writes only regular files")
     assert (stat.S_ISFIFO if target == "fifo" else stat.S_ISCHR)(os.stat(path).st_mode)
 
 
 def test_report_on_a_pipe_and_atomic_writes_refuse_special_files(onnx_file: Path, data_file: Path, tmp_path: Path,
                                                                   fifo: Path, no_work: None,
                                                                   capsys: pytest.CaptureFixture[str]) -> None:
-    refused(calibrate(onnx_file, data_file, "-o", tmp_path / "c.json", "--report", fifo, "--force"), capsys,
+    refused(calibrate(onnx_file, data_file, "-o", tmp_path / "c.json", "--report", fifo), capsys,
             "is a named pipe, not a directory")
     with pytest.raises(BfexportError, match="is a named pipe; bfexport writes only regular files"), atomic_file(fifo):
         pass
@@ -309,6 +312,8 @@ def test_a_pipe_as_model_or_calibration_is_refused(checkpoint: Path, data_file: 
 # ---- check_outputs itself ---------------------------------------------------------------------
 
 def test_check_outputs_names_what_is_there_and_the_flag(tmp_path: Path) -> None:
+    from bfexport.files import DirKind, Output, check_outputs  # here, so the other tests run on older code too
+
     kind = DirKind("a thing", "marker.json", "ours")
     ours, empty = tmp_path / "ours", tmp_path / "empty"
     ours.mkdir()
