@@ -357,11 +357,11 @@ def _load_source(source: Path, backend: str) -> tuple[Any, Any, Any]:
     from converters.onnx_io import ExportedModel, load_exported
 
     if source.is_dir():
-        from bfexport.checkpoint import TOKENIZER, load_checkpoint
+        from bfexport.checkpoint import TOKENIZER, load_checkpoint, load_tokenizer_json
         from converters import AdaptiveExport, DenseExport, TrtPluginExport, export_with_metadata
 
         model = load_checkpoint(source)
-        tokenizer_json = (source / TOKENIZER).read_text() if (source / TOKENIZER).is_file() else None
+        tokenizer_json = load_tokenizer_json(source) if os.path.lexists(source / TOKENIZER) else None
         if not model.config.adaptive:
             config: Any = DenseExport()
         else:
@@ -855,7 +855,9 @@ def deploy(source: str | Path, repo: str | Path, options: DeployOptions | None =
         DeployResult: the models written, their budget inputs, the offline check's report.
 
     Nothing is written when anything fails (bad option, missing calibration, no TensorRT, a
-    model directory that exists without force, a failed check).
+    model directory that exists without force or that bfexport did not write for that role, a
+    model directory holding the source, a README.md that is not a regular file, a failed check);
+    all but the last are found before any work.
 
     Example:
         deploy("ckpt", "models", DeployOptions(name="sections", max_batch_size=16))

@@ -292,13 +292,15 @@ def test_a_pipe_as_data_is_refused_not_read(command: str, onnx_file: Path, data_
     assert result.stderr == f"error: {fifo}: is a named pipe, not a regular file\n"
 
 
+@pytest.mark.parametrize("command", ["convert", "deploy"])
 @pytest.mark.parametrize("name", ["config.json", "model.safetensors", "tokenizer.json"])
-def test_special_files_in_a_checkpoint_are_refused(name: str, checkpoint: Path, tmp_path: Path,
+def test_special_files_in_a_checkpoint_are_refused(name: str, command: str, checkpoint: Path, tmp_path: Path,
                                                    capsys: pytest.CaptureFixture[str]) -> None:
     (checkpoint / name).unlink()
     os.mkfifo(checkpoint / name)
-    refused(["convert", checkpoint, "-o", tmp_path / "m.onnx"], capsys,
-            f"{checkpoint / name}: is a named pipe, not a regular file")
+    args = ["convert", checkpoint, "-o", tmp_path / "m.onnx"] if command == "convert" else \
+        ["deploy", checkpoint, "--repo", tmp_path / "repo"]
+    refused(args, capsys, f"{checkpoint / name}: is a named pipe, not a regular file")
 
 
 def test_a_pipe_as_model_or_calibration_is_refused(checkpoint: Path, data_file: Path, fifo: Path, tmp_path: Path,
