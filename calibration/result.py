@@ -22,7 +22,7 @@ import onnx
 
 from bfexport.errors import BfexportError
 from bfexport.files import read_json, write_json
-from bfexport.model import LIMITS, check_caps, check_thresholds
+from bfexport.model import SIZES, check_caps, check_thresholds
 from converters.onnx_io import KEY_CONFIG, ExportedModel, load_exported, save_onnx, set_metadata
 
 FORMAT = "bfexport.calibration/1"
@@ -158,7 +158,7 @@ def _check_types(data: dict[str, Any]) -> None:
         raise BfexportError("thresholds and caps must be lists of the same length (one value per layer), "
                             f"got {_short(thresholds)} and {_short(caps)}")
     for name, check in (("thresholds", lambda: check_thresholds(thresholds, len(thresholds))),
-                        ("caps", lambda: check_caps(caps, len(caps), LIMITS["n_heads"]))):
+                        ("caps", lambda: check_caps(caps, len(caps), SIZES["n_heads"]))):
         try:
             check()
         except BfexportError as e:

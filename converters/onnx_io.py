@@ -17,7 +17,7 @@ import numpy as np
 import onnx
 
 from bfexport.errors import BfexportError
-from bfexport.files import atomic_file
+from bfexport.files import atomic_file, regular_file
 from bfexport.model import BudgetFormerConfig
 
 KEY_CONFIG, KEY_FLAVOR, KEY_HEADS, KEY_TOKENIZER = ("bfexport.config", "bfexport.flavor",
@@ -77,9 +77,7 @@ class ExportedModel:
 def load_exported(path: str | Path) -> ExportedModel:
     """Load an ONNX file written by bfexport, refusing files that are not ours, are corrupt, or
     whose metadata does not describe their graph (check_graph)."""
-    path = Path(path)
-    if not path.is_file():
-        raise BfexportError(f"{path}: file not found")
+    path = regular_file(path)
     try:
         proto = onnx.load(str(path))
     except Exception as e:  # onnx raises DecodeError and friends

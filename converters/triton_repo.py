@@ -36,7 +36,9 @@ get a model without them.
 Writing is atomic: a new repository is built beside DIR and renamed into place; into an existing
 repository each model directory is moved in separately (classifier, tokenizer, then ensemble),
 and a failure moves back what was moved. An existing model directory is replaced only with
-force=True. Before anything is moved, the new models pass `check_repository`.
+force=True, and only when bfexport wrote it for the same role (its bfexport.json says so); the
+source and the calibration file are never inside what is replaced. All of this is checked
+before any work. Before anything is moved, the new models pass `check_repository`.
 
 `check_repository` works offline: every config.pbtxt is parsed against Triton's own ModelConfig
 schema (tritonclient's model_config_pb2; skipped, with a note, when tritonclient is absent);
@@ -67,6 +69,8 @@ import numpy as np
 import onnx
 
 from bfexport.errors import BfexportError
+from bfexport.files import (DIRECTORY, REGULAR, DirKind, Output, apply_umask, atomic_file, check_outputs, read_json,
+                            regular_file, what_is)
 
 BACKENDS = ("onnxruntime", "tensorrt")
 PLATFORMS = {"onnxruntime": "onnxruntime_onnx", "tensorrt": "tensorrt_plan"}
@@ -79,6 +83,8 @@ OUTPUTS = ("logits", "head_counts")
 LABELS_FILE, META_FILE, README = "labels.txt", "bfexport.json", "README.md"
 META_FORMAT = "bfexport.triton/1"
 README_MARKER = "<!-- written by bfexport deploy; rewritten on each deploy -->"
+ROLES = ("model", "tokenizer", "ensemble")
+MODEL_DIRS = {role: DirKind(f"a Triton {role} directory", META_FILE, "role", role) for role in ROLES}
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 TRITON_IMAGE = "nvcr.io/nvidia/tritonserver:<yy.mm>-py3"
 CHECK_TEXTS = ["A Library for PARSING json documents", "Gäme about spâce ships, and lasers!", "", "x",
@@ -356,7 +362,7 @@ def _load_source(source: Path, backend: str) -> tuple[Any, Any, Any]:
         from converters import AdaptiveExport, DenseExport, TrtPluginExport, export_with_metadata
 
         model = load_checkpoint(source)
-        tokenizer_json = load_tokenizer_json(source) if (source / TOKENIZER).is_file() else None
+        tokenizer_json = load_tokenizer_json(source) if os.path.lexists(source / TOKENIZER) else None
         if not model.config.adaptive:
             config: Any = DenseExport()
         else:
@@ -848,22 +854,12 @@ def _repo_models(repo: Path, extra: list[dict[str, Any]]) -> list[dict[str, Any]
     found = {m["name"]: m for m in extra}
     if repo.is_dir():
         for meta_path in sorted(repo.glob(f"*/{META_FILE}")):
-            with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
-                meta = json.loads(meta_path.read_text())
+            with contextlib.suppress(OSError, BfexportError, KeyError, TypeError, AttributeError):
+                meta = read_json(meta_path)
                 if meta.get("role") == "model" and meta_path.parent.name not in found:
                     found[meta_path.parent.name] = {"name": meta_path.parent.name, "backend": meta["backend"],
                                                     "ensemble": meta["models"].get("ensemble")}
     return [found[k] for k in sorted(found)]
-
-
-def _permissions(root: Path) -> None:
-    """mkdtemp makes 0700 directories: give the tree the usual umask-based modes, so a server
-    running as another user (a container) can read it."""
-    umask = os.umask(0)
-    os.umask(umask)
-    for path in [root, *root.rglob("*")]:
-        if path.is_dir():
-            path.chmod(0o777 & ~umask)
 
 
 def deploy(source: str | Path, repo: str | Path, options: DeployOptions | None = None) -> DeployResult:
@@ -880,7 +876,9 @@ def deploy(source: str | Path, repo: str | Path, options: DeployOptions | None =
         DeployResult: the models written, their budget inputs, the offline check's report.
 
     Nothing is written when anything fails (bad option, missing calibration, no TensorRT, a
-    model directory that exists without force, a failed check).
+    model directory that exists without force or that bfexport did not write for that role, a
+    model directory holding the source, a README.md that is not a regular file, a failed check);
+    all but the last are found before any work.
 
     Example:
         deploy("ckpt", "models", DeployOptions(name="sections", max_batch_size=16))
@@ -903,11 +901,14 @@ def deploy(source: str | Path, repo: str | Path, options: DeployOptions | None =
 
         import_tensorrt()  # the clear install error, before any work
     if options.calibration is not None:
-        if not Path(options.calibration).is_file():
-            raise BfexportError(f"{options.calibration}: calibration file not found")
+        regular_file(options.calibration, "calibration file not found")
         load_calibration(options.calibration, options.allow_unmet_target)  # a bad one is refused before any work
-    roles = [name, name + TOKENIZER_SUFFIX, name + ENSEMBLE_SUFFIX]
-    _refuse_existing(repo, roles, options.force)
+    dirs = dict(zip(ROLES, (name, name + TOKENIZER_SUFFIX, name + ENSEMBLE_SUFFIX)))
+    outputs = [Output(repo / d, kind=MODEL_DIRS[role], make_parents=True) for role, d in dirs.items()]
+    inputs = {"SOURCE": source, "--calibration": options.calibration}
+    check_outputs(outputs, inputs, force=options.force)
+    if os.path.lexists(repo / README):
+        regular_file(repo / README)  # a README.md directory or pipe would fail after the models are in
     if repo.is_dir() and os.stat(repo).st_dev != os.stat(parent).st_dev:
         raise BfexportError(f"{repo}: is a mount point (another filesystem than {parent}), so the new model "
                             "directories cannot be moved in atomically; deploy to a directory beside it and move them")
@@ -926,17 +927,16 @@ def deploy(source: str | Path, repo: str | Path, options: DeployOptions | None =
             raise BfexportError("the new models fail the offline check, nothing was written: "
                                 + "; ".join(report.errors()[:3]))
         entry = {"name": name, "backend": options.backend, "ensemble": models.get("ensemble")}
-        _permissions(staging)
+        apply_umask(staging)  # mkdtemp's 0700 would hide the repository from a server running as another user
         if not repo.exists():
             _write_text(staging / README, repo_readme([entry]))
             os.replace(staging, repo)
             replaced: list[str] = []
         else:
-            replaced = _install(staging, repo, written, options.force)
+            check_outputs(outputs, inputs, force=options.force)  # again: something may have appeared meanwhile
+            replaced = _install(staging, repo, written)
             readme = repo / README
             if not readme.exists() or readme.read_text(errors="replace").startswith(README_MARKER):
-                from bfexport.files import atomic_file
-
                 with atomic_file(readme) as tmp:
                     tmp.write_text(repo_readme(_repo_models(repo, [entry])), encoding="utf-8")
             else:
@@ -954,20 +954,11 @@ def deploy(source: str | Path, repo: str | Path, options: DeployOptions | None =
                         prepared.caps, prepared.calibration, replaced, check, notes)
 
 
-def _refuse_existing(repo: Path, names: list[str], force: bool) -> None:
-    if force or not repo.is_dir():
-        return
-    existing = [n for n in names if (repo / n).exists() or (repo / n).is_symlink()]
-    if existing:
-        versions = [f"{n}/{VERSION}" if (repo / n / VERSION).exists() else n for n in existing]
-        raise BfexportError(f"{repo}: {', '.join(versions)} already exist(s); use --force to replace "
-                            "(bfexport replaces whole model directories)")
-
-
-def _install(staging: Path, repo: Path, names: list[str], force: bool) -> list[str]:
+def _install(staging: Path, repo: Path, names: list[str]) -> list[str]:
     """Move staging/<name> to repo/<name> one directory at a time (the ensemble, listed last,
-    appears after the models it uses); on failure, move back what was moved and restore what was
-    replaced. Returns the names that replaced an existing directory."""
+    appears after the models it uses), moving aside what check_outputs allowed to be replaced;
+    on failure, move back what was moved and restore what was replaced. Returns the names that
+    replaced an existing directory."""
     backups = staging / ".replaced"
     backups.mkdir()
     moved: list[str] = []
@@ -976,8 +967,6 @@ def _install(staging: Path, repo: Path, names: list[str], force: bool) -> list[s
         for name in names:
             target = repo / name
             if target.exists() or target.is_symlink():
-                if not force:
-                    raise BfexportError(f"{target}: already exists; use --force to replace it")
                 os.replace(target, backups / name)
                 replaced.append(name)
             os.replace(staging / name, target)
@@ -1050,6 +1039,11 @@ def _read_models(repo: Path, names: list[str] | None, checks: dict[str, ModelChe
         p for p in repo.iterdir() if p.is_dir() and not p.name.startswith("."))
     for path in dirs:
         check = checks.setdefault(path.name, ModelCheck(path.name))
+        special = [f"{p.relative_to(path)} is {what}" for p in sorted(path.rglob("*"))
+                   if (what := what_is(p)) not in (REGULAR, DIRECTORY)]
+        if special:  # a named pipe would block the check forever, a device never ends: opened by no step
+            check.errors.append(f"not a regular file, so not checked: {'; '.join(special[:5])}")
+            continue
         config_path = path / "config.pbtxt"
         if not config_path.is_file():
             check.notes.append("no config.pbtxt (Triton may complete one from the model file): not checked")
@@ -1061,8 +1055,8 @@ def _read_models(repo: Path, names: list[str] | None, checks: dict[str, ModelChe
             check.errors.append(str(e))
             continue
         meta: dict[str, Any] = {}
-        with contextlib.suppress(OSError, ValueError):
-            loaded = json.loads((path / META_FILE).read_text())
+        with contextlib.suppress(OSError, BfexportError):
+            loaded = read_json(path / META_FILE)
             meta = loaded if isinstance(loaded, dict) and loaded.get("format") == META_FORMAT else {}
         models[path.name] = _Model(path.name, path, text, config, meta)
     return models

@@ -17,6 +17,9 @@ data_option = click.option("--data", "data_path", type=click.Path(dir_okay=True)
                            help="Data file: .jsonl/.csv (gzip ok) with text[,label], or a saved Hugging Face dataset.")
 MAX_THREADS = 4 * (os.cpu_count() or 1)  # beyond a few threads per core ONNX Runtime only slows down
 THREADS = click.IntRange(1, MAX_THREADS)  # the type of every --threads option
+force_option = click.option("--force", is_flag=True,
+                            help="Replace existing outputs: files, and directories bfexport wrote before (a directory "
+                                 "it did not write, or an input of this run, is never replaced).")
 samples_option = click.option("--samples", type=click.IntRange(min=1), default=None,
                               help="Use at most this many rows of --data.")
 

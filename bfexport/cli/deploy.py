@@ -32,7 +32,9 @@ from bfexport.errors import BfexportError
               help="Instances of the model and of the tokenizer (instance_group count).")
 @click.option("--dynamic-batching/--no-dynamic-batching", default=None,
               help="Triton dynamic batching [default: on when --max-batch-size > 0].")
-@click.option("--force", is_flag=True, help="Replace model directories of the same names.")
+@click.option("--force", is_flag=True,
+              help="Replace model directories of the same names that bfexport deploy wrote (a directory it did not "
+                   "write, or one holding SOURCE, is never replaced).")
 @click.option("--check", "check_dir", type=click.Path(), default=None, metavar="DIR",
               help="Only check the repository DIR offline (schema, ONNX Runtime run, tokenizer model); no SOURCE.")
 @json_option
