@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from bfexport import data
-from bfexport.cli.args import console, emit, json_option
+from bfexport.cli.args import console, emit, json_option, verbosity
 from bfexport.train import TrainConfig, train
 
 DEFAULTS = TrainConfig()
@@ -42,7 +42,7 @@ def command(train_path: str, val_path: str, output: str, limit: int | None, as_j
     tc = TrainConfig(**options)  # type: ignore[arg-type]
     train_rows = data.read_examples(train_path, require_labels=True, limit=limit)
     val_rows = data.read_examples(val_path, require_labels=True)
-    result = train(train_rows, val_rows, tc, Path(output), show_progress=not as_json)
+    result = train(train_rows, val_rows, tc, Path(output), show_progress=verbosity.level >= 0)
     emit({"checkpoint": output, **result["best"]}, as_json, lambda r: console.print(
         f"saved {output}: epoch {r['epoch']}, validation accuracy {r['accuracy']:.4f}, "
         f"mean heads per layer {r['mean_heads_per_layer']}"))
