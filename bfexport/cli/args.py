@@ -11,7 +11,7 @@ from typing import Any
 import click
 from rich.console import Console
 
-console = Console(stderr=True)  # progress and human text go to stderr; stdout carries --json
+console = Console(stderr=True, soft_wrap=True)  # progress and human text on stderr, lines unwrapped; stdout: --json
 # inspect's and bench's reports: stdout, so `> file` keeps them; wide when redirected, so tables are not cut
 report_console = Console(width=None if sys.stdout.isatty() else 160)
 
