@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 
 from bfexport.cli import run
-from bfexport.cli.bench import load_target
 from bfexport.errors import BfexportError
 from converters import AdaptiveExport, DenseExport, StaticExport, export_with_metadata, load_exported, save_onnx
 from converters.benchmark import BenchModel, run_benchmark, summarize
@@ -107,5 +106,7 @@ def test_a_file_that_cannot_be_rebuilt_is_refused(tmp_path: Path, tokenizer) -> 
     model = tiny_model(vocab_size=tokenizer.get_vocab_size())
     path = save_onnx(export_with_metadata(model, StaticExport(heads=[[0, 1]] * 3), tokenizer.to_str()),
                      tmp_path / "s.onnx")
+    from bfexport.cli.bench import load_target
+
     with pytest.raises(BfexportError, match="cannot be rebuilt"):
         load_target(str(path))
