@@ -734,7 +734,9 @@ the Triton release you use.
 
 `bfexport deploy --check <this directory>` parses every config.pbtxt against Triton's ModelConfig
 schema (needs `pip install 'bfexport[deploy]'`), runs each ONNX model in ONNX Runtime on requests
-shaped as its config says, and runs the tokenizer models against a stand-in Python backend.
+shaped as its config says, checks that each tokenizer's model.py is byte for byte the one bfexport
+writes (it never runs code from the directory it checks) and runs bfexport's own copy against a
+stand-in Python backend.
 """
 
 
@@ -1046,7 +1048,8 @@ def _read_models(repo: Path, names: list[str] | None, checks: dict[str, ModelChe
 
 def check_repository(repo: str | Path, *, models: list[str] | None = None) -> RepoCheck:
     """Check a Triton model repository offline (see the module doc); `models` limits it to those
-    model directories. Problems are reported, not raised, except a missing repository."""
+    model directories. Problems are reported, not raised, except a directory that is not a
+    Triton repository holding a model bfexport wrote (BfexportError)."""
     repo = Path(repo)
     if not repo.is_dir():
         raise BfexportError(f"{repo}: not a directory (expected a Triton model repository)")
@@ -1408,7 +1411,8 @@ def _check_python(model: _Model, check: ModelCheck) -> None:
             if rows is None or not np.array_equal(rows, expected):
                 check.errors.append("row_thresholds do not carry the request's budget (or the default)")
     if not check.errors:
-        check.passed.append(f"model.py (stand-in Python backend) matches bfexport.data.encode on {len(CHECK_TEXTS)} "
+        check.passed.append(f"model.py is bfexport's byte for byte, and its copy (stand-in Python backend) matches "
+                            f"bfexport.data.encode on {len(CHECK_TEXTS)} "
                             "texts (empty, accented, longer than max_length)"
                             + ("; budgets passed through and defaulted" if has_budgets else ""))
     if has_budgets:
