@@ -61,10 +61,9 @@ import onnx
 import torch
 from onnx import helper
 
-from bfexport.cost import model_macs
+from bfexport.cost import computed_heads, model_macs
 from bfexport.errors import BfexportError
 from bfexport.model import MASK_BIAS, BudgetFormerConfig, BudgetFormerForSequenceClassification
-from bfexport.cost import computed_heads
 from converters.onnx_export import AdaptiveExport, DenseExport, MaskedExport, StaticExport, _Exporter, export
 from converters.onnx_io import ExportedModel
 from converters.rebuild import float_type

@@ -128,14 +128,14 @@ def quick_sweep(max_length: int) -> Sweep:
     return Sweep(seqs=(max_length,), threads=(1,), batch_sizes=(1,), min_time_s=1.0)
 
 
-def load_target(target: str) -> tuple[BenchModel, str]:
-    """A checkpoint directory or an exported .onnx file as a BenchModel, and its description.
-    A file's weights are rebuilt into PyTorch for the dense reference (and, with --full, every flavor)."""
+def load_target(target: str) -> BenchModel:
+    """A checkpoint directory or an exported .onnx file. A file's weights are rebuilt into PyTorch
+    for the dense reference (and, with --full, for every flavor's export)."""
     name = Path(target).resolve().name or "model"
     if Path(target).is_dir():
-        return BenchModel(name, load_checkpoint(target), f"checkpoint weights ({target})"), "checkpoint"
+        return BenchModel(name, load_checkpoint(target), f"checkpoint weights ({target})")
     exported = load_exported(target)
-    return BenchModel(name, rebuild_model(exported), f"exported file ({target}, {exported.flavor})", exported), "file"
+    return BenchModel(name, rebuild_model(exported), f"exported file ({target}, {exported.flavor})", exported)
 
 
 @click.command("bench")
@@ -193,7 +193,7 @@ def command(target: str, full: bool, seqs: tuple[int, ...], threads: tuple[int, 
     check: the exit code is 0 whatever the targets say. The standard sweep, with files
     written, is benchmarks/head_skipping.py.
     """
-    bench, _ = load_target(target)
+    bench = load_target(target)
     sweep = FULL if full else quick_sweep(bench.model.config.max_length)
     if not full:
         ctx = click.get_current_context()
