@@ -467,6 +467,7 @@ class _Graph:
     payload: bytes
     k: int | None = None  # static: its fixed k
     as_exported: bool = False  # quick run: timed with the file's own default budgets
+    budget_rows: dict[str, np.ndarray] = field(default_factory=dict)  # as_exported: required inputs' default row
 
 
 def _session(payload: bytes, threads: int) -> Any:
@@ -561,16 +562,24 @@ def quick_graphs(bench: BenchModel) -> tuple[list[_Graph], dict[str, Any]]:
                             "n_heads": cfg.n_heads, "n_layers": cfg.n_layers, "d_ff": cfg.d_ff,
                             "max_length": cfg.max_length, "fusions": "none", "dense_variants": ["dense"],
                             "optimizer": {}, "notes": []}
+    rows: dict[str, np.ndarray] = {}
     if exported is not None:
         flavor, payload = exported.flavor, exported.proto.SerializeToString()
         fp16 = float_type(exported) == onnx.TensorProto.FLOAT16
+        # a file whose budgets are required inputs (`bfexport deploy` with batching) gets its default rows
+        stored = {i.name for i in exported.proto.graph.initializer}
+        required = {i.name for i in exported.proto.graph.input} - stored
+        defaults: dict[str, np.ndarray] = {
+            "budget_thresholds": np.asarray([exported.default_thresholds], dtype=np.float32),
+            "head_caps": np.asarray([exported.default_caps], dtype=np.int64)}
+        rows = {name: row for name, row in defaults.items() if name in required}
     else:
         flavor, fp16 = ("adaptive" if cfg.adaptive else "dense"), False
         payload = export(model, AdaptiveExport() if cfg.adaptive else DenseExport()).SerializeToString()
     if flavor not in ("adaptive", "masked", "static", "dense"):
         raise BfexportError(f"{bench.name}: bench times ONNX Runtime graphs; a {flavor} file runs on TensorRT "
                             "(bench the adaptive export of the same model)")
-    graphs = [_Graph(f"{flavor} (this model)", flavor, payload, as_exported=True)]
+    graphs = [_Graph(f"{flavor} (this model)", flavor, payload, as_exported=True, budget_rows=rows)]
     if flavor == "dense":
         info["dense_variants"] = [graphs[0].variant]
     else:
@@ -634,7 +643,9 @@ def _cell_slots(graphs: list[_Graph], sessions: list[Any], cfg: BudgetFormerConf
 
     for graph, session in zip(graphs, sessions):
         if graph.as_exported:
-            slots.append(_as_exported_slot(graph, session, cfg, seq, base, runner(session, base)))
+            feeds = {**base, **{name: np.ascontiguousarray(np.broadcast_to(row, (batch, row.shape[1])))
+                                for name, row in graph.budget_rows.items()}}
+            slots.append(_as_exported_slot(graph, session, cfg, seq, feeds, runner(session, feeds)))
         elif graph.flavor == "dense":
             slots.append(_Slot(graph.variant, "dense", None, 1.0, runner(session, base)))
         elif batch > 1 and graph.flavor != "adaptive":
