@@ -157,7 +157,8 @@ def evaluate(model: BudgetFormerForSequenceClassification, tokenizer: Any, examp
 
 def train(train_examples: list[data.Example], val_examples: list[data.Example], tc: TrainConfig,
           out_dir: str | Path, *, show_progress: bool = True) -> dict[str, Any]:
-    """Train a BudgetFormer, keep the best epoch (validation accuracy), save it to out_dir."""
+    """Train a BudgetFormer, keep the best epoch (validation accuracy), save it to out_dir.
+    show_progress: one line per epoch on stderr, plus a live bar when stderr is a terminal."""
     seed_everything(tc.seed)
     labels = sorted({e.label for e in train_examples if e.label is not None})
     if len(labels) < 2:
