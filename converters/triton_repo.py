@@ -44,15 +44,17 @@ before any work. Before anything is moved, the new models pass `check_repository
 schema (tritonclient's model_config_pb2; skipped, with a note, when tritonclient is absent);
 each ONNX model is loaded in ONNX Runtime, checked the way Triton's backend checks it (names,
 dtypes, dims, optional inputs) and run on a request shaped as the config says, with and without
-each optional input; the tokenizer model's model.py is imported against a stand-in
-`triton_python_backend_utils` and compared with bfexport.data.encode; ensembles are checked
-step by step and run end to end with those stand-ins. No Triton server is involved.
+each optional input; the tokenizer model's model.py must be byte for byte the one bfexport
+writes (a check never runs code from the directory it checks), and bfexport's own copy is run
+against a stand-in `triton_python_backend_utils` and compared with bfexport.data.encode;
+ensembles are checked step by step and run end to end with those stand-ins. A directory with
+no model directory holding a config.pbtxt, or with none written by bfexport, is refused. No
+Triton server is involved.
 """
 
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import json
 import os
 import re
@@ -759,7 +761,9 @@ the Triton release you use.
 
 `bfexport deploy --check <this directory>` parses every config.pbtxt against Triton's ModelConfig
 schema (needs `pip install 'bfexport[deploy]'`), runs each ONNX model in ONNX Runtime on requests
-shaped as its config says, and runs the tokenizer models against a stand-in Python backend.
+shaped as its config says, checks that each tokenizer's model.py is byte for byte the one bfexport
+writes (it never runs code from the directory it checks) and runs bfexport's own copy against a
+stand-in Python backend.
 """
 
 
@@ -1064,15 +1068,20 @@ def _read_models(repo: Path, names: list[str] | None, checks: dict[str, ModelChe
 
 def check_repository(repo: str | Path, *, models: list[str] | None = None) -> RepoCheck:
     """Check a Triton model repository offline (see the module doc); `models` limits it to those
-    model directories. Problems are reported, not raised, except a missing repository."""
+    model directories. Problems are reported, not raised, except a directory that is not a
+    Triton repository holding a model bfexport wrote (BfexportError)."""
     repo = Path(repo)
     if not repo.is_dir():
         raise BfexportError(f"{repo}: not a directory (expected a Triton model repository)")
     config_class, why = schema_module()
     checks: dict[str, ModelCheck] = {}
     found = _read_models(repo, models, checks)
-    if not found and not checks:
-        raise BfexportError(f"{repo}: no model directories (with a config.pbtxt) found")
+    if not found:
+        raise BfexportError(f"{repo}: not a Triton model repository: no model directory with a config.pbtxt"
+                            + (f" (directories: {', '.join(sorted(checks))})" if checks else ""))
+    if not any(m.meta for m in found.values()):
+        raise BfexportError(f"{repo}: no model written by bfexport deploy (none has a {META_FILE}); "
+                            f"found {', '.join(sorted(found))}")
     sessions: dict[Path, Any] = {}
     for name, model in found.items():
         check = checks[name]
@@ -1322,20 +1331,29 @@ def stand_in_backend_utils() -> types.ModuleType:
     return module
 
 
+def model_py_is_ours(version_dir: Path) -> bool:
+    """Whether version_dir/model.py is, byte for byte, the TOKENIZER_MODEL_PY bfexport writes
+    (read only when it is a regular file, and no further than one byte past that length)."""
+    path, ours = version_dir / "model.py", TOKENIZER_MODEL_PY.encode("utf-8")
+    if not path.is_file():
+        return False
+    with path.open("rb") as f:
+        return f.read(len(ours) + 1) == ours
+
+
 def load_python_model(model_dir: str | Path, version: str = VERSION, config_text: str | None = None) -> Any:
-    """Import <model_dir>/<version>/model.py against the stand-in backend and initialize it the
-    way Triton does (args: model_config JSON, model_repository = the model directory, version)."""
+    """bfexport's own tokenizer model (TOKENIZER_MODEL_PY, never the model.py in model_dir: checking
+    a directory must not run code from it), loaded against the stand-in backend and initialized
+    the way Triton does (args: model_config JSON, model_repository = the model directory, version),
+    so it reads model_dir's config.pbtxt and tokenizer.json."""
     model_dir = Path(model_dir)
     text = config_text if config_text is not None else (model_dir / "config.pbtxt").read_text(encoding="utf-8")
     config = triton_json(parse_pbtxt(text, str(model_dir / "config.pbtxt")))
     saved = sys.modules.get("triton_python_backend_utils")
     sys.modules["triton_python_backend_utils"] = stand_in_backend_utils()
     try:
-        spec = importlib.util.spec_from_file_location(f"_bfexport_triton_{abs(hash(str(model_dir)))}",
-                                                      model_dir / version / "model.py")
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
+        module = types.ModuleType("_bfexport_triton_tokenizer")
+        exec(compile(TOKENIZER_MODEL_PY, "<bfexport tokenizer model.py>", "exec"), module.__dict__)
     finally:
         if saved is None:
             sys.modules.pop("triton_python_backend_utils", None)
@@ -1373,6 +1391,10 @@ def _check_python(model: _Model, check: ModelCheck) -> None:
     if not version or not (version[-1] / "model.py").is_file() or not (version[-1] / "tokenizer.json").is_file():
         check.errors.append("1/model.py and 1/tokenizer.json are required")
         return
+    if not model_py_is_ours(version[-1]):
+        check.errors.append(f"{version[-1].name}/model.py differs from the one bfexport deploy writes: not run "
+                            "(redeploy with --force to restore it)")
+        return
     instance = load_python_model(model.path, version[-1].name, model.text)
     tokenizer = data.tokenizer_from_str((version[-1] / "tokenizer.json").read_text(encoding="utf-8"))
     max_length = int(params["max_length"])
@@ -1409,7 +1431,8 @@ def _check_python(model: _Model, check: ModelCheck) -> None:
             if rows is None or not np.array_equal(rows, expected):
                 check.errors.append("row_thresholds do not carry the request's budget (or the default)")
     if not check.errors:
-        check.passed.append(f"model.py (stand-in Python backend) matches bfexport.data.encode on {len(CHECK_TEXTS)} "
+        check.passed.append(f"model.py is bfexport's byte for byte, and its copy (stand-in Python backend) matches "
+                            f"bfexport.data.encode on {len(CHECK_TEXTS)} "
                             "texts (empty, accented, longer than max_length)"
                             + ("; budgets passed through and defaulted" if has_budgets else ""))
     if has_budgets:
@@ -1498,6 +1521,9 @@ def _simulate_ensemble(model: _Model, steps: list[dict[str, list[Any]]], found: 
     from bfexport import data
 
     tok_model, clf_model = (found[str(one(s, "model_name"))] for s in steps)
+    if not tok_model.version_dirs() or not model_py_is_ours(tok_model.version_dirs()[-1]):
+        check.notes.append(f"not run end to end: {tok_model.name}'s model.py is not the one bfexport writes")
+        return
     instance = load_python_model(tok_model.path, tok_model.version_dirs()[-1].name, tok_model.text)
     session = _session(clf_model.version_dirs()[-1] / "model.onnx", sessions)
     tokenizer = data.tokenizer_from_str((tok_model.version_dirs()[-1] / "tokenizer.json").read_text(encoding="utf-8"))

@@ -8,7 +8,7 @@ import click
 
 from bfexport import data
 from bfexport.checkpoint import CHECKPOINT_DIR
-from bfexport.cli.args import console, emit, force_option, json_option
+from bfexport.cli.args import console, emit, force_option, json_option, verbosity
 from bfexport.files import Output, check_outputs
 from bfexport.train import TrainConfig, train
 
@@ -49,7 +49,7 @@ def command(train_path: str, val_path: str, output: str, limit: int | None, forc
     tc = TrainConfig(**options)  # type: ignore[arg-type]
     train_rows = data.read_examples(train_path, require_labels=True, limit=limit)
     val_rows = data.read_examples(val_path, require_labels=True)
-    result = train(train_rows, val_rows, tc, Path(output), show_progress=not as_json)
+    result = train(train_rows, val_rows, tc, Path(output), show_progress=verbosity.level >= 0)
     emit({"checkpoint": output, **result["best"]}, as_json, lambda r: console.print(
         f"saved {output}: epoch {r['epoch']}, validation accuracy {r['accuracy']:.4f}, "
         f"mean heads per layer {r['mean_heads_per_layer']}"))
