@@ -310,7 +310,7 @@ class BudgetedAttention(nn.Module):
         ctx = self.attend(q, k, v, key_bias)  # (B, kmax, S, dh)
         B, kmax, S, dh = ctx.shape
         ctx = ctx.transpose(1, 2).reshape(B, S, kmax * dh)  # (B, S, kmax*dh) heads side by side
-        w_out = self.out_weight[sel.heads] * sel.active[:, :, None, None].to(x.dtype)  # (B, kmax, dh, d), padded slots zeroed
+        w_out = self.out_weight[sel.heads] * sel.active[:, :, None, None].to(x.dtype)  # (B, kmax, dh, d), pads zeroed
         return ctx @ w_out.reshape(B, kmax * dh, -1) + self.out_bias  # (B, S, d)
 
     def forward_gated(self, x: torch.Tensor, key_bias: torch.Tensor, gates: torch.Tensor) -> torch.Tensor:

@@ -59,7 +59,7 @@ def test_a_block_runs_fixed_heads_or_the_training_gate() -> None:
     assert sel.heads.tolist() == [[2, 0]] * 3 and sel.counts.tolist() == [2] * 3
     seen = []
 
-    def gate(budget_logits: torch.Tensor, relevance: torch.Tensor):  # type: ignore[no-untyped-def]
+    def gate(budget_logits: torch.Tensor, relevance: torch.Tensor):
         seen.append(budget_logits.shape)
         return torch.ones_like(relevance), sel
 
@@ -110,7 +110,7 @@ BAD_BUDGETS = [
 
 
 @pytest.fixture(scope="module")
-def both(tmp_path_factory: pytest.TempPathFactory, tokenizer):  # type: ignore[no-untyped-def]
+def both(tmp_path_factory: pytest.TempPathFactory, tokenizer):
     model = tiny_model(vocab_size=tokenizer.get_vocab_size())
     path = tmp_path_factory.mktemp("structure") / "m.onnx"
     clf = OnnxClassifier(save_onnx(export_with_metadata(model, AdaptiveExport(), tokenizer.to_str()), path), threads=1)
@@ -118,11 +118,11 @@ def both(tmp_path_factory: pytest.TempPathFactory, tokenizer):  # type: ignore[n
 
 
 @pytest.mark.parametrize("message, ids, mask", BAD_BATCHES, ids=[b[0] for b in BAD_BATCHES])
-def test_pytorch_and_onnx_runtime_refuse_a_batch_alike(both, message: str, ids, mask) -> None:  # type: ignore[no-untyped-def]
+def test_pytorch_and_onnx_runtime_refuse_a_batch_alike(both, message: str, ids, mask) -> None:
     model, clf = both
+    tensors = torch.as_tensor(ids, dtype=torch.long), torch.as_tensor(mask, dtype=torch.long)
     errors = []
-    for run in (lambda: model.predict(torch.as_tensor(ids, dtype=torch.long), torch.as_tensor(mask, dtype=torch.long)),
-                lambda: clf.run(ids, mask)):
+    for run in (lambda: model.predict(*tensors), lambda: clf.run(ids, mask)):
         with pytest.raises(BfexportError, match=message) as caught:
             run()
         errors.append(str(caught.value))
@@ -130,7 +130,7 @@ def test_pytorch_and_onnx_runtime_refuse_a_batch_alike(both, message: str, ids, 
 
 
 @pytest.mark.parametrize("budget, message", BAD_BUDGETS, ids=[m for _, m in BAD_BUDGETS])
-def test_pytorch_and_onnx_runtime_refuse_budget_rows_alike(both, budget, message: str) -> None:  # type: ignore[no-untyped-def]
+def test_pytorch_and_onnx_runtime_refuse_budget_rows_alike(both, budget, message: str) -> None:
     model, clf = both
     ids, mask = np.ones((2, 5), dtype=np.int64), np.ones((2, 5), dtype=np.int64)
     errors = []
