@@ -54,8 +54,8 @@ class BudgetFormerConfig:
     labels: list[str] = field(default_factory=lambda: ["negative", "positive"])  # class names in logit order
     dropout: float = 0.1  # training only; in [0, 1)
     adaptive: bool = True  # False: every head always runs (the dense baseline, same weights)
-    # The two budget fields accept None (the default, or null in config.json) and __post_init__ fills it in,
-    # so they are never None after construction (hence the one ignore: the default is not yet the type).
+    # The budget fields: None (the default, or null in config.json) becomes the per-layer default in
+    # __post_init__, so after construction they are always lists (the ignore: only the default is not one).
     budget_thresholds: list[float] = None  # type: ignore[assignment]  # tau per layer in (0, 1]; None: 0.5 (median)
     head_caps: list[int] = None  # type: ignore[assignment]  # kmax per layer in [1, H]; None: n_heads
     pad_token_id: int = 0  # id of [PAD] in [0, vocab_size); bfexport's tokenizers use 0
@@ -417,14 +417,14 @@ class BudgetFormerForSequenceClassification(nn.Module):
         gate_fn: GateFn | None = None,
         labels: torch.Tensor | None = None,
     ) -> BudgetFormerOutput:
-        """Classify a padded batch.
+        """Classify a padded batch: embeddings, the blocks in order, the classifier on the masked mean.
 
         thresholds / caps override the config's per layer: shape (n_layers,) or per sample
         (B, n_layers). fixed_heads runs the same heads for every input (static pruning);
         a non-adaptive config runs every head. gate_fn is the training hook (train.py).
         """
-        B, S = input_ids.shape
         check_batch(input_ids, attention_mask, self.config)
+        B, S = input_ids.shape
         cfg, device = self.config, self.tok_emb.weight.device
         tau = torch.tensor(threshold_rows(cfg.budget_thresholds if thresholds is None else thresholds, B, cfg),
                            dtype=torch.float32, device=device).expand(B, -1)  # (B, L)
