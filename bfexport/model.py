@@ -388,8 +388,8 @@ class BudgetFormerOutput:
         """(B, n_layers, H): each sample's heads by rank, -1 past its k (the ONNX output)."""
         B = self.logits.shape[0]
         out = torch.full((B, len(self.selections), n_heads), -1, dtype=torch.long)
-        for l, sel in enumerate(self.selections):
-            out[:, l, : sel.heads.shape[1]] = torch.where(sel.active, sel.heads, -1)
+        for layer, sel in enumerate(self.selections):
+            out[:, layer, : sel.heads.shape[1]] = torch.where(sel.active, sel.heads, -1)
         return out
 
 
@@ -438,10 +438,10 @@ class BudgetFormerForSequenceClassification(nn.Module):
         x = self.emb_dropout(self.tok_emb(input_ids) + self.pos_emb(positions))  # (B, S, d)
 
         selections, budget_probs = [], []
-        for l, block in enumerate(self.blocks):
-            x, sel, probs = block(x, mask, key_bias, tau=tau[:, l], cap=cap[:, l],
-                                  heads=None if fixed_heads is None else fixed_heads[l],
-                                  gate=None if gate_fn is None else partial(gate_fn, l))
+        for layer, block in enumerate(self.blocks):
+            x, sel, probs = block(x, mask, key_bias, tau=tau[:, layer], cap=cap[:, layer],
+                                  heads=None if fixed_heads is None else fixed_heads[layer],
+                                  gate=None if gate_fn is None else partial(gate_fn, layer))
             selections.append(sel)
             if probs is not None:
                 budget_probs.append(probs)

@@ -23,6 +23,8 @@ TEXTS = [
     "perl module providing an interface to sqlite databases",
     "rust crate for asynchronous io",
 ] * 3
+
+
 @pytest.fixture(scope="session")
 def tokenizer():
     return data.train_tokenizer(TEXTS, 120)

@@ -137,11 +137,12 @@ def test_pytorch_and_onnx_runtime_refuse_budget_rows_alike(both, budget, message
     variants = [budget]
     with contextlib.suppress(ValueError):  # ragged rows have no array form
         variants.append({k: np.asarray(v) for k, v in budget.items()})
+    runs = (lambda values: model.predict(torch.from_numpy(ids), torch.from_numpy(mask), **values),
+            lambda values: clf.run(ids, mask, **values))
     errors = []
     for values in variants:
-        for run in (lambda: model.predict(torch.from_numpy(ids), torch.from_numpy(mask), **values),
-                    lambda: clf.run(ids, mask, **values)):
+        for run in runs:
             with pytest.raises(BfexportError, match=message) as caught:
-                run()
+                run(values)
             errors.append(str(caught.value))
     assert len(set(errors)) == 1, errors
