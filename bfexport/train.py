@@ -78,7 +78,6 @@ class ExploreExploit:
         q = budget_logits.softmax(-1)  # (B, H): q[:, j] = P(k = j + 1)
         phase = self.schedule()
         if phase is None:
-            assert self.config.budget_thresholds is not None  # set by BudgetFormerConfig.__post_init__
             tau = torch.tensor(self.config.budget_thresholds[layer], device=q.device)
             counts = Router.budget(budget_logits, tau, torch.tensor(H, device=q.device))
             order, temperature = Router.rank(relevance), 1.0

@@ -57,13 +57,11 @@ class ExportedModel:
     @property
     def default_thresholds(self) -> list[float]:
         """The thresholds the file runs with when a request carries none."""
-        assert self.config.budget_thresholds is not None  # set by BudgetFormerConfig.__post_init__
         values = self._initializer("budget_thresholds", self.config.budget_thresholds)
         return [float(str(np.float32(v))) for v in values]  # 0.05, not float32's 0.05000000074505806
 
     @property
     def default_caps(self) -> list[int]:
-        assert self.config.head_caps is not None  # set by BudgetFormerConfig.__post_init__
         return [int(v) for v in self._initializer("head_caps", self.config.head_caps)]
 
     def _initializer(self, name: str, fallback: Sequence[float]) -> list[float]:
