@@ -1,4 +1,4 @@
-"""The standard head-skipping sweep (issue 3): every flavor vs the best dense graph on ONNX Runtime CPU.
+"""The standard head-skipping sweep: every flavor vs the best dense graph on ONNX Runtime CPU.
 
     python benchmarks/head_skipping.py                 # the full sweep, ~6-8 minutes on 2 quiet cores
     python benchmarks/head_skipping.py --checkpoint examples/debian-sections/checkpoint

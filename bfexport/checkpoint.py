@@ -15,20 +15,22 @@ from safetensors.torch import save_file
 
 from bfexport.data import read_tokenizer_file, tokenizer_from_str
 from bfexport.errors import BfexportError
-from bfexport.files import atomic_dir, read_json
+from bfexport.files import DirKind, atomic_dir, read_json, regular_file
 from bfexport.model import BudgetFormerConfig, BudgetFormerForSequenceClassification
 
 CONFIG, WEIGHTS, TOKENIZER = "config.json", "model.safetensors", "tokenizer.json"
+CHECKPOINT_DIR = DirKind("a checkpoint", CONFIG, "budget_thresholds")  # a key every saved config has
 
 
 def save_checkpoint(model: BudgetFormerForSequenceClassification, directory: str | Path, *,
                     tokenizer_json: str | None = None, extra_json: dict[str, Any] | None = None) -> Path:
-    """Write the checkpoint directory atomically: it appears complete or not at all.
+    """Write the checkpoint directory atomically: it appears complete or not at all. An existing
+    directory is replaced only when it is empty or a bfexport checkpoint.
 
     extra_json maps file names (e.g. "metrics.json") to JSON-serialisable objects.
     """
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    with atomic_dir(directory) as tmp:
+    with atomic_dir(directory, CHECKPOINT_DIR) as tmp:
         (tmp / CONFIG).write_text(model.config.to_json())
         save_file(state, str(tmp / WEIGHTS), metadata={"format": "pt"})
         if tokenizer_json is not None:
@@ -65,9 +67,7 @@ def load_checkpoint(directory: str | Path) -> BudgetFormerForSequenceClassificat
     if not directory.is_dir():
         raise BfexportError(f"{directory}: not a checkpoint directory (expected {CONFIG} and {WEIGHTS} inside)")
     config = load_config(directory)
-    weights = directory / WEIGHTS
-    if not weights.is_file():
-        raise BfexportError(f"{weights}: missing weights file")
+    weights = regular_file(directory / WEIGHTS, "missing weights file")
     with torch.device("meta"):
         model = BudgetFormerForSequenceClassification(config)
     model.load_state_dict(_read_weights(weights, {k: tuple(v.shape) for k, v in model.state_dict().items()}),

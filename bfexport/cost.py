@@ -1,4 +1,4 @@
-"""The cost model (multiply-accumulates, batch 1), from the design brief section 3.
+"""The cost model (multiply-accumulates, batch 1) behind every FLOPs figure and ideal speedup.
 
 Per layer at sequence length L, width d, head width dh, FFN width f, k heads:
   QKV projection 3*L*d*(k*dh), scores L^2*(k*dh), weighted sum L^2*(k*dh),

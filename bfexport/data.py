@@ -23,7 +23,7 @@ import tokenizers
 from tokenizers import decoders, models, normalizers, pre_tokenizers, trainers
 
 from bfexport.errors import BfexportError
-from bfexport.files import is_utf8, loads_json
+from bfexport.files import is_utf8, loads_json, regular_file
 
 MAX_CHARS = 1_000_000
 """Longest accepted line or text, in characters: one bad row must not exhaust memory."""
@@ -67,8 +67,8 @@ def read_examples(
     path = Path(path)
     if limit is not None and limit < 1:
         raise BfexportError(f"limit must be at least 1, got {limit}")
-    if not path.exists():
-        raise BfexportError(f"{path}: no such file or directory")
+    if not path.is_dir():  # a saved dataset is a directory; anything else must be a regular file
+        regular_file(path, "no such file or directory")
     rows = _dataset_rows(path, split) if path.is_dir() else _file_rows(path)
     examples = [_example(row, source, require_labels) for source, row in itertools.islice(rows, limit)]
     if not examples:
@@ -315,9 +315,7 @@ def load_tokenizer(path: str | Path, vocab_size: int | None = None) -> tokenizer
 
 def read_tokenizer_file(path: str | Path) -> str:
     """The text of a tokenizer.json: at most MAX_TOKENIZER_BYTES, UTF-8."""
-    path = Path(path)
-    if not path.is_file():
-        raise BfexportError(f"{path}: tokenizer file not found")
+    path = regular_file(path, "tokenizer file not found")
     if path.stat().st_size > MAX_TOKENIZER_BYTES:
         raise BfexportError(f"{path}: {path.stat().st_size:,} bytes, larger than the {MAX_TOKENIZER_BYTES:,} "
                             "accepted for a tokenizer.json")

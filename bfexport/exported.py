@@ -17,7 +17,7 @@ import numpy as np
 import onnx
 
 from bfexport.errors import BfexportError
-from bfexport.files import atomic_file
+from bfexport.files import atomic_file, regular_file
 from bfexport.flavors import FLAVORS, ExportConfig, flavor_named
 from bfexport.model import BudgetFormerConfig
 from bfexport.names import (
@@ -67,13 +67,11 @@ class ExportedModel:
     @property
     def default_thresholds(self) -> list[float]:
         """The thresholds the file runs with when a request carries none."""
-        assert self.config.budget_thresholds is not None  # set by BudgetFormerConfig.__post_init__
         values = self._initializer(BUDGET_THRESHOLDS, self.config.budget_thresholds)
         return [float(str(np.float32(v))) for v in values]  # 0.05, not float32's 0.05000000074505806
 
     @property
     def default_caps(self) -> list[int]:
-        assert self.config.head_caps is not None  # set by BudgetFormerConfig.__post_init__
         return [int(v) for v in self._initializer(HEAD_CAPS, self.config.head_caps)]
 
     @property
@@ -99,9 +97,7 @@ class ExportedModel:
 def load_exported(path: str | Path) -> ExportedModel:
     """Load an ONNX file written by bfexport, refusing files that are not ours, are corrupt, or
     whose metadata does not describe their graph (check_graph)."""
-    path = Path(path)
-    if not path.is_file():
-        raise BfexportError(f"{path}: file not found")
+    path = regular_file(path)
     try:
         proto = onnx.load(str(path))
     except Exception as e:  # onnx raises DecodeError and friends

@@ -20,8 +20,10 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Callable
+from functools import partial
+from typing import Any, Callable, TypeVar
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -52,8 +54,10 @@ class BudgetFormerConfig:
     labels: list[str] = field(default_factory=lambda: ["negative", "positive"])  # class names in logit order
     dropout: float = 0.1  # training only; in [0, 1)
     adaptive: bool = True  # False: every head always runs (the dense baseline, same weights)
-    budget_thresholds: list[float] | None = None  # tau per layer in (0, 1]; None = 0.5 (the median budget)
-    head_caps: list[int] | None = None  # kmax per layer in [1, H]; None = n_heads
+    # The budget fields: None (the default, or null in config.json) becomes the per-layer default in
+    # __post_init__, so after construction they are always lists (the ignore: only the default is not one).
+    budget_thresholds: list[float] = None  # type: ignore[assignment]  # tau per layer in (0, 1]; None: 0.5 (median)
+    head_caps: list[int] = None  # type: ignore[assignment]  # kmax per layer in [1, H]; None: n_heads
     pad_token_id: int = 0  # id of [PAD] in [0, vocab_size); bfexport's tokenizers use 0
 
     def __post_init__(self) -> None:
@@ -170,6 +174,47 @@ def check_caps(values: Any, n_layers: int, n_heads: int) -> list[int]:
     return [int(v) for v in values]
 
 
+# The checks every caller of the model runs, PyTorch (tensors) and ONNX Runtime (numpy arrays) alike.
+Batch = TypeVar("Batch", torch.Tensor, np.ndarray)
+
+
+def check_batch(input_ids: Batch, attention_mask: Batch, config: BudgetFormerConfig) -> None:
+    """Reject inputs the model cannot run: wrong shapes, empty or over-long sequences, all-padding rows."""
+    if input_ids.ndim != 2 or tuple(input_ids.shape) != tuple(attention_mask.shape) or 0 in input_ids.shape:
+        raise BfexportError(f"input_ids and attention_mask must be non-empty (batch, seq) of one shape; got "
+                            f"{tuple(input_ids.shape)} and {tuple(attention_mask.shape)}")
+    if input_ids.shape[1] > config.max_length:
+        raise BfexportError(f"sequence length {input_ids.shape[1]} exceeds the model's max_length {config.max_length}")
+    if not bool((attention_mask.sum(-1) > 0).all()):
+        raise BfexportError("a row of the batch is all padding (attention_mask all zero)")
+    if bool(((input_ids < 0) | (input_ids >= config.vocab_size)).any()):
+        raise BfexportError(f"input_ids outside the vocabulary [0, {config.vocab_size})")
+
+
+def threshold_rows(values: Any, batch: int, config: BudgetFormerConfig) -> list[list[float]]:
+    """Thresholds for a batch: one row (n_layers,) for every sample or one per sample, each row checked."""
+    return [check_thresholds(row, config.n_layers) for row in _budget_rows(values, batch, config, "thresholds")]
+
+
+def cap_rows(values: Any, batch: int, config: BudgetFormerConfig) -> list[list[int]]:
+    """Head caps for a batch: one row (n_layers,) for every sample or one per sample, each row checked."""
+    return [check_caps(row, config.n_layers, config.n_heads) for row in _budget_rows(values, batch, config, "caps")]
+
+
+def _budget_rows(values: Any, batch: int, config: BudgetFormerConfig, what: str) -> list[Any]:
+    """values (n_layers,) or (1 or batch, n_layers), from lists, tensors or arrays, as a list of rows."""
+    try:
+        rows = (values if isinstance(values, torch.Tensor) else np.asarray(values)).tolist()  # Python numbers
+    except ValueError:
+        raise BfexportError(f"{what}: rows of different lengths, expected {config.n_layers} values each") from None
+    if not isinstance(rows, list) or not all(isinstance(row, list) for row in rows):
+        return [rows]  # one row for every sample; check_thresholds / check_caps refuse a non-list
+    if len(rows) not in (1, batch):
+        raise BfexportError(f"{what}: expected ({config.n_layers},) or ({batch}, {config.n_layers}) values, "
+                            f"got {len(rows)} rows")
+    return list(rows)
+
+
 def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Mean over non-padding tokens, as a (mask / length) row vector times x: cheaper than
     a ReduceMean in the exported graph, and the same op order in both runtimes."""
@@ -185,6 +230,13 @@ class Selection:
     heads: torch.Tensor  # (B, kmax) int64 head indices, highest relevance first
     active: torch.Tensor  # (B, kmax) bool, False for slots past the sample's own k
     counts: torch.Tensor  # (B,) int64, the sample's k
+
+    @staticmethod
+    def fixed(heads: list[int], batch: int, device: torch.device) -> Selection:
+        """The same heads for every sample: static pruning, or all heads for a non-adaptive model."""
+        idx = torch.tensor(heads, dtype=torch.long, device=device).expand(batch, -1)  # (B, k)
+        counts = torch.full((batch,), len(heads), dtype=torch.long, device=device)  # (B,)
+        return Selection(idx, torch.ones_like(idx, dtype=torch.bool), counts)
 
 
 class Router(nn.Module):
@@ -258,7 +310,7 @@ class BudgetedAttention(nn.Module):
         ctx = self.attend(q, k, v, key_bias)  # (B, kmax, S, dh)
         B, kmax, S, dh = ctx.shape
         ctx = ctx.transpose(1, 2).reshape(B, S, kmax * dh)  # (B, S, kmax*dh) heads side by side
-        w_out = self.out_weight[sel.heads] * sel.active[:, :, None, None].to(x.dtype)  # (B, kmax, dh, d), padded slots zeroed
+        w_out = self.out_weight[sel.heads] * sel.active[:, :, None, None].to(x.dtype)  # (B, kmax, dh, d), pads zeroed
         return ctx @ w_out.reshape(B, kmax * dh, -1) + self.out_bias  # (B, S, d)
 
     def forward_gated(self, x: torch.Tensor, key_bias: torch.Tensor, gates: torch.Tensor) -> torch.Tensor:
@@ -282,6 +334,12 @@ class FeedForward(nn.Module):
         return out
 
 
+# Training hook: (layer, budget_logits, relevance) -> ((B, H) gates, the selection they encode);
+# a Block sees it bound to its layer.
+GateFn = Callable[[int, torch.Tensor, torch.Tensor], tuple[torch.Tensor, Selection]]
+LayerGate = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, Selection]]
+
+
 class Block(nn.Module):
     """Pre-LN encoder layer; the router reads the normalised input the attention sees."""
 
@@ -292,6 +350,30 @@ class Block(nn.Module):
         self.ln_ffn = nn.LayerNorm(config.d_model)
         self.ffn = FeedForward(config)
         self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, key_bias: torch.Tensor, *, tau: torch.Tensor,
+                cap: torch.Tensor, heads: list[int] | None = None,
+                gate: LayerGate | None = None) -> tuple[torch.Tensor, Selection, torch.Tensor | None]:
+        """One layer: choose the heads, attend with them, then the FFN, each with its residual.
+
+        The heads are the router's (budget tau, cap per sample: (B,) each), or `heads` for every
+        sample, or under training the ones `gate` samples (then q(k | x) comes back too, for
+        the cost term; None otherwise).
+        """
+        h = self.ln_attn(x)  # (B, S, d)
+        budget_probs = None
+        if gate is not None:
+            budget_logits, relevance = self.attn.router(h, mask)  # (B, H) each
+            gates, sel = gate(budget_logits, relevance)
+            budget_probs = budget_logits.softmax(-1)  # (B, H)
+            a = self.attn.forward_gated(h, key_bias, gates)
+        else:
+            sel = Selection.fixed(heads, x.shape[0], x.device) if heads is not None \
+                else self.attn.router.select(h, mask, tau, cap)
+            a = self.attn.forward_selected(h, key_bias, sel)  # (B, S, d)
+        x = x + self.dropout(a)
+        x = x + self.ffn(self.ln_ffn(x))
+        return x, sel, budget_probs
 
 
 @dataclass
@@ -306,13 +388,9 @@ class BudgetFormerOutput:
         """(B, n_layers, H): each sample's heads by rank, -1 past its k (the ONNX output)."""
         B = self.logits.shape[0]
         out = torch.full((B, len(self.selections), n_heads), -1, dtype=torch.long)
-        for l, sel in enumerate(self.selections):
-            out[:, l, : sel.heads.shape[1]] = torch.where(sel.active, sel.heads, -1)
+        for layer, sel in enumerate(self.selections):
+            out[:, layer, : sel.heads.shape[1]] = torch.where(sel.active, sel.heads, -1)
         return out
-
-
-# Training hook: (layer, budget_logits, relevance) -> ((B, H) gates, the selection they encode).
-GateFn = Callable[[int, torch.Tensor, torch.Tensor], tuple[torch.Tensor, Selection]]
 
 
 class BudgetFormerForSequenceClassification(nn.Module):
@@ -339,67 +417,39 @@ class BudgetFormerForSequenceClassification(nn.Module):
         gate_fn: GateFn | None = None,
         labels: torch.Tensor | None = None,
     ) -> BudgetFormerOutput:
-        """Classify a padded batch.
+        """Classify a padded batch: embeddings, the blocks in order, the classifier on the masked mean.
 
         thresholds / caps override the config's per layer: shape (n_layers,) or per sample
         (B, n_layers). fixed_heads runs the same heads for every input (static pruning);
         a non-adaptive config runs every head. gate_fn is the training hook (train.py).
         """
-        B, S = input_ids.shape
         check_batch(input_ids, attention_mask, self.config)
-        default_thresholds, default_caps = self.config.budget_thresholds, self.config.head_caps
-        assert default_thresholds is not None and default_caps is not None  # set by BudgetFormerConfig.__post_init__
-        tau = self._per_sample(thresholds, default_thresholds, B, torch.float32)  # (B, L)
-        cap = self._per_sample(caps, default_caps, B, torch.long)  # (B, L)
+        B, S = input_ids.shape
+        cfg, device = self.config, self.tok_emb.weight.device
+        tau = torch.tensor(threshold_rows(cfg.budget_thresholds if thresholds is None else thresholds, B, cfg),
+                           dtype=torch.float32, device=device).expand(B, -1)  # (B, L)
+        cap = torch.tensor(cap_rows(cfg.head_caps if caps is None else caps, B, cfg),
+                           dtype=torch.long, device=device).expand(B, -1)  # (B, L)
+        if fixed_heads is None and not cfg.adaptive:
+            fixed_heads = [list(range(cfg.n_heads))] * cfg.n_layers
         mask = attention_mask.to(torch.bool)
         key_bias = ((~mask).float() * MASK_BIAS)[:, None, None, :]  # (B, 1, 1, S)
         positions = torch.arange(S, device=input_ids.device)
         x = self.emb_dropout(self.tok_emb(input_ids) + self.pos_emb(positions))  # (B, S, d)
 
         selections, budget_probs = [], []
-        for l, block in enumerate(self.blocks):
-            assert isinstance(block, Block)  # self.blocks holds only Blocks
-            h = block.ln_attn(x)
-            attn = block.attn
-            if gate_fn is not None:
-                budget_logits, relevance = attn.router(h, mask)
-                gates, sel = gate_fn(l, budget_logits, relevance)
-                budget_probs.append(budget_logits.softmax(-1))
-                a = attn.forward_gated(h, key_bias, gates)
-            else:
-                sel = self._select(l, attn.router, h, mask, tau[:, l], cap[:, l], fixed_heads)
-                a = attn.forward_selected(h, key_bias, sel)
+        for layer, block in enumerate(self.blocks):
+            x, sel, probs = block(x, mask, key_bias, tau=tau[:, layer], cap=cap[:, layer],
+                                  heads=None if fixed_heads is None else fixed_heads[layer],
+                                  gate=None if gate_fn is None else partial(gate_fn, layer))
             selections.append(sel)
-            x = x + block.dropout(a)
-            x = x + block.ffn(block.ln_ffn(x))
+            if probs is not None:
+                budget_probs.append(probs)
 
         logits = self.classifier(masked_mean(self.ln_final(x), mask))  # (B, n_labels)
         head_counts = torch.stack([s.counts for s in selections], dim=1)  # (B, L)
         loss = F.cross_entropy(logits, labels) if labels is not None else None
         return BudgetFormerOutput(logits, head_counts, selections, budget_probs, loss)
-
-    def _select(self, l: int, router: Router, h: torch.Tensor, mask: torch.Tensor, tau: torch.Tensor,
-                cap: torch.Tensor, fixed_heads: list[list[int]] | None) -> Selection:
-        B = h.shape[0]
-        if fixed_heads is not None or not self.config.adaptive:
-            heads = fixed_heads[l] if fixed_heads is not None else list(range(self.config.n_heads))
-            idx = torch.tensor(heads, dtype=torch.long, device=h.device).expand(B, -1)
-            counts = torch.full((B,), len(heads), dtype=torch.long, device=h.device)
-            return Selection(idx, torch.ones_like(idx, dtype=torch.bool), counts)
-        return router.select(h, mask, tau, cap)
-
-    def _per_sample(self, value: torch.Tensor | list[float] | list[int] | None, default: list[float] | list[int],
-                    B: int, dtype: torch.dtype) -> torch.Tensor:
-        t = torch.as_tensor(default if value is None else value, dtype=dtype, device=self.tok_emb.weight.device)
-        if t.dim() == 1:
-            t = t.unsqueeze(0)
-        if t.shape[-1] != self.config.n_layers or t.shape[0] not in (1, B) or t.dim() != 2:
-            raise BfexportError(f"expected (n_layers,) or (batch, n_layers) = ({B}, {self.config.n_layers}) values, got shape {tuple(t.shape)}")
-        if dtype == torch.float32 and not bool(((t > 0) & (t <= 1)).all()):
-            raise BfexportError("budget thresholds must lie in (0, 1]")
-        if dtype == torch.long and not bool(((t >= 1) & (t <= self.config.n_heads)).all()):
-            raise BfexportError(f"head caps must lie in [1, {self.config.n_heads}]")
-        return t.expand(B, -1)
 
     @torch.no_grad()
     def predict(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **kwargs: Any) -> BudgetFormerOutput:
@@ -411,17 +461,3 @@ class BudgetFormerForSequenceClassification(nn.Module):
         finally:
             self.train(was_training)
 
-
-def check_batch(input_ids: torch.Tensor, attention_mask: torch.Tensor, config: BudgetFormerConfig) -> None:
-    """Reject inputs the model cannot run: wrong shapes, empty or over-long sequences, all-padding rows."""
-    if input_ids.dim() != 2 or input_ids.shape != attention_mask.shape:
-        raise BfexportError(f"input_ids and attention_mask must both be (batch, seq); got {tuple(input_ids.shape)} and {tuple(attention_mask.shape)}")
-    B, S = input_ids.shape
-    if B == 0 or S == 0:
-        raise BfexportError("empty batch or empty sequence")
-    if S > config.max_length:
-        raise BfexportError(f"sequence length {S} exceeds the model's max_length {config.max_length}")
-    if not bool((attention_mask.sum(-1) > 0).all()):
-        raise BfexportError("a row of the batch is all padding (attention_mask all zero)")
-    if bool(((input_ids < 0) | (input_ids >= config.vocab_size)).any()):
-        raise BfexportError(f"input_ids outside the vocabulary [0, {config.vocab_size})")

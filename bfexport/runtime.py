@@ -17,8 +17,8 @@ import tokenizers
 
 from bfexport import data
 from bfexport.errors import BfexportError
-from bfexport.model import check_caps, check_thresholds
 from bfexport.exported import ExportedModel, load_exported
+from bfexport.model import cap_rows, check_batch, threshold_rows
 
 
 def session_options(threads: int | None = None) -> ort.SessionOptions:
@@ -87,15 +87,16 @@ class OnnxClassifier:
         """
         input_ids = np.asarray(input_ids, dtype=np.int64)
         attention_mask = np.asarray(attention_mask, dtype=np.int64)
-        self._check_batch(input_ids, attention_mask)
+        check_batch(input_ids, attention_mask, self.config)
         feeds = {"input_ids": input_ids, "attention_mask": attention_mask}
         if thresholds is not None or caps is not None:
             if not self.budgeted:
                 raise BfexportError(f"this model ({self.exported.flavor} flavor) has no budget inputs")
+            batch = input_ids.shape[0]
             if thresholds is not None:
-                feeds["budget_thresholds"] = self._rows(thresholds, input_ids.shape[0], np.float32, "thresholds")
+                feeds["budget_thresholds"] = np.asarray(threshold_rows(thresholds, batch, self.config), np.float32)
             if caps is not None:
-                feeds["head_caps"] = self._rows(caps, input_ids.shape[0], np.int64, "caps")
+                feeds["head_caps"] = np.asarray(cap_rows(caps, batch, self.config), np.int64)
         names = [o.name for o in self.session.get_outputs()]
         return dict(zip(names, self.session.run(names, feeds)))
 
@@ -120,28 +121,6 @@ class OnnxClassifier:
             predictions += [Prediction(self.config.labels[int(b)], float(p[b]), [int(k) for k in counts])
                             for b, p, counts in zip(probs.argmax(-1), probs, out["head_counts"])]
         return predictions
-
-    def _check_batch(self, ids: np.ndarray, mask: np.ndarray) -> None:
-        if ids.ndim != 2 or ids.shape != mask.shape or 0 in ids.shape:
-            raise BfexportError(f"input_ids and attention_mask must be non-empty (batch, seq); got {ids.shape}, {mask.shape}")
-        if ids.shape[1] > self.config.max_length:
-            raise BfexportError(f"sequence length {ids.shape[1]} exceeds max_length {self.config.max_length}")
-        if not (mask.sum(-1) > 0).all():
-            raise BfexportError("a row of the batch is all padding (attention_mask all zero)")
-        if (ids < 0).any() or (ids >= self.config.vocab_size).any():
-            raise BfexportError(f"input_ids outside the vocabulary [0, {self.config.vocab_size})")
-
-    def _rows(self, values: Any, batch: int, dtype: type, what: str) -> np.ndarray:
-        array = np.asarray(values)
-        rows = array.reshape(1, -1) if array.ndim == 1 else array
-        if rows.ndim != 2 or rows.shape[0] not in (1, batch):
-            raise BfexportError(f"{what}: expected ({self.config.n_layers},) or ({batch}, {self.config.n_layers}) values, got shape {array.shape}")
-        for row in rows.tolist():
-            if what == "thresholds":
-                check_thresholds(row, self.config.n_layers)
-            else:
-                check_caps(row, self.config.n_layers, self.config.n_heads)
-        return rows.astype(dtype)
 
 
 def _rows_of(values: Any, start: int, stop: int, total: int) -> Any:

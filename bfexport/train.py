@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from bfexport import data
@@ -77,7 +78,6 @@ class ExploreExploit:
         q = budget_logits.softmax(-1)  # (B, H): q[:, j] = P(k = j + 1)
         phase = self.schedule()
         if phase is None:
-            assert self.config.budget_thresholds is not None  # set by BudgetFormerConfig.__post_init__
             tau = torch.tensor(self.config.budget_thresholds[layer], device=q.device)
             counts = Router.budget(budget_logits, tau, torch.tensor(H, device=q.device))
             order, temperature = Router.rank(relevance), 1.0
@@ -156,7 +156,8 @@ def evaluate(model: BudgetFormerForSequenceClassification, tokenizer: Any, examp
 
 def train(train_examples: list[data.Example], val_examples: list[data.Example], tc: TrainConfig,
           out_dir: str | Path, *, show_progress: bool = True) -> dict[str, Any]:
-    """Train a BudgetFormer, keep the best epoch (validation accuracy), save it to out_dir."""
+    """Train a BudgetFormer, keep the best epoch (validation accuracy), save it to out_dir.
+    show_progress: one line per epoch on stderr, plus a live bar when stderr is a terminal."""
     seed_everything(tc.seed)
     labels = sorted({e.label for e in train_examples if e.label is not None})
     if len(labels) < 2:
@@ -187,7 +188,9 @@ def train(train_examples: list[data.Example], val_examples: list[data.Example], 
     columns = [TextColumn("[bold]epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("loss {task.fields[loss]:.3f} acc {task.fields[acc]:.3f} heads {task.fields[heads]:.2f}"),
                TimeRemainingColumn()]
-    with Progress(*columns, disable=not show_progress) as progress:
+    # stdout is left to the caller (--json); a live bar only on a terminal, elsewhere one line per epoch
+    console = Console(stderr=True)
+    with Progress(*columns, console=console, disable=not (show_progress and console.is_terminal)) as progress:
         task = progress.add_task("train", total=steps_per_epoch * epochs_run, epoch=1, loss=0.0, acc=0.0, heads=float(config.n_heads))
         for epoch in range(1, epochs_run + 1):
             model.train()
@@ -208,7 +211,9 @@ def train(train_examples: list[data.Example], val_examples: list[data.Example], 
                                 heads=float(out.head_counts.float().mean()))
             metrics = evaluate(model, tokenizer, val_examples)
             history.append({"epoch": epoch, **metrics})
-            progress.console.log(f"epoch {epoch}: val acc {metrics['accuracy']:.4f}, mean heads {metrics['mean_heads']:.2f}")
+            if show_progress:
+                console.print(f"epoch {epoch}/{epochs_run}: validation accuracy {metrics['accuracy']:.4f}, "
+                              f"mean heads {metrics['mean_heads']:.2f}", highlight=False)
             exploring = isinstance(gate, ExploreExploit) and gate.schedule() is not None
             if metrics["accuracy"] > best["accuracy"] and not exploring:
                 best = {"epoch": epoch, **metrics}

@@ -14,9 +14,10 @@ BudgetFormer layers share one shape, so the default profile forces the same k in
 (H configurations instead of L*(H-1)+1, and an L times larger signal above the noise) and
 splits the difference evenly; mode="per-layer" times each layer on its own.
 
-Pitfalls handled (see the ORT head-skipping probe notes): every session stops spinning when
-idle (`session.force_spinning_stop`), loops stay busy (no sleeps), configurations are
-interleaved per batch in a rotating order so drift hits all of them alike, and medians are used.
+Pitfalls of timing ONNX Runtime on CPU, handled: every session stops spinning when idle
+(`session.force_spinning_stop`), so an idle session does not steal the cores of the timed one;
+loops stay busy (no sleeps, which would let the CPU clock down); configurations are interleaved
+per batch in a rotating order so drift hits all of them alike; and medians are used.
 """
 
 from __future__ import annotations

@@ -13,10 +13,11 @@ from typing import Any
 import numpy as np
 
 from bfexport.errors import BfexportError
-from bfexport.files import atomic_dir, write_json
+from bfexport.files import DirKind, atomic_dir, write_json
 from calibration.result import CalibrationResult, plain
 
 FRONTIER_PNG, USAGE_PNG, REPORT_JSON = "pareto.png", "head_usage.png", "report.json"
+REPORT_DIR = DirKind("a calibration report", REPORT_JSON, "pareto")  # what --report DIR may replace
 
 
 def pareto(points: list[dict[str, Any]], cost: str = "flops_ratio") -> list[dict[str, Any]]:
@@ -145,7 +146,8 @@ def render(result: CalibrationResult, directory: Path) -> list[Path]:
 
 
 def write_report(result: CalibrationResult, directory: str | Path) -> Path:
-    """render() into a directory that appears complete or not at all."""
-    with atomic_dir(directory) as tmp:
+    """render() into a directory that appears complete or not at all (replacing only an empty
+    directory or a previous report)."""
+    with atomic_dir(directory, REPORT_DIR) as tmp:
         render(result, tmp)
     return Path(directory)

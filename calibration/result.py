@@ -23,7 +23,7 @@ import onnx
 from bfexport.errors import BfexportError
 from bfexport.exported import ExportedModel, load_exported, save_onnx, set_metadata
 from bfexport.files import read_json, write_json
-from bfexport.model import LIMITS, check_caps, check_thresholds
+from bfexport.model import SIZES, check_caps, check_thresholds
 from bfexport.names import BUDGET_INPUTS, BUDGET_THRESHOLDS, HEAD_CAPS, KEY_CALIBRATION, KEY_CONFIG
 
 FORMAT = "bfexport.calibration/1"
@@ -157,7 +157,7 @@ def _check_types(data: dict[str, Any]) -> None:
         raise BfexportError("thresholds and caps must be lists of the same length (one value per layer), "
                             f"got {_short(thresholds)} and {_short(caps)}")
     for name, check in (("thresholds", lambda: check_thresholds(thresholds, len(thresholds))),
-                        ("caps", lambda: check_caps(caps, len(caps), LIMITS["n_heads"]))):
+                        ("caps", lambda: check_caps(caps, len(caps), SIZES["n_heads"]))):
         try:
             check()
         except BfexportError as e:

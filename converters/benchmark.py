@@ -29,6 +29,14 @@ round) with no sleeping, and medians are taken.
   overhead       = adaptive median / static median at the same k - 1   (batch 1)
 
 Random weights are fine for timing: k is forced, and nothing else depends on values.
+
+A quick run (full=False, `bfexport bench` without --full) times one given model as it would
+serve (an exported file as is, or a checkpoint's default export, at its own default budgets on
+random token ids) side by side with a dense export of the same weights, at the model's own
+shape; the head counts the model ran are read from its head_counts output.
+
+Every row reports the median (= p50), p90 and p99 latency and the throughput, items (texts)
+per second = batch * runs / total time of the runs.
 """
 
 from __future__ import annotations
@@ -53,10 +61,12 @@ import onnx
 import torch
 from onnx import helper
 
-from bfexport.cost import model_macs
+from bfexport.cost import computed_heads, model_macs
 from bfexport.errors import BfexportError
 from bfexport.model import MASK_BIAS, BudgetFormerConfig, BudgetFormerForSequenceClassification
 from converters.onnx_export import AdaptiveExport, DenseExport, MaskedExport, StaticExport, _Exporter, export
+from converters.onnx_io import ExportedModel
+from converters.rebuild import float_type
 
 Clock = Callable[[], int]  # nanoseconds, like time.perf_counter_ns
 Progress = Callable[[str, float, int], None]  # (what is running, cells done (fractional), cells in all)
@@ -94,11 +104,13 @@ BERT_BASE = ModelShape("bert-base", d_model=768, n_heads=12, n_layers=4, d_ff=30
 
 @dataclass
 class BenchModel:
-    """A model to time, under a name. source says where its weights came from."""
+    """A model to time, under a name. source says where its weights came from; exported: the
+    file a quick run times as is (None: a quick run times the model's default export)."""
 
     name: str
     model: BudgetFormerForSequenceClassification
     source: str = "random weights"
+    exported: ExportedModel | None = None
 
 
 def random_model(shape: ModelShape, max_length: int, seed: int = 0) -> BenchModel:
@@ -173,13 +185,14 @@ def ideal_speedup(config: BudgetFormerConfig, seq_len: int, heads_per_layer: Seq
     return model_macs(config, seq_len) / model_macs(config, seq_len, heads_per_layer, router=router)
 
 
-def ideal_batch(config: BudgetFormerConfig, seq_len: int, caps: np.ndarray) -> tuple[float, float]:
+def ideal_batch(config: BudgetFormerConfig, seq_len: int, caps: np.ndarray, *,
+                router: bool = True) -> tuple[float, float]:
     """Adaptive at per-sample head counts caps (batch, n_layers): (ideal from the padded k the
     graph computes, the batch's largest k per layer; ideal from each sample's own k)."""
     batch = caps.shape[0]
     dense = batch * model_macs(config, seq_len)
-    padded = batch * model_macs(config, seq_len, caps.max(axis=0).tolist(), router=True)
-    own = sum(model_macs(config, seq_len, row.tolist(), router=True) for row in caps)
+    padded = batch * model_macs(config, seq_len, caps.max(axis=0).tolist(), router=router)
+    own = sum(model_macs(config, seq_len, row.tolist(), router=router) for row in caps)
     return dense / padded, dense / own
 
 
@@ -240,17 +253,20 @@ class Summary(TypedDict):
     median_ms: float
     q1_ms: float
     q3_ms: float
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    items_per_s: float
     runs: int
 
 
-def summarize(samples_s: Sequence[float]) -> Summary:
-    """Median and quartiles in milliseconds."""
+def summarize(samples_s: Sequence[float], batch: int = 1) -> Summary:
+    """Median, quartiles and tail percentiles (linear interpolation) in milliseconds, and items
+    per second over all the runs (batch items each)."""
     ms = sorted(s * 1e3 for s in samples_s)
-    if len(ms) >= 2:
-        q1, _, q3 = statistics.quantiles(ms, n=4, method="inclusive")
-    else:
-        q1 = q3 = ms[0]
-    return {"median_ms": statistics.median(ms), "q1_ms": q1, "q3_ms": q3, "runs": len(ms)}
+    q1, p50, q3, p90, p99 = (float(v) for v in np.percentile(ms, [25, 50, 75, 90, 99]))
+    return {"median_ms": statistics.median(ms), "q1_ms": q1, "q3_ms": q3, "p50_ms": p50, "p90_ms": p90,
+            "p99_ms": p99, "items_per_s": batch * len(ms) / (sum(ms) / 1e3), "runs": len(ms)}
 
 
 # ---- results ---------------------------------------------------------------------------------
@@ -274,6 +290,10 @@ class Row:
     k_padded: list[int] | None = None  # batch > 1: per layer, the largest k in the batch
     ideal_per_sample: float | None = None  # batch > 1: ideal from each sample's own k
     efficiency_per_sample: float | None = None
+    p50_ms: float = float("nan")
+    p90_ms: float = float("nan")
+    p99_ms: float = float("nan")
+    items_per_s: float = float("nan")  # batch * runs / time of the runs
 
 
 @dataclass
@@ -304,9 +324,10 @@ class BenchmarkResult:
     notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        """Strict JSON (NaN -> None), with the issue's targets checked ("targets")."""
+        """Strict JSON (NaN -> None), with the head-skipping targets checked ("targets")."""
         out = dataclasses.asdict(self)
-        out["targets"] = [dataclasses.asdict(t) for t in check_targets(self)]
+        full = self.settings.get("mode", "full") == "full"  # a quick run forces no k: no targets
+        out["targets"] = [dataclasses.asdict(t) for t in check_targets(self)] if full else []
         strict: dict[str, Any] = _finite(out)
         return strict
 
@@ -445,6 +466,8 @@ class _Graph:
     flavor: str
     payload: bytes
     k: int | None = None  # static: its fixed k
+    as_exported: bool = False  # quick run: timed with the file's own default budgets
+    budget_rows: dict[str, np.ndarray] = field(default_factory=dict)  # as_exported: required inputs' default row
 
 
 def _session(payload: bytes, threads: int) -> Any:
@@ -531,6 +554,41 @@ def prepare_graphs(bench: BenchModel, ks: Sequence[int], fusions: str = "dense")
     return graphs, info
 
 
+def quick_graphs(bench: BenchModel) -> tuple[list[_Graph], dict[str, Any]]:
+    """The model as it serves (bench.exported as is, else its default export: adaptive, or dense
+    for a dense-trained model) and, unless that is dense, a dense export of the same weights."""
+    model, cfg, exported = bench.model, bench.model.config, bench.exported
+    info: dict[str, Any] = {"name": bench.name, "source": bench.source, "d_model": cfg.d_model,
+                            "n_heads": cfg.n_heads, "n_layers": cfg.n_layers, "d_ff": cfg.d_ff,
+                            "max_length": cfg.max_length, "fusions": "none", "dense_variants": ["dense"],
+                            "optimizer": {}, "notes": []}
+    rows: dict[str, np.ndarray] = {}
+    if exported is not None:
+        flavor, payload = exported.flavor, exported.proto.SerializeToString()
+        fp16 = float_type(exported) == onnx.TensorProto.FLOAT16
+        # a file whose budgets are required inputs (`bfexport deploy` with batching) gets its default rows
+        stored = {i.name for i in exported.proto.graph.initializer}
+        required = {i.name for i in exported.proto.graph.input} - stored
+        defaults: dict[str, np.ndarray] = {
+            "budget_thresholds": np.asarray([exported.default_thresholds], dtype=np.float32),
+            "head_caps": np.asarray([exported.default_caps], dtype=np.int64)}
+        rows = {name: row for name, row in defaults.items() if name in required}
+    else:
+        flavor, fp16 = ("adaptive" if cfg.adaptive else "dense"), False
+        payload = export(model, AdaptiveExport() if cfg.adaptive else DenseExport()).SerializeToString()
+    if flavor not in ("adaptive", "masked", "static", "dense"):
+        raise BfexportError(f"{bench.name}: bench times ONNX Runtime graphs; a {flavor} file runs on TensorRT "
+                            "(bench the adaptive export of the same model)")
+    graphs = [_Graph(f"{flavor} (this model)", flavor, payload, as_exported=True, budget_rows=rows)]
+    if flavor == "dense":
+        info["dense_variants"] = [graphs[0].variant]
+    else:
+        graphs.insert(0, _Graph("dense", "dense", export(model, DenseExport(fp16=fp16)).SerializeToString()))
+        info["notes"].append(f"{graphs[1].variant}: its own default budgets on random token ids; dense: a dense "
+                             "export of the same weights" + (" (fp16 like the file)" if fp16 else ""))
+    return graphs, info
+
+
 def _fused_payload(proto: onnx.ModelProto, cfg: BudgetFormerConfig, feed: dict[str, np.ndarray],
                    logits: np.ndarray, key: str, info: dict[str, Any]) -> bytes | None:
     """The optimizer's version of proto if it fused something and left the logits alone, else None
@@ -584,7 +642,11 @@ def _cell_slots(graphs: list[_Graph], sessions: list[Any], cfg: BudgetFormerConf
         return lambda: session.run(None, feeds)
 
     for graph, session in zip(graphs, sessions):
-        if graph.flavor == "dense":
+        if graph.as_exported:
+            feeds = {**base, **{name: np.ascontiguousarray(np.broadcast_to(row, (batch, row.shape[1])))
+                                for name, row in graph.budget_rows.items()}}
+            slots.append(_as_exported_slot(graph, session, cfg, seq, feeds, runner(session, feeds)))
+        elif graph.flavor == "dense":
             slots.append(_Slot(graph.variant, "dense", None, 1.0, runner(session, base)))
         elif batch > 1 and graph.flavor != "adaptive":
             continue  # batch > 1 compares per-sample budgets with dense only
@@ -614,6 +676,19 @@ def _cell_slots(graphs: list[_Graph], sessions: list[Any], cfg: BudgetFormerConf
                     slots.append(_Slot(graph.variant, "adaptive", float(caps.mean()), padded, runner(session, feeds),
                                        k_padded=caps.max(axis=0).tolist(), ideal_per_sample=own))
     return slots
+
+
+def _as_exported_slot(graph: _Graph, session: Any, cfg: BudgetFormerConfig, seq: int, feeds: dict[str, np.ndarray],
+                      run: Callable[[], object]) -> _Slot:
+    """A graph timed with its own default budgets: k and the ideal from the heads it computes on
+    these feeds (head_counts; masked computes every head)."""
+    counts = session.run(["head_counts"], feeds)[0]
+    heads, router = computed_heads(graph.flavor, counts, cfg.n_heads)
+    padded, own = ideal_batch(cfg, seq, heads, router=router)
+    batch = counts.shape[0]
+    return _Slot(graph.variant, graph.flavor, None if graph.flavor == "dense" else float(counts.mean()), padded,
+                 run, k_padded=heads.max(axis=0).tolist() if batch > 1 else None,
+                 ideal_per_sample=own if batch > 1 else None)
 
 
 def _check_heads(session: Any, feeds: dict[str, np.ndarray], expected: np.ndarray, variant: str) -> None:
@@ -648,9 +723,10 @@ def load_average() -> float | None:
 def run_benchmark(models: Sequence[BenchModel | ModelShape], *, seqs: Sequence[int] = (128, 512),
                   threads: Sequence[int] = (1, 2), batch_sizes: Sequence[int] = (1, 8), repeats: int = 15,
                   warmup: int = 3, min_time_s: float = 3.0, fusions: str = "dense", seed: int = 0,
-                  max_batch_activation: int | None = MAX_BATCH_ACTIVATION,
+                  max_batch_activation: int | None = MAX_BATCH_ACTIVATION, full: bool = True,
                   progress: Progress | None = None, clock: Clock = time.perf_counter_ns) -> BenchmarkResult:
-    """Time every flavor side by side on each model, and compare with the best dense graph.
+    """Time every flavor side by side on each model, and compare with the best dense graph
+    (full=False: each model as it serves beside a plain dense export, see quick_graphs).
 
     Args:
         models: BenchModel (weights given, e.g. a checkpoint's) or ModelShape (random weights,
@@ -665,6 +741,8 @@ def run_benchmark(models: Sequence[BenchModel | ModelShape], *, seqs: Sequence[i
         warmup: untimed runs of every variant before each cell.
         fusions: "dense" (default): ONNX Runtime's transformers optimizer on the dense
             candidates only, head-skipping graphs as exported; "all": on every graph; "none".
+            A quick run fuses nothing.
+        full: False for a quick run: given models only, at seqs up to their max_length.
         progress: called as progress(label, cells done, cells in all) after every round.
         clock: nanosecond clock (tests pass a fake one).
 
@@ -678,7 +756,7 @@ def run_benchmark(models: Sequence[BenchModel | ModelShape], *, seqs: Sequence[i
     for name, values in (("seqs", seqs), ("threads", threads), ("batch_sizes", batch_sizes)):
         if not values or any(int(v) < 1 for v in values):
             raise BfexportError(f"{name} must be a non-empty list of positive integers, got {list(values)}")
-    benches, notes = _bench_models(models, max(seqs), seed)
+    benches, notes = _bench_models(models, max(seqs), seed, full)
     plan: list[tuple[int, int]] = [(batch, seq) for batch in batch_sizes for seq in seqs]  # per model and threads
     cells_of: dict[str, list[tuple[int, int]]] = {}
     for b in benches:
@@ -694,7 +772,7 @@ def run_benchmark(models: Sequence[BenchModel | ModelShape], *, seqs: Sequence[i
     result = BenchmarkResult(
         settings={"seqs": list(seqs), "threads": list(threads), "batch_sizes": list(batch_sizes), "repeats": repeats,
                   "warmup": warmup, "min_time_s": min_time_s, "fusions": fusions, "seed": seed,
-                  "max_batch_activation": max_batch_activation,
+                  "max_batch_activation": max_batch_activation, "mode": "full" if full else "quick",
                   "provider": "CPUExecutionProvider", "dtype": "float32"},
         environment=environment(), models=[], notes=notes)
 
@@ -705,7 +783,7 @@ def run_benchmark(models: Sequence[BenchModel | ModelShape], *, seqs: Sequence[i
     for bench in benches:
         ks = budgets(bench.model.config.n_heads)
         report(f"{bench.name}: exporting and checking graphs", len(result.cells))
-        graphs, info = prepare_graphs(bench, ks, fusions)
+        graphs, info = prepare_graphs(bench, ks, fusions) if full else quick_graphs(bench)
         result.models.append(info)
         for t in threads:
             if cells_of[bench.name]:
@@ -717,13 +795,20 @@ def run_benchmark(models: Sequence[BenchModel | ModelShape], *, seqs: Sequence[i
     return result
 
 
-def _bench_models(models: Sequence[BenchModel | ModelShape], longest: int,
-                  seed: int) -> tuple[list[BenchModel], list[str]]:
-    """Random models for shapes; for given models a copy that takes `longest` tokens if needed."""
+def _bench_models(models: Sequence[BenchModel | ModelShape], longest: int, seed: int,
+                  full: bool = True) -> tuple[list[BenchModel], list[str]]:
+    """Random models for shapes; for given models a copy that takes `longest` tokens if needed
+    (a quick run times the given model itself, so longer sequences are refused)."""
     benches, notes = [], []
     for m in models:
         if isinstance(m, ModelShape):
             benches.append(random_model(m, longest, seed))
+        elif not full:
+            if longest > m.model.config.max_length:
+                raise BfexportError(f"seq {longest} exceeds {m.name}'s max_length {m.model.config.max_length}: a "
+                                    "quick run times the model as it is (--full times a copy with a longer "
+                                    "position table)")
+            benches.append(m)
         else:
             model, changes = timing_copy(m.model, longest, seed)
             benches.append(BenchModel(m.name, model, m.source))
@@ -748,14 +833,14 @@ def _time_cells(bench: BenchModel, graphs: list[_Graph], ks: list[int], threads:
         samples = time_slots([s.run for s in slots], repeats=repeats, warmup=warmup, min_time_s=min_time_s,
                              clock=clock, on_round=lambda r, planned: report(label, base + min(r / planned, 1.0)))
         rows = [Row(variant=s.variant, flavor=s.flavor, k=s.k, ideal=s.ideal, k_padded=s.k_padded,
-                    ideal_per_sample=s.ideal_per_sample, **summarize(x)) for s, x in zip(slots, samples)]
+                    ideal_per_sample=s.ideal_per_sample, **summarize(x, batch)) for s, x in zip(slots, samples)]
         reference = compute_rows(rows, batch, cfg.n_heads)
         out.append(Cell(bench.name, seq, threads, batch, cfg.n_heads, reference, len(samples[0]), rows))
         report(label, base + 1)
     return out
 
 
-# ---- targets (issue 3) ---------------------------------------------------------------------
+# ---- head-skipping targets ----------------------------------------------------------------
 
 @dataclass
 class TargetCheck:
@@ -766,7 +851,7 @@ class TargetCheck:
 
 
 def check_targets(result: BenchmarkResult) -> list[TargetCheck]:
-    """The issue's targets, on every cell that measures them.
+    """The head-skipping targets (what real head skipping should reach), on every cell that measures them.
 
     1. adaptive efficiency >= 0.95 at k = H/2, seq 512, batch 1
     2. adaptive efficiency >= 0.85 at k = H/2 (per-sample mean), batch > 1, padded ideal
@@ -813,8 +898,8 @@ def _fmt(value: float | None, spec: str) -> str:
     return "" if value is None or (isinstance(value, float) and not math.isfinite(value)) else format(value, spec)
 
 
-def row_cells(row: Row, reference: str) -> list[str]:
-    """The text of one table row, in HEADERS order. The dense reference is marked with '*'."""
+def row_cells(row: Row, reference: str, batch: int) -> list[str]:
+    """The text of one table row, in headers(batch) order. The dense reference is marked with '*'."""
     name = row.variant + ("*" if row.variant == reference else "")
     if row.k is None:
         k = ""
@@ -824,13 +909,20 @@ def row_cells(row: Row, reference: str) -> list[str]:
         k = f"{row.k:g}"
     spread = (row.q3_ms - row.q1_ms) / row.median_ms * 100
     over = "" if row.overhead_vs_static is None else f"{row.overhead_vs_static * 100:+.1f}%"
-    return [name, k, f"{row.median_ms:.2f}", f"{spread:.1f}%", f"{row.speedup:.3f}", f"{row.ideal:.3f}",
-            f"{row.efficiency:.3f}", over, _fmt(row.ideal_per_sample, ".3f"), _fmt(row.efficiency_per_sample, ".3f")]
+    cells = [name, k, f"{row.median_ms:.2f}", f"{spread:.1f}%", f"{row.speedup:.3f}", f"{row.ideal:.3f}",
+             f"{row.efficiency:.3f}", over, _fmt(row.ideal_per_sample, ".3f"), _fmt(row.efficiency_per_sample, ".3f"),
+             _fmt(row.p90_ms, ".2f"), _fmt(row.p99_ms, ".2f"), _fmt(row.items_per_s, ".1f")]
+    return [c for c, h in zip(cells, HEADERS) if h in headers(batch)]
 
 
-# batch 1 tables use the first 8; batch > 1 adds the two per-sample columns
+# ms is the median (p50); batch > 1 tables add the two per-sample columns
 HEADERS = ["variant", "k", "ms", "IQR", "speedup", "ideal", "efficiency", "vs static", "ideal/sample",
-           "eff./sample"]
+           "eff./sample", "p90 ms", "p99 ms", "items/s"]
+PER_SAMPLE = ("ideal/sample", "eff./sample")
+
+
+def headers(batch: int) -> list[str]:
+    return HEADERS if batch > 1 else [h for h in HEADERS if h not in PER_SAMPLE]
 
 
 def to_markdown(result: BenchmarkResult, targets: list[TargetCheck] | None = None) -> str:
@@ -854,12 +946,11 @@ def to_markdown(result: BenchmarkResult, targets: list[TargetCheck] | None = Non
             verdict = "not measured" if t.passed is None else ("pass" if t.passed else "**fail**")
             lines.append(f"| {t.name} | {t.threshold} | {worst} | {verdict} |")
     for cell in result.cells:
-        batch8 = cell.batch > 1
-        headers = HEADERS if batch8 else HEADERS[:-2]
+        names = headers(cell.batch)
         lines += ["", f"## {cell.label}", "", f"dense reference (*): {cell.dense_reference}; {cell.rounds} rounds", "",
-                  "| " + " | ".join(headers) + " |", "|" + " --- |" * len(headers)]
+                  "| " + " | ".join(names) + " |", "|" + " --- |" * len(names)]
         for row in cell.rows:
-            lines.append("| " + " | ".join(row_cells(row, cell.dense_reference)[:len(headers)]) + " |")
+            lines.append("| " + " | ".join(row_cells(row, cell.dense_reference, cell.batch)) + " |")
     return "\n".join(lines) + "\n"
 
 

@@ -41,7 +41,7 @@ from typing import Any
 from bfexport import data
 from bfexport.errors import BfexportError
 from bfexport.exported import ExportedModel, load_exported
-from bfexport.files import atomic_dir
+from bfexport.files import DirKind, atomic_dir
 from bfexport.names import TOKEN_INPUTS
 
 MODEL_FILE = "model.onnx"
@@ -51,6 +51,7 @@ TOKENIZER_CONFIG_FILE = "tokenizer_config.json"
 SPECIAL_TOKENS_FILE = "special_tokens_map.json"
 FILES = (MODEL_FILE, CONFIG_FILE, TOKENIZER_FILE, TOKENIZER_CONFIG_FILE, SPECIAL_TOKENS_FILE)
 CONFIG_KEY = "bfexport"  # our BudgetFormerConfig, whole, inside config.json
+HF_DIR = DirKind("a directory", CONFIG_FILE, CONFIG_KEY)
 MODEL_INPUTS = list(TOKEN_INPUTS)
 
 
@@ -68,9 +69,8 @@ def write_hf_directory(exported: ExportedModel | str | Path, directory: str | Pa
         raise BfexportError(f"{exported.path}: no tokenizer embedded; an HF directory needs one "
                             "(export with `bfexport convert`, which embeds the checkpoint's tokenizer)")
     directory = Path(directory)
-    _check_replaceable(directory)
     tokenizer_json = hf_tokenizer_json(exported.tokenizer_json, str(exported.path))
-    with atomic_dir(directory) as tmp:
+    with atomic_dir(directory, HF_DIR) as tmp:
         target = tmp / MODEL_FILE
         if exported.path.is_file():
             shutil.copyfile(exported.path, target)
@@ -147,23 +147,8 @@ def special_tokens_map() -> dict[str, str]:
     return {"pad_token": data.PAD_TOKEN, "unk_token": data.UNK_TOKEN}
 
 
-def _check_replaceable(directory: Path) -> None:
-    if not directory.exists() or not directory.is_dir():
-        return  # atomic_dir reports a file in the way
-    if not any(directory.iterdir()):
-        return
-    try:
-        existing = json.loads((directory / CONFIG_FILE).read_text(encoding="utf-8"))
-        ours = isinstance(existing, dict) and CONFIG_KEY in existing
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        ours = False
-    if not ours:
-        raise BfexportError(f"{directory}: exists and is not a directory written by bfexport; "
-                            "remove it or choose another path")
-
-
 def _write_json(path: Path, obj: Any) -> None:
     path.write_text(json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
-__all__ = ["FILES", "hf_config", "hf_tokenizer_json", "tokenizer_config", "write_hf_directory"]
+__all__ = ["FILES", "HF_DIR", "hf_config", "hf_tokenizer_json", "tokenizer_config", "write_hf_directory"]

@@ -36,21 +36,25 @@ get a model without them.
 Writing is atomic: a new repository is built beside DIR and renamed into place; into an existing
 repository each model directory is moved in separately (classifier, tokenizer, then ensemble),
 and a failure moves back what was moved. An existing model directory is replaced only with
-force=True. Before anything is moved, the new models pass `check_repository`.
+force=True, and only when bfexport wrote it for the same role (its bfexport.json says so); the
+source and the calibration file are never inside what is replaced. All of this is checked
+before any work. Before anything is moved, the new models pass `check_repository`.
 
 `check_repository` works offline: every config.pbtxt is parsed against Triton's own ModelConfig
 schema (tritonclient's model_config_pb2; skipped, with a note, when tritonclient is absent);
 each ONNX model is loaded in ONNX Runtime, checked the way Triton's backend checks it (names,
 dtypes, dims, optional inputs) and run on a request shaped as the config says, with and without
-each optional input; the tokenizer model's model.py is imported against a stand-in
-`triton_python_backend_utils` and compared with bfexport.data.encode; ensembles are checked
-step by step and run end to end with those stand-ins. No Triton server is involved.
+each optional input; the tokenizer model's model.py must be byte for byte the one bfexport
+writes (a check never runs code from the directory it checks), and bfexport's own copy is run
+against a stand-in `triton_python_backend_utils` and compared with bfexport.data.encode;
+ensembles are checked step by step and run end to end with those stand-ins. A directory with
+no model directory holding a config.pbtxt, or with none written by bfexport, is refused. No
+Triton server is involved.
 """
 
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import json
 import os
 import re
@@ -67,6 +71,8 @@ import numpy as np
 import onnx
 
 from bfexport.errors import BfexportError
+from bfexport.files import (DIRECTORY, REGULAR, DirKind, Output, apply_umask, atomic_file, check_outputs, read_json,
+                            regular_file, what_is)
 
 BACKENDS = ("onnxruntime", "tensorrt")
 PLATFORMS = {"onnxruntime": "onnxruntime_onnx", "tensorrt": "tensorrt_plan"}
@@ -79,6 +85,8 @@ OUTPUTS = ("logits", "head_counts")
 LABELS_FILE, META_FILE, README = "labels.txt", "bfexport.json", "README.md"
 META_FORMAT = "bfexport.triton/1"
 README_MARKER = "<!-- written by bfexport deploy; rewritten on each deploy -->"
+ROLES = ("model", "tokenizer", "ensemble")
+MODEL_DIRS = {role: DirKind(f"a Triton {role} directory", META_FILE, "role", role) for role in ROLES}
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 TRITON_IMAGE = "nvcr.io/nvidia/tritonserver:<yy.mm>-py3"
 CHECK_TEXTS = ["A Library for PARSING json documents", "Gäme about spâce ships, and lasers!", "", "x",
@@ -356,7 +364,7 @@ def _load_source(source: Path, backend: str) -> tuple[Any, Any, Any]:
         from converters import AdaptiveExport, DenseExport, TrtPluginExport, export_with_metadata
 
         model = load_checkpoint(source)
-        tokenizer_json = load_tokenizer_json(source) if (source / TOKENIZER).is_file() else None
+        tokenizer_json = load_tokenizer_json(source) if os.path.lexists(source / TOKENIZER) else None
         if not model.config.adaptive:
             config: Any = DenseExport()
         else:
@@ -753,7 +761,9 @@ the Triton release you use.
 
 `bfexport deploy --check <this directory>` parses every config.pbtxt against Triton's ModelConfig
 schema (needs `pip install 'bfexport[deploy]'`), runs each ONNX model in ONNX Runtime on requests
-shaped as its config says, and runs the tokenizer models against a stand-in Python backend.
+shaped as its config says, checks that each tokenizer's model.py is byte for byte the one bfexport
+writes (it never runs code from the directory it checks) and runs bfexport's own copy against a
+stand-in Python backend.
 """
 
 
@@ -848,22 +858,12 @@ def _repo_models(repo: Path, extra: list[dict[str, Any]]) -> list[dict[str, Any]
     found = {m["name"]: m for m in extra}
     if repo.is_dir():
         for meta_path in sorted(repo.glob(f"*/{META_FILE}")):
-            with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
-                meta = json.loads(meta_path.read_text())
+            with contextlib.suppress(OSError, BfexportError, KeyError, TypeError, AttributeError):
+                meta = read_json(meta_path)
                 if meta.get("role") == "model" and meta_path.parent.name not in found:
                     found[meta_path.parent.name] = {"name": meta_path.parent.name, "backend": meta["backend"],
                                                     "ensemble": meta["models"].get("ensemble")}
     return [found[k] for k in sorted(found)]
-
-
-def _permissions(root: Path) -> None:
-    """mkdtemp makes 0700 directories: give the tree the usual umask-based modes, so a server
-    running as another user (a container) can read it."""
-    umask = os.umask(0)
-    os.umask(umask)
-    for path in [root, *root.rglob("*")]:
-        if path.is_dir():
-            path.chmod(0o777 & ~umask)
 
 
 def deploy(source: str | Path, repo: str | Path, options: DeployOptions | None = None) -> DeployResult:
@@ -880,7 +880,9 @@ def deploy(source: str | Path, repo: str | Path, options: DeployOptions | None =
         DeployResult: the models written, their budget inputs, the offline check's report.
 
     Nothing is written when anything fails (bad option, missing calibration, no TensorRT, a
-    model directory that exists without force, a failed check).
+    model directory that exists without force or that bfexport did not write for that role, a
+    model directory holding the source, a README.md that is not a regular file, a failed check);
+    all but the last are found before any work.
 
     Example:
         deploy("ckpt", "models", DeployOptions(name="sections", max_batch_size=16))
@@ -903,11 +905,14 @@ def deploy(source: str | Path, repo: str | Path, options: DeployOptions | None =
 
         import_tensorrt()  # the clear install error, before any work
     if options.calibration is not None:
-        if not Path(options.calibration).is_file():
-            raise BfexportError(f"{options.calibration}: calibration file not found")
+        regular_file(options.calibration, "calibration file not found")
         load_calibration(options.calibration, options.allow_unmet_target)  # a bad one is refused before any work
-    roles = [name, name + TOKENIZER_SUFFIX, name + ENSEMBLE_SUFFIX]
-    _refuse_existing(repo, roles, options.force)
+    dirs = dict(zip(ROLES, (name, name + TOKENIZER_SUFFIX, name + ENSEMBLE_SUFFIX)))
+    outputs = [Output(repo / d, kind=MODEL_DIRS[role], make_parents=True) for role, d in dirs.items()]
+    inputs = {"SOURCE": source, "--calibration": options.calibration}
+    check_outputs(outputs, inputs, force=options.force)
+    if os.path.lexists(repo / README):
+        regular_file(repo / README)  # a README.md directory or pipe would fail after the models are in
     if repo.is_dir() and os.stat(repo).st_dev != os.stat(parent).st_dev:
         raise BfexportError(f"{repo}: is a mount point (another filesystem than {parent}), so the new model "
                             "directories cannot be moved in atomically; deploy to a directory beside it and move them")
@@ -926,17 +931,16 @@ def deploy(source: str | Path, repo: str | Path, options: DeployOptions | None =
             raise BfexportError("the new models fail the offline check, nothing was written: "
                                 + "; ".join(report.errors()[:3]))
         entry = {"name": name, "backend": options.backend, "ensemble": models.get("ensemble")}
-        _permissions(staging)
+        apply_umask(staging)  # mkdtemp's 0700 would hide the repository from a server running as another user
         if not repo.exists():
             _write_text(staging / README, repo_readme([entry]))
             os.replace(staging, repo)
             replaced: list[str] = []
         else:
-            replaced = _install(staging, repo, written, options.force)
+            check_outputs(outputs, inputs, force=options.force)  # again: something may have appeared meanwhile
+            replaced = _install(staging, repo, written)
             readme = repo / README
             if not readme.exists() or readme.read_text(errors="replace").startswith(README_MARKER):
-                from bfexport.files import atomic_file
-
                 with atomic_file(readme) as tmp:
                     tmp.write_text(repo_readme(_repo_models(repo, [entry])), encoding="utf-8")
             else:
@@ -954,20 +958,11 @@ def deploy(source: str | Path, repo: str | Path, options: DeployOptions | None =
                         prepared.caps, prepared.calibration, replaced, check, notes)
 
 
-def _refuse_existing(repo: Path, names: list[str], force: bool) -> None:
-    if force or not repo.is_dir():
-        return
-    existing = [n for n in names if (repo / n).exists() or (repo / n).is_symlink()]
-    if existing:
-        versions = [f"{n}/{VERSION}" if (repo / n / VERSION).exists() else n for n in existing]
-        raise BfexportError(f"{repo}: {', '.join(versions)} already exist(s); use --force to replace "
-                            "(bfexport replaces whole model directories)")
-
-
-def _install(staging: Path, repo: Path, names: list[str], force: bool) -> list[str]:
+def _install(staging: Path, repo: Path, names: list[str]) -> list[str]:
     """Move staging/<name> to repo/<name> one directory at a time (the ensemble, listed last,
-    appears after the models it uses); on failure, move back what was moved and restore what was
-    replaced. Returns the names that replaced an existing directory."""
+    appears after the models it uses), moving aside what check_outputs allowed to be replaced;
+    on failure, move back what was moved and restore what was replaced. Returns the names that
+    replaced an existing directory."""
     backups = staging / ".replaced"
     backups.mkdir()
     moved: list[str] = []
@@ -976,8 +971,6 @@ def _install(staging: Path, repo: Path, names: list[str], force: bool) -> list[s
         for name in names:
             target = repo / name
             if target.exists() or target.is_symlink():
-                if not force:
-                    raise BfexportError(f"{target}: already exists; use --force to replace it")
                 os.replace(target, backups / name)
                 replaced.append(name)
             os.replace(staging / name, target)
@@ -1050,6 +1043,11 @@ def _read_models(repo: Path, names: list[str] | None, checks: dict[str, ModelChe
         p for p in repo.iterdir() if p.is_dir() and not p.name.startswith("."))
     for path in dirs:
         check = checks.setdefault(path.name, ModelCheck(path.name))
+        special = [f"{p.relative_to(path)} is {what}" for p in sorted(path.rglob("*"))
+                   if (what := what_is(p)) not in (REGULAR, DIRECTORY)]
+        if special:  # a named pipe would block the check forever, a device never ends: opened by no step
+            check.errors.append(f"not a regular file, so not checked: {'; '.join(special[:5])}")
+            continue
         config_path = path / "config.pbtxt"
         if not config_path.is_file():
             check.notes.append("no config.pbtxt (Triton may complete one from the model file): not checked")
@@ -1061,8 +1059,8 @@ def _read_models(repo: Path, names: list[str] | None, checks: dict[str, ModelChe
             check.errors.append(str(e))
             continue
         meta: dict[str, Any] = {}
-        with contextlib.suppress(OSError, ValueError):
-            loaded = json.loads((path / META_FILE).read_text())
+        with contextlib.suppress(OSError, BfexportError):
+            loaded = read_json(path / META_FILE)
             meta = loaded if isinstance(loaded, dict) and loaded.get("format") == META_FORMAT else {}
         models[path.name] = _Model(path.name, path, text, config, meta)
     return models
@@ -1070,15 +1068,20 @@ def _read_models(repo: Path, names: list[str] | None, checks: dict[str, ModelChe
 
 def check_repository(repo: str | Path, *, models: list[str] | None = None) -> RepoCheck:
     """Check a Triton model repository offline (see the module doc); `models` limits it to those
-    model directories. Problems are reported, not raised, except a missing repository."""
+    model directories. Problems are reported, not raised, except a directory that is not a
+    Triton repository holding a model bfexport wrote (BfexportError)."""
     repo = Path(repo)
     if not repo.is_dir():
         raise BfexportError(f"{repo}: not a directory (expected a Triton model repository)")
     config_class, why = schema_module()
     checks: dict[str, ModelCheck] = {}
     found = _read_models(repo, models, checks)
-    if not found and not checks:
-        raise BfexportError(f"{repo}: no model directories (with a config.pbtxt) found")
+    if not found:
+        raise BfexportError(f"{repo}: not a Triton model repository: no model directory with a config.pbtxt"
+                            + (f" (directories: {', '.join(sorted(checks))})" if checks else ""))
+    if not any(m.meta for m in found.values()):
+        raise BfexportError(f"{repo}: no model written by bfexport deploy (none has a {META_FILE}); "
+                            f"found {', '.join(sorted(found))}")
     sessions: dict[Path, Any] = {}
     for name, model in found.items():
         check = checks[name]
@@ -1328,20 +1331,29 @@ def stand_in_backend_utils() -> types.ModuleType:
     return module
 
 
+def model_py_is_ours(version_dir: Path) -> bool:
+    """Whether version_dir/model.py is, byte for byte, the TOKENIZER_MODEL_PY bfexport writes
+    (read only when it is a regular file, and no further than one byte past that length)."""
+    path, ours = version_dir / "model.py", TOKENIZER_MODEL_PY.encode("utf-8")
+    if not path.is_file():
+        return False
+    with path.open("rb") as f:
+        return f.read(len(ours) + 1) == ours
+
+
 def load_python_model(model_dir: str | Path, version: str = VERSION, config_text: str | None = None) -> Any:
-    """Import <model_dir>/<version>/model.py against the stand-in backend and initialize it the
-    way Triton does (args: model_config JSON, model_repository = the model directory, version)."""
+    """bfexport's own tokenizer model (TOKENIZER_MODEL_PY, never the model.py in model_dir: checking
+    a directory must not run code from it), loaded against the stand-in backend and initialized
+    the way Triton does (args: model_config JSON, model_repository = the model directory, version),
+    so it reads model_dir's config.pbtxt and tokenizer.json."""
     model_dir = Path(model_dir)
     text = config_text if config_text is not None else (model_dir / "config.pbtxt").read_text(encoding="utf-8")
     config = triton_json(parse_pbtxt(text, str(model_dir / "config.pbtxt")))
     saved = sys.modules.get("triton_python_backend_utils")
     sys.modules["triton_python_backend_utils"] = stand_in_backend_utils()
     try:
-        spec = importlib.util.spec_from_file_location(f"_bfexport_triton_{abs(hash(str(model_dir)))}",
-                                                      model_dir / version / "model.py")
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
+        module = types.ModuleType("_bfexport_triton_tokenizer")
+        exec(compile(TOKENIZER_MODEL_PY, "<bfexport tokenizer model.py>", "exec"), module.__dict__)
     finally:
         if saved is None:
             sys.modules.pop("triton_python_backend_utils", None)
@@ -1379,6 +1391,10 @@ def _check_python(model: _Model, check: ModelCheck) -> None:
     if not version or not (version[-1] / "model.py").is_file() or not (version[-1] / "tokenizer.json").is_file():
         check.errors.append("1/model.py and 1/tokenizer.json are required")
         return
+    if not model_py_is_ours(version[-1]):
+        check.errors.append(f"{version[-1].name}/model.py differs from the one bfexport deploy writes: not run "
+                            "(redeploy with --force to restore it)")
+        return
     instance = load_python_model(model.path, version[-1].name, model.text)
     tokenizer = data.tokenizer_from_str((version[-1] / "tokenizer.json").read_text(encoding="utf-8"))
     max_length = int(params["max_length"])
@@ -1415,7 +1431,8 @@ def _check_python(model: _Model, check: ModelCheck) -> None:
             if rows is None or not np.array_equal(rows, expected):
                 check.errors.append("row_thresholds do not carry the request's budget (or the default)")
     if not check.errors:
-        check.passed.append(f"model.py (stand-in Python backend) matches bfexport.data.encode on {len(CHECK_TEXTS)} "
+        check.passed.append(f"model.py is bfexport's byte for byte, and its copy (stand-in Python backend) matches "
+                            f"bfexport.data.encode on {len(CHECK_TEXTS)} "
                             "texts (empty, accented, longer than max_length)"
                             + ("; budgets passed through and defaulted" if has_budgets else ""))
     if has_budgets:
@@ -1504,6 +1521,9 @@ def _simulate_ensemble(model: _Model, steps: list[dict[str, list[Any]]], found: 
     from bfexport import data
 
     tok_model, clf_model = (found[str(one(s, "model_name"))] for s in steps)
+    if not tok_model.version_dirs() or not model_py_is_ours(tok_model.version_dirs()[-1]):
+        check.notes.append(f"not run end to end: {tok_model.name}'s model.py is not the one bfexport writes")
+        return
     instance = load_python_model(tok_model.path, tok_model.version_dirs()[-1].name, tok_model.text)
     session = _session(clf_model.version_dirs()[-1] / "model.onnx", sessions)
     tokenizer = data.tokenizer_from_str((tok_model.version_dirs()[-1] / "tokenizer.json").read_text(encoding="utf-8"))

@@ -2,7 +2,7 @@
 
 Set up (see the README.md that `bfexport deploy` writes into the repository):
 
-    pip install 'tritonclient[http]'
+    pip install 'tritonclient[http]'        # or: pip install 'bfexport[deploy]'
     bfexport deploy ckpt --repo models --name sections [--calibration calibration.json]
     docker run ... tritonserver --model-repository=/models    # see models/README.md
 
@@ -49,7 +49,10 @@ def budget_rows(spec: str | None, n_layers: int, batch: int, dtype: type) -> np.
     """'0.3' or '0.3,0.5,...' (one per layer) -> one row per text, or None."""
     if spec is None:
         return None
-    values = [float(v) for v in spec.split(",")]
+    try:
+        values = [float(v) for v in spec.split(",")]
+    except ValueError:
+        raise SystemExit(f"error: expected comma-separated numbers, got {spec!r}") from None
     if len(values) == 1:
         values *= n_layers
     if len(values) != n_layers:
@@ -88,6 +91,18 @@ def build_inputs(config: dict[str, Any], texts: list[str], *, thresholds: str | 
     return out
 
 
+def http_client() -> tuple[Any, tuple[type[BaseException], ...]]:
+    """tritonclient.http and the errors a call to the server raises, or exit with one line:
+    without its [http] extra the package raises RuntimeError on import (not ImportError)."""
+    try:
+        import tritonclient.http as httpclient
+        from tritonclient.utils import InferenceServerException
+    except (ImportError, RuntimeError) as e:
+        raise SystemExit(f"error: Triton's HTTP client is not installed ({type(e).__name__}): "
+                         "pip install 'tritonclient[http]' (or 'bfexport[deploy]')") from None
+    return httpclient, (InferenceServerException, OSError)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("texts", nargs="+")
@@ -99,12 +114,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--tokenizer", default=None, help="tokenizer.json, with --ids")
     args = parser.parse_args(argv)
 
-    import tritonclient.http as httpclient  # pip install 'tritonclient[http]'
-
-    client = httpclient.InferenceServerClient(args.url)
-    config = client.get_model_config(args.model)
-    steps = config.get("ensemble_scheduling", {}).get("step", [])
-    classifier = client.get_model_config(steps[-1]["model_name"]) if steps else config
+    httpclient, server_errors = http_client()
+    try:
+        client = httpclient.InferenceServerClient(args.url)
+        config = client.get_model_config(args.model)
+        steps = config.get("ensemble_scheduling", {}).get("step", [])
+        classifier = client.get_model_config(steps[-1]["model_name"]) if steps else config
+    except server_errors as e:
+        raise SystemExit(f"error: Triton at {args.url}, model {args.model}: {e}") from None
     labels = _param(classifier, "bfexport_labels") or []
     defaults = {"budget_thresholds": _param(classifier, "bfexport_default_budget_thresholds"),
                 "head_caps": _param(classifier, "bfexport_default_head_caps")}
@@ -121,7 +138,10 @@ def main(argv: list[str] | None = None) -> None:
         tensor.set_data_from_numpy(array)
         request.append(tensor)
     outputs = [httpclient.InferRequestedOutput("logits"), httpclient.InferRequestedOutput("head_counts")]
-    result = client.infer(args.model, request, outputs=outputs)
+    try:
+        result = client.infer(args.model, request, outputs=outputs)
+    except server_errors as e:
+        raise SystemExit(f"error: Triton at {args.url}, model {args.model}: {e}") from None
     logits, heads = result.as_numpy("logits"), result.as_numpy("head_counts")
     probs = np.exp(logits - logits.max(-1, keepdims=True))
     probs /= probs.sum(-1, keepdims=True)

@@ -5,11 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import torch
 
 from bfexport import data
 from bfexport.checkpoint import save_checkpoint
-from bfexport.model import BudgetFormerConfig, BudgetFormerForSequenceClassification
+from bfexport.model import BudgetFormerForSequenceClassification
+from tests.factories import LABELS, tiny_config, tiny_model
+
+__all__ = ["LABELS", "TEXTS", "tiny_config", "tiny_model"]  # test modules import these from here too
 
 TEXTS = [
     "a library for parsing json documents quickly",
@@ -21,25 +23,6 @@ TEXTS = [
     "perl module providing an interface to sqlite databases",
     "rust crate for asynchronous io",
 ] * 3
-LABELS = ["libs", "games", "python", "doc"]
-
-
-def tiny_config(**overrides: object) -> BudgetFormerConfig:
-    options = dict(vocab_size=120, max_length=32, d_model=32, n_heads=4, n_layers=3, d_ff=64, labels=LABELS,
-                   dropout=0.0)
-    options.update(overrides)
-    return BudgetFormerConfig(**options)  # type: ignore[arg-type]
-
-
-def tiny_model(seed: int = 0, **overrides: object) -> BudgetFormerForSequenceClassification:
-    """Random weights; router weights scaled up so budgets and rankings vary across inputs."""
-    torch.manual_seed(seed)
-    model = BudgetFormerForSequenceClassification(tiny_config(**overrides))
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if "router" in name:
-                p.normal_(0, 1.0)
-    return model.eval()
 
 
 @pytest.fixture(scope="session")

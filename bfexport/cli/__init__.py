@@ -6,6 +6,7 @@ import sys
 
 import click
 
+from bfexport.cli.args import VERBOSITY_OPTIONS, set_verbosity
 from bfexport.errors import BfexportError
 
 EXIT_FAILED_CHECK, EXIT_USER_ERROR, EXIT_INTERNAL_ERROR = 1, 2, 3
@@ -13,9 +14,12 @@ EXIT_FAILED_CHECK, EXIT_USER_ERROR, EXIT_INTERNAL_ERROR = 1, 2, 3
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option("--debug", is_flag=True, help="Show full tracebacks for errors.")
-@click.version_option(package_name="bfexport")
+@click.option("-v", "--verbose", count=True, help="More detail on stderr (also after a command).")
+@click.option("-q", "--quiet", is_flag=True, help="No progress or info on stderr; errors, --json and reports "
+                                                  "stay (also after a command).")
+@click.version_option(None, "-V", "--version", package_name="bfexport")
 @click.pass_context
-def cli(ctx: click.Context, debug: bool) -> None:
+def cli(ctx: click.Context, debug: bool, verbose: int, quiet: bool) -> None:
     """bfexport: deploy BudgetFormer models with their per-input head skipping intact.
 
     \b
@@ -27,6 +31,9 @@ def cli(ctx: click.Context, debug: bool) -> None:
     Exit codes: 0 success, 1 a check failed (parity, target not met), 2 user error
     (bad file or option), 3 internal error (a bug: rerun with --debug and report it).
     """
+    if verbose and quiet:
+        raise click.UsageError("-v and -q exclude each other")
+    set_verbosity(-1 if quiet else verbose)
     ctx.obj = {"debug": debug}
 
 
@@ -34,6 +41,7 @@ def _register() -> None:
     from bfexport.cli import bench, calibrate, convert, deploy, inspect_cmd, train, validate
 
     for module in (train, inspect_cmd, convert, validate, calibrate, bench, deploy):
+        module.command.params.extend(VERBOSITY_OPTIONS)
         cli.add_command(module.command)
 
 
@@ -43,6 +51,7 @@ _register()
 def run(args: list[str]) -> int:
     """Run the CLI on `args` and return the exit code (errors printed as one line)."""
     debug = "--debug" in args
+    set_verbosity(0)  # an earlier in-process run's -q/-v does not carry over
     try:
         code = cli.main(args, prog_name="bfexport", standalone_mode=False)
         return code if isinstance(code, int) else 0

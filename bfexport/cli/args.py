@@ -4,19 +4,61 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import click
 from rich.console import Console
 
-console = Console(stderr=True)  # progress and human text go to stderr; stdout carries --json
+console = Console(stderr=True, soft_wrap=True)  # progress and human text on stderr, lines unwrapped; stdout: --json
+# inspect's and bench's reports: stdout, so `> file` keeps them; wide when redirected, so tables are not cut
+report_console = Console(width=None if sys.stdout.isatty() else 160)
+
+
+@dataclass
+class Verbosity:
+    """The global -q / -v: below 0 nothing but errors, --json and reports; above 0 detail lines."""
+
+    level: int = 0
+
+
+verbosity = Verbosity()
+
+
+def set_verbosity(level: int) -> None:
+    verbosity.level = level
+    console.quiet = level < 0
+
+
+def detail(text: str) -> None:
+    """A line on stderr with -v only (printed as is: no markup, not wrapped)."""
+    if verbosity.level > 0:
+        console.print(text, markup=False, highlight=False, soft_wrap=True)
+
+
+def _verbosity_callback(ctx: click.Context, param: click.Parameter, value: Any) -> None:
+    if value:
+        set_verbosity(-1 if param.name == "quiet" else int(value))
+
+
+# -v / -q after a command name too (`bfexport bench M -q`), as before it
+VERBOSITY_OPTIONS = [
+    click.Option(["-v", "--verbose"], count=True, expose_value=False, callback=_verbosity_callback,
+                 help="More detail on stderr."),
+    click.Option(["-q", "--quiet"], is_flag=True, expose_value=False, callback=_verbosity_callback,
+                 help="No progress or info on stderr (errors, --json and reports stay)."),
+]
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout instead of text.")
 data_option = click.option("--data", "data_path", type=click.Path(dir_okay=True), default=None,
                            help="Data file: .jsonl/.csv (gzip ok) with text[,label], or a saved Hugging Face dataset.")
 MAX_THREADS = 4 * (os.cpu_count() or 1)  # beyond a few threads per core ONNX Runtime only slows down
 THREADS = click.IntRange(1, MAX_THREADS)  # the type of every --threads option
+force_option = click.option("--force", is_flag=True,
+                            help="Replace existing outputs: files, and directories bfexport wrote before (a directory "
+                                 "it did not write, or an input of this run, is never replaced).")
 samples_option = click.option("--samples", type=click.IntRange(min=1), default=None,
                               help="Use at most this many rows of --data.")
 

@@ -9,11 +9,11 @@ from typing import Any
 import click
 
 from bfexport.cli import EXIT_FAILED_CHECK
-from bfexport.cli.args import THREADS, console, emit, json_option
+from bfexport.cli.args import THREADS, console, emit, force_option, json_option
 from bfexport.errors import BfexportError
-from bfexport.files import atomic_dir, atomic_file
+from bfexport.files import Output, atomic_dir, atomic_file, check_outputs
 from calibration.api import calibrate, load_model
-from calibration.report import render
+from calibration.report import REPORT_DIR, render
 from calibration.result import CalibrationResult, with_defaults
 from calibration.runtimes import RUNTIMES, get_runtime
 from calibration.targets import PERCENTILES, FlopsTarget, LatencyTarget, Target
@@ -86,11 +86,12 @@ def _print(r: dict[str, Any]) -> None:
               help="Also write MODEL with the calibrated thresholds/caps as its defaults.")
 @click.option("--report", "report_dir", type=click.Path(file_okay=False), default=None,
               help="Write pareto.png, head_usage.png and report.json into this directory.")
+@force_option
 @json_option
 def command(model: str, data_path: str, target_flops: float | None, target_latency_ms: float | None,
             target_latency_fraction: float | None, percentile: str | None, tolerance: float | None, runtime: str,
             threads: int | None, batch_size: int, seq_len: int | None, samples: int, output: str,
-            write_model: str | None, report_dir: str | None, as_json: bool) -> None:
+            write_model: str | None, report_dir: str | None, force: bool, as_json: bool) -> None:
     """Find per-layer budget thresholds (and head caps) for MODEL that meet a FLOP or latency
     target, losing as little accuracy as possible.
 
@@ -111,9 +112,12 @@ def command(model: str, data_path: str, target_flops: float | None, target_laten
         target = LatencyTarget(target_latency_ms, int(percentile or 50), 0.05 if tolerance is None else tolerance,
                                target_latency_fraction)
     get_runtime(runtime)  # refuse a runtime this machine cannot run before any work
-    for path, what in ((output, "--output"), (write_model, "--write-model")):
-        if path is not None and Path(path).resolve() == Path(model).resolve():
-            raise BfexportError(f"{what} would overwrite the input model {model}")
+    planned = [Output(Path(output), "-o")]
+    if write_model is not None:
+        planned.append(Output(Path(write_model), "--write-model"))
+    if report_dir is not None:
+        planned.append(Output(Path(report_dir), "--report", REPORT_DIR))
+    check_outputs(planned, {"MODEL": model, "--data": data_path}, force=force)
     exported, _ = load_model(model)
     with console.status("calibrating") as status:
         result = calibrate(exported, data_path, target, runtime=runtime, threads=threads, batch_size=batch_size,
@@ -143,7 +147,7 @@ def _write(result: CalibrationResult, exported: Any, output: str, model_out: str
             save_onnx(with_defaults(exported, result.thresholds, result.caps, note), tmp_model)
             written["model"] = model_out
         if report_dir is not None:
-            render(result, stack.enter_context(atomic_dir(report_dir)))
+            render(result, stack.enter_context(atomic_dir(report_dir, REPORT_DIR)))
             written["report"] = report_dir
         result.save(tmp_json)
         written["calibration"] = output

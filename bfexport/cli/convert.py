@@ -8,9 +8,11 @@ import click
 
 from bfexport import data
 from bfexport.checkpoint import load_checkpoint, load_tokenizer_json
-from bfexport.cli.args import checkpoint_argument, console, data_option, emit, json_option, samples_option
+from bfexport.cli.args import checkpoint_argument, console, data_option, emit, force_option, json_option, samples_option
 from bfexport.errors import BfexportError
+from bfexport.files import Output, check_outputs
 from converters import FLAVORS, StaticExport, export_with_metadata, save_onnx
+from converters.hf import HF_DIR, write_hf_directory
 from converters.onnx import MAX_OPSET, MIN_OPSET
 from converters.static_heads import head_usage, most_used_heads
 
@@ -28,7 +30,8 @@ def parse_head_sets(text: str, n_layers: int) -> list[list[int]]:
 
 @click.command("convert")
 @checkpoint_argument
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="ONNX file to write.")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
+              help="ONNX file to write (missing directories are created).")
 @click.option("--flavor", type=click.Choice(sorted(FLAVORS)), default="adaptive", show_default=True,
               help="adaptive: only selected heads computed; masked: all heads computed then zeroed; "
                    "dense: ordinary attention, no router; static: fixed heads per layer; trt-plugin: "
@@ -42,16 +45,21 @@ def parse_head_sets(text: str, n_layers: int) -> list[list[int]]:
 @click.option("--hf-dir", type=click.Path(file_okay=False), default=None,
               help="Also write a directory (model.onnx, config.json, tokenizer files) that Optimum's "
                    "ORTModelForSequenceClassification and a transformers pipeline load (needs the hf extra to load, not to write).")
+@force_option
 @json_option
 def command(checkpoint: str, output: str, flavor: str, heads: int | None, head_sets: str | None,
             data_path: str | None, samples: int | None, opset: int, fp16: bool, hf_dir: str | None,
-            as_json: bool) -> None:
+            force: bool, as_json: bool) -> None:
     """Export CHECKPOINT to ONNX with per-input head skipping.
 
     The file carries budget_thresholds and head_caps as optional inputs (defaulting to the
     checkpoint's values), so one file serves every operating point; logits, head_counts and
     selected_heads come out. The checkpoint's config and tokenizer are embedded as metadata.
     """
+    outputs = [Output(Path(output), "-o", make_parents=True)]
+    if hf_dir is not None:
+        outputs.append(Output(Path(hf_dir), "--hf-dir", HF_DIR, make_parents=True))
+    check_outputs(outputs, {"CHECKPOINT": checkpoint, "--data": data_path}, force=force)
     tokenizer_json = load_tokenizer_json(checkpoint)  # embedded in the export: a bad one fails here, not later
     model = load_checkpoint(checkpoint)
     cfg = model.config
@@ -74,10 +82,10 @@ def command(checkpoint: str, output: str, flavor: str, heads: int | None, head_s
     config = FLAVORS[flavor](**options)  # type: ignore[arg-type]
     with console.status(f"exporting {flavor} flavor"):
         proto = export_with_metadata(model, config, tokenizer_json)
+        for out in outputs:  # create missing output directories, as `optimum-cli export onnx` does
+            out.path.parent.mkdir(parents=True, exist_ok=True)
         save_onnx(proto, output)
         if hf_dir is not None:
-            from converters.hf import write_hf_directory  # lazy: plain json + shutil, no transformers
-
             write_hf_directory(output, hf_dir)
     result = {"output": output, "flavor": flavor, "opset": opset, "fp16": fp16,
               "bytes": Path(output).stat().st_size,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import click
+from rich.markup import escape
 
 from bfexport.cli import EXIT_FAILED_CHECK
 from bfexport.cli.args import console, emit, json_option
@@ -32,7 +33,9 @@ from bfexport.errors import BfexportError
               help="Instances of the model and of the tokenizer (instance_group count).")
 @click.option("--dynamic-batching/--no-dynamic-batching", default=None,
               help="Triton dynamic batching [default: on when --max-batch-size > 0].")
-@click.option("--force", is_flag=True, help="Replace model directories of the same names.")
+@click.option("--force", is_flag=True,
+              help="Replace model directories of the same names that bfexport deploy wrote (a directory it did not "
+                   "write, or one holding SOURCE, is never replaced).")
 @click.option("--check", "check_dir", type=click.Path(), default=None, metavar="DIR",
               help="Only check the repository DIR offline (schema, ONNX Runtime run, tokenizer model); no SOURCE.")
 @json_option
@@ -81,15 +84,15 @@ def command(source: str | None, repo: str | None, name: str | None, backend: str
 def _print_check(report: dict[str, Any]) -> None:
     for model in report["models"]:
         state = "[red]FAIL[/red]" if model["errors"] else "[green]ok[/green]"
-        console.print(f"{state} {model['name']} ({model['kind']})")
+        console.print(f"{state} {escape(model['name'])} ({escape(model['kind'])})")
         for line in model["passed"]:
-            console.print(f"    ok    {line}", highlight=False)
+            console.print(f"    ok    {escape(line)}", highlight=False)
         for line in model["errors"]:
-            console.print(f"    [red]error[/red] {line}", highlight=False)
+            console.print(f"    [red]error[/red] {escape(line)}", highlight=False)
         for line in model["notes"]:
-            console.print(f"    note  {line}", highlight=False)
+            console.print(f"    note  {escape(line)}", highlight=False)
     if not report["schema_checked"]:
-        console.print(f"[yellow]note[/yellow]: config.pbtxt schema check skipped: {report['schema_skipped']}",
+        console.print(f"[yellow]note[/yellow]: config.pbtxt schema check skipped: {escape(report['schema_skipped'])}",
                       highlight=False)
     console.print("[green]repository ok[/green]" if report["ok"] else "[red]repository check failed[/red]")
 
@@ -107,6 +110,6 @@ def _print_deploy(result: dict[str, Any]) -> None:
     passed = sum(len(m["passed"]) for m in result["check"]["models"])
     console.print(f"offline check passed ({passed} checks)", highlight=False)
     for note in result["notes"]:
-        console.print(f"[yellow]note[/yellow]: {note}", highlight=False)
+        console.print(f"[yellow]note[/yellow]: {escape(note)}", highlight=False)
     console.print(f"start it: tritonserver --model-repository={result['repo']} (see {result['repo']}/README.md)",
                   highlight=False)

@@ -12,7 +12,7 @@ from rich.table import Table
 
 from bfexport import data, summary
 from bfexport.checkpoint import load_checkpoint, load_tokenizer_json
-from bfexport.cli.args import console, data_option, emit, json_option, samples_option
+from bfexport.cli.args import console, data_option, emit, json_option, report_console, samples_option
 from bfexport.runtime import OnnxClassifier
 
 
@@ -31,21 +31,22 @@ def _load(target: str) -> tuple[Any, str, summary.Runner, Any, int | None]:
 
 def _print(r: dict[str, Any]) -> None:
     a = r["architecture"]
-    console.print(f"[bold]{r['target']}[/bold] ({r['flavor']}): {a['n_layers']} layers x {a['n_heads']} heads, "
-                  f"d_model {a['d_model']}, d_ff {a['d_ff']}, max_length {a['max_length']}, "
-                  f"{a['n_labels']} labels, {a['parameters']:,} parameters")
-    console.print(f"budget thresholds {a['budget_thresholds']}, head caps {a['head_caps']}")
+    report_console.print(f"[bold]{escape(r['target'])}[/bold] ({r['flavor']}): {a['n_layers']} layers x "
+                         f"{a['n_heads']} heads, d_model {a['d_model']}, d_ff {a['d_ff']}, max_length "
+                         f"{a['max_length']}, {a['n_labels']} labels, {a['parameters']:,} parameters")
+    report_console.print(f"budget thresholds {a['budget_thresholds']}, head caps {a['head_caps']}")
     b = r.get("data")
     if not b:
         return
     if b["accuracy"] is not None:
-        console.print(f"accuracy {b['accuracy']:.4f} on {b['samples']} samples (mean length {b['mean_length']:.1f} tokens)")
+        report_console.print(f"accuracy {b['accuracy']:.4f} on {b['samples']} samples "
+                             f"(mean length {b['mean_length']:.1f} tokens)")
     table = Table("layer", "mean k", "k histogram (1..H)", "MFLOPs", "dense MFLOPs")
     for l in range(a["n_layers"]):
         table.add_row(str(l), f"{b['mean_heads_per_layer'][l]:.2f}", " ".join(map(str, b["k_histogram_per_layer"][l])),
                       f"{b['flops_per_layer'][l] / 1e6:.2f}", f"{b['dense_flops_per_layer'][l] / 1e6:.2f}")
-    console.print(table)
-    console.print(f"FLOPs ratio vs dense: {b['flops_ratio']:.3f}")
+    report_console.print(table)
+    report_console.print(f"FLOPs ratio vs dense: {b['flops_ratio']:.3f}")
 
 
 @click.command("inspect")
@@ -57,7 +58,8 @@ def command(target: str, data_path: str | None, samples: int | None, as_json: bo
     """Describe TARGET, a checkpoint directory or an exported .onnx file.
 
     With --data: accuracy (when labelled), the distribution of k per layer, head usage,
-    and FLOPs per layer against the dense model, from the cost model (BRIEF section 3);
+    and FLOPs per layer against the dense model, counted as multiply-accumulates of the
+    projections, attention products, FFN and router of the heads each input runs;
     flops_ratio is mean FLOPs at the current thresholds over mean dense FLOPs.
     """
     config, flavor, runner, tokenizer, n_params = _load(target)

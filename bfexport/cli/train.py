@@ -7,7 +7,9 @@ from pathlib import Path
 import click
 
 from bfexport import data
-from bfexport.cli.args import console, emit, json_option
+from bfexport.checkpoint import CHECKPOINT_DIR
+from bfexport.cli.args import console, emit, force_option, json_option, verbosity
+from bfexport.files import Output, check_outputs
 from bfexport.train import TrainConfig, train
 
 DEFAULTS = TrainConfig()
@@ -16,7 +18,8 @@ DEFAULTS = TrainConfig()
 @click.command("train")
 @click.option("--train", "train_path", required=True, type=click.Path(), help="Training data (text,label).")
 @click.option("--validation", "val_path", required=True, type=click.Path(), help="Validation data; the best epoch is kept.")
-@click.option("-o", "--output", required=True, type=click.Path(), help="Checkpoint directory to write.")
+@click.option("-o", "--output", required=True, type=click.Path(),
+              help="Checkpoint directory to write (an existing one is replaced only with --force).")
 @click.option("--dense", is_flag=True, help="Run every head always (the baseline, same architecture).")
 @click.option("--epochs", type=click.IntRange(min=1), default=DEFAULTS.epochs, show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=DEFAULTS.batch_size, show_default=True)
@@ -35,14 +38,18 @@ DEFAULTS = TrainConfig()
 @click.option("--n-layers", type=click.IntRange(min=1), default=DEFAULTS.n_layers, show_default=True)
 @click.option("--d-ff", type=click.IntRange(min=8), default=DEFAULTS.d_ff, show_default=True)
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Use at most this many training rows.")
+@force_option
 @json_option
-def command(train_path: str, val_path: str, output: str, limit: int | None, as_json: bool, **options: object) -> None:
+def command(train_path: str, val_path: str, output: str, limit: int | None, force: bool, as_json: bool,
+            **options: object) -> None:
     """Train a BudgetFormer classifier and save the best epoch as a checkpoint directory
     (config.json, model.safetensors, tokenizer.json, training_args.json, metrics.json)."""
+    check_outputs([Output(Path(output), "-o", CHECKPOINT_DIR)], {"--train": train_path, "--validation": val_path},
+                  force=force)
     tc = TrainConfig(**options)  # type: ignore[arg-type]
     train_rows = data.read_examples(train_path, require_labels=True, limit=limit)
     val_rows = data.read_examples(val_path, require_labels=True)
-    result = train(train_rows, val_rows, tc, Path(output), show_progress=not as_json)
+    result = train(train_rows, val_rows, tc, Path(output), show_progress=verbosity.level >= 0)
     emit({"checkpoint": output, **result["best"]}, as_json, lambda r: console.print(
         f"saved {output}: epoch {r['epoch']}, validation accuracy {r['accuracy']:.4f}, "
         f"mean heads per layer {r['mean_heads_per_layer']}"))

@@ -8,18 +8,23 @@ from __future__ import annotations
 
 import json
 import random
+from functools import partial
 from pathlib import Path
 
 import pytest
 import torch
 
 from bfexport.data import encode, tokenizer_from_str, train_tokenizer
-from bfexport.model import BudgetFormerConfig, BudgetFormerForSequenceClassification
 from converters import AdaptiveExport, DenseExport, export_with_metadata, save_onnx
+from tests import factories
 
 LABELS = ["alpha", "beta", "gamma"]
 WORDS = ("package library tool python rust data parser server client font game music network "
          "image audio video text editor shell kernel driver docs test build compiler debug").split()
+
+
+# Two layers, 200 tokens, 3 labels; attention strong enough that the heads run change predictions.
+tiny_model = partial(factories.tiny_model, init="strong", vocab_size=200, n_layers=2, labels=LABELS)
 
 
 def make_texts(n: int, seed: int = 0) -> list[str]:
@@ -47,22 +52,6 @@ def labels(texts: list[str], tokenizer_json: str) -> list[str]:
 @pytest.fixture(scope="session")
 def tokenizer_json(texts: list[str]) -> str:  # noqa: D103
     return train_tokenizer(texts, 200).to_str()
-
-
-def tiny_model(seed: int) -> BudgetFormerForSequenceClassification:
-    torch.manual_seed(seed)
-    config = BudgetFormerConfig(vocab_size=200, max_length=32, d_model=32, n_heads=4, n_layers=2, d_ff=64,
-                                labels=list(LABELS), dropout=0.0)
-    model = BudgetFormerForSequenceClassification(config).eval()
-    with torch.no_grad():
-        for block in model.blocks:  # attention strong enough that the heads run change predictions
-            torch.nn.init.normal_(block.attn.qkv_weight, std=0.5)
-            torch.nn.init.normal_(block.attn.out_weight, std=0.5)
-            torch.nn.init.normal_(block.attn.router.proj.weight, std=1.0)
-            torch.nn.init.normal_(block.attn.router.proj.bias, std=1.0)
-        torch.nn.init.normal_(model.tok_emb.weight, std=1.0)
-        torch.nn.init.normal_(model.classifier.weight, std=1.0)
-    return model
 
 
 def _exported(factory: pytest.TempPathFactory, name: str, seed: int, flavor, tokenizer_json: str) -> Path:

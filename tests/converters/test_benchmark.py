@@ -6,6 +6,7 @@ from __future__ import annotations
 import gc
 import json
 import math
+from functools import partial
 
 import numpy as np
 import onnxruntime as ort
@@ -14,7 +15,6 @@ import torch
 
 from bfexport.cost import model_macs
 from bfexport.errors import BfexportError
-from bfexport.model import BudgetFormerConfig, BudgetFormerForSequenceClassification
 from converters import DenseExport, export
 from converters.benchmark import (
     BenchmarkResult,
@@ -36,15 +36,14 @@ from converters.benchmark import (
     timing_copy,
     to_markdown,
 )
+from tests import factories
 
 TINY = ModelShape("tiny", d_model=16, n_heads=4, n_layers=2, d_ff=32, vocab_size=50)
 
 
-def tiny_model(max_length: int = 32, adaptive: bool = True) -> BudgetFormerForSequenceClassification:
-    torch.manual_seed(0)
-    cfg = BudgetFormerConfig(vocab_size=50, max_length=max_length, d_model=16, n_heads=4, n_layers=2, d_ff=32,
-                             adaptive=adaptive)
-    return BudgetFormerForSequenceClassification(cfg).eval()
+# TINY's shape, two labels, the model's own initialisation.
+tiny_model = partial(factories.tiny_model, init="plain", vocab_size=50, d_model=16, n_layers=2, d_ff=32,
+                     labels=["negative", "positive"], dropout=0.1)
 
 
 class FakeClock:

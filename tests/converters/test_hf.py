@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tokenizers
-import torch
 from click.testing import CliRunner
 
 import converters
@@ -21,6 +20,7 @@ from bfexport.cli import cli
 from bfexport.errors import BfexportError
 from bfexport.model import BudgetFormerConfig, BudgetFormerForSequenceClassification
 from bfexport.runtime import OnnxClassifier
+from tests.factories import LABELS, tiny_model
 
 TRAIN_TEXTS = [
     "a library for parsing json documents quickly",
@@ -30,7 +30,6 @@ TRAIN_TEXTS = [
     "rust crate for asynchronous io",
     "perl module providing an interface to sqlite databases",
 ] * 3
-LABELS = ["libs", "games", "python", "doc"]
 # Upper case, accents, punctuation, unknown words, one text longer than max_length (32 tokens).
 TEXTS = [
     "A Library for PARSING json documents",
@@ -41,18 +40,6 @@ TEXTS = [
 ]
 
 
-def tiny_model(vocab_size: int) -> BudgetFormerForSequenceClassification:
-    torch.manual_seed(0)
-    config = BudgetFormerConfig(vocab_size=vocab_size, max_length=32, d_model=32, n_heads=4, n_layers=2, d_ff=64,
-                                labels=LABELS, dropout=0.0)
-    model = BudgetFormerForSequenceClassification(config)
-    with torch.no_grad():  # let the router vary k across inputs
-        for name, p in model.named_parameters():
-            if "router" in name:
-                p.normal_(0, 1.0)
-    return model.eval()
-
-
 @pytest.fixture(scope="module")
 def tokenizer() -> tokenizers.Tokenizer:
     return data.train_tokenizer(TRAIN_TEXTS, 200)
@@ -60,7 +47,7 @@ def tokenizer() -> tokenizers.Tokenizer:
 
 @pytest.fixture(scope="module")
 def model(tokenizer) -> BudgetFormerForSequenceClassification:
-    return tiny_model(tokenizer.get_vocab_size())
+    return tiny_model(vocab_size=tokenizer.get_vocab_size(), n_layers=2)
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,113 @@
+"""`deploy --check DIR` reads DIR, never runs code from it, and refuses what is not a bfexport Triton repository."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+import converters.triton_repo as tr
+from bfexport.checkpoint import save_checkpoint
+from bfexport.cli import run
+from bfexport.errors import BfexportError
+from converters.triton_repo import DeployOptions, check_repository, deploy
+from tests.conftest import tiny_model
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory: pytest.TempPathFactory, tokenizer) -> Path:
+    work = tmp_path_factory.mktemp("check")
+    ckpt = save_checkpoint(tiny_model(vocab_size=tokenizer.get_vocab_size()), work / "ckpt",
+                           tokenizer_json=tokenizer.to_str())
+    deploy(ckpt, work / "models", DeployOptions(name="m"))
+    return work / "models"
+
+
+@pytest.fixture()
+def copy(repo: Path, tmp_path: Path) -> Path:
+    shutil.copytree(repo, tmp_path / "models")
+    return tmp_path / "models"
+
+
+def check_cli(repo: Path, capsys) -> tuple[int, str, str]:
+    capsys.readouterr()
+    code = run(["deploy", "--check", str(repo)])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+# ---- model.py is compared, never run --------------------------------------------------------
+
+def test_the_written_model_py_is_bfexports_byte_for_byte(repo: Path) -> None:
+    assert (repo / "m_tokenizer" / "1" / "model.py").read_bytes() == tr.TOKENIZER_MODEL_PY.encode("utf-8")
+    assert tr.model_py_is_ours(repo / "m_tokenizer" / "1")
+    assert check_repository(repo).ok
+
+
+DIFFERS = "m_tokenizer: 1/model.py differs from the one bfexport deploy writes: not run (redeploy with --force " \
+          "to restore it)"
+
+
+@pytest.mark.parametrize("change", ["code appended", "one byte changed", "truncated", "a fifo"])
+def test_a_modified_model_py_fails_the_check_without_running(copy: Path, tmp_path: Path, capsys,
+                                                              change: str) -> None:
+    import os
+
+    model_py = copy / "m_tokenizer" / "1" / "model.py"
+    marker = tmp_path / "model-py-ran"
+    ours = tr.TOKENIZER_MODEL_PY
+    expected = DIFFERS
+    if change == "code appended":
+        model_py.write_text(ours + f"\nopen({str(marker)!r}, 'w').close()\n")
+    elif change == "one byte changed":
+        model_py.write_text(ours[:100] + ("X" if ours[100] != "X" else "Y") + ours[101:])
+    elif change == "truncated":
+        model_py.write_text(ours[:-10])
+    else:  # reading a fifo would block forever
+        model_py.unlink()
+        os.mkfifo(model_py)
+        expected = "m_tokenizer: not a regular file, so not checked: 1/model.py is a named pipe"
+    report = check_repository(copy)
+    assert not report.ok and not marker.exists()
+    assert [e for e in report.errors() if e.startswith("m_tokenizer:")] == [expected]
+    assert not any("ran end to end" in line for m in report.models for line in m.passed)
+    code, _, _ = check_cli(copy, capsys)
+    assert code == 1 and not marker.exists()
+
+
+def test_the_stand_in_runs_bfexports_copy_not_the_file(copy: Path, tmp_path: Path) -> None:
+    marker = tmp_path / "model-py-ran"
+    (copy / "m_tokenizer" / "1" / "model.py").write_text(f"open({str(marker)!r}, 'w').close()\n")
+    instance = tr.load_python_model(copy / "m_tokenizer")
+    assert not marker.exists()
+    response = tr.run_python_model(instance, [{"text": tr.text_request(["a library"], 8)}])[0]
+    assert not response.has_error()
+
+
+# ---- not a (bfexport) Triton repository ------------------------------------------------------
+
+def not_a_repository(kind: str, repo: Path, root: Path) -> Path:
+    if kind == "empty directory":
+        root.mkdir()
+    elif kind == "directories without config.pbtxt":
+        (root / "src" / "1").mkdir(parents=True)
+        (root / "docs").mkdir()
+    elif kind == "a checkpoint directory":
+        shutil.copytree(repo.parent / "ckpt", root)
+    else:  # a Triton repository bfexport did not write
+        shutil.copytree(repo / "m", root / "other")
+        (root / "other" / tr.META_FILE).unlink()
+    return root
+
+
+@pytest.mark.parametrize("kind", ["empty directory", "directories without config.pbtxt", "a checkpoint directory",
+                                  "models not written by bfexport"])
+def test_a_directory_that_is_not_a_bfexport_repository_fails_on_one_line(repo: Path, tmp_path: Path, capsys,
+                                                                        kind: str) -> None:
+    path = not_a_repository(kind, repo, tmp_path / "dir")
+    with pytest.raises(BfexportError, match="not a Triton model repository|no model written by bfexport"):
+        check_repository(path)
+    code, out, err = check_cli(path, capsys)
+    assert code == 2 and out == ""
+    assert err.startswith("error: ") and len(err.strip().splitlines()) == 1

@@ -1,0 +1,50 @@
+"""Tiny BudgetFormers for the tests: one config factory and one model factory.
+
+Each suite keeps the seed, shapes and initialisation it was written against (passed as
+arguments), so a shared default never shifts another suite's numbers.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+
+from bfexport.model import BudgetFormerConfig, BudgetFormerForSequenceClassification
+
+LABELS = ["libs", "games", "python", "doc"]
+
+Init = Literal["plain", "router", "strong"]
+
+
+def tiny_config(**overrides: object) -> BudgetFormerConfig:
+    """3 layers of 4 heads, d_model 32, 32 tokens, 4 labels, no dropout; overrides replace any field."""
+    options: dict[str, object] = dict(vocab_size=120, max_length=32, d_model=32, n_heads=4, n_layers=3, d_ff=64,
+                                      labels=LABELS, dropout=0.0)
+    options.update(overrides)
+    return BudgetFormerConfig(**options)  # type: ignore[arg-type]
+
+
+def tiny_model(seed: int = 0, *, init: Init = "router", **overrides: object) -> BudgetFormerForSequenceClassification:
+    """An eval-mode model with random weights drawn after torch.manual_seed(seed).
+
+    init: "plain" keeps the model's own initialisation; "router" redraws the router weights
+    with std 1 so that budgets and rankings vary across inputs; "strong" also makes attention,
+    embeddings and classifier strong enough that the heads run change predictions (calibration).
+    """
+    torch.manual_seed(seed)
+    model = BudgetFormerForSequenceClassification(tiny_config(**overrides))
+    with torch.no_grad():
+        if init == "router":
+            for name, p in model.named_parameters():
+                if "router" in name:
+                    p.normal_(0, 1.0)
+        elif init == "strong":
+            for block in model.blocks:
+                torch.nn.init.normal_(block.attn.qkv_weight, std=0.5)
+                torch.nn.init.normal_(block.attn.out_weight, std=0.5)
+                torch.nn.init.normal_(block.attn.router.proj.weight, std=1.0)
+                torch.nn.init.normal_(block.attn.router.proj.bias, std=1.0)
+            torch.nn.init.normal_(model.tok_emb.weight, std=1.0)
+            torch.nn.init.normal_(model.classifier.weight, std=1.0)
+    return model.eval()
