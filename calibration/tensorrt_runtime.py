@@ -26,8 +26,9 @@ import numpy as np
 import torch
 
 from bfexport.errors import BfexportError
+from bfexport.timing import time_interleaved
 from calibration.evaluate import Config
-from calibration.latency import Batch, LatencyRuntime, time_interleaved
+from calibration.latency import Batch, LatencyRuntime
 from calibration.torch_runtime import cuda_missing
 from converters.onnx_io import ExportedModel
 from converters.tensorrt import build_engine, import_tensorrt
@@ -88,7 +89,9 @@ class TensorRTRuntime(LatencyRuntime):
                 ctx.set_tensor_address(name, t.data_ptr())
             ctx.execute_async_v3(self.stream.cuda_stream)
 
-        return time_interleaved(call, len(configs), len(batches), repeats, warmup, sync=self.stream.synchronize)
+        seconds = time_interleaved(call, len(configs), len(batches), repeats=repeats, warmup=warmup,
+                                   sync=self.stream.synchronize)
+        return 1e3 * seconds
 
     def _load(self, batches: Sequence[Batch]) -> None:
         """Deserialize the engine, first building it with a profile that fits `batches` if there is none."""
