@@ -1,8 +1,9 @@
 """Latency on the device the model will run on: runtimes, a per-layer lookup table, verification.
 
 Runtimes implement one small interface (`LatencyRuntime`) and share one timing loop
-(`bfexport.timing.time_interleaved`, the one `bfexport bench` uses too), so the search never knows whether it is pricing ONNX Runtime on a CPU
-(here), PyTorch (torch_runtime.py) or a TensorRT engine (tensorrt_runtime.py); runtimes.py
+(`bfexport.timing.time_interleaved`, the one `bfexport bench` uses too), so the search never
+knows whether it is pricing ONNX Runtime on a CPU (here), PyTorch (torch_runtime.py) or a
+TensorRT engine (tensorrt_runtime.py); runtimes.py
 names them and says which can run on this machine.
 
 The table follows NetAdapt: the budget k of every layer is forced through the head caps

@@ -39,8 +39,8 @@ def attention_op_export(model: BudgetFormerForSequenceClassification, mode: str)
     nodes = list(proto.graph.node)
     mask_int32 = helper.make_node("Cast", ["attention_mask"], ["mask_int32"], name="mask_int32",
                                   to=onnx.TensorProto.INT32)
-    for l in range(cfg.n_layers):
-        nodes = _fuse_layer(nodes, f"blocks.{l}.attn", cfg, mode, mask_int32.output[0])
+    for layer in range(cfg.n_layers):
+        nodes = _fuse_layer(nodes, f"blocks.{layer}.attn", cfg, mode, mask_int32.output[0])
     if mode == "mha":
         nodes.insert(0, mask_int32)
         proto.opset_import.append(helper.make_opsetid("com.microsoft", 1))

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import torch
 
-from bfexport.checkpoint import load_checkpoint
 from bfexport.benchmark.settings import ModelShape
+from bfexport.checkpoint import load_checkpoint
 from bfexport.model import BudgetFormerForSequenceClassification
 from converters.onnx_io import ExportedModel, load_exported
 from converters.rebuild import rebuild_model

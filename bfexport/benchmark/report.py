@@ -31,7 +31,7 @@ def row_cells(row: Row, reference: str, batch: int) -> list[str]:
     cells = [name, k, f"{row.median_ms:.2f}", f"{spread:.1f}%", f"{row.speedup:.3f}", f"{row.ideal:.3f}",
              f"{row.efficiency:.3f}", over, _fmt(row.ideal_per_sample, ".3f"), _fmt(row.efficiency_per_sample, ".3f"),
              _fmt(row.p90_ms, ".2f"), _fmt(row.p99_ms, ".2f"), _fmt(row.items_per_s, ".1f")]
-    return [c for c, h in zip(cells, HEADERS) if h in headers(batch)]
+    return [c for c, h in zip(cells, HEADERS, strict=True) if h in headers(batch)]
 
 
 # ms is the median (p50); batch > 1 tables add the two per-sample columns
@@ -91,8 +91,9 @@ def print_result(r: dict[str, Any], out: Console) -> None:
     out.print(f"ONNX Runtime {env['onnxruntime']} CPU, {escape(str(env['cpu']))} ({env['cpu_count']} cores); "
               f"load average {env['loadavg_start']} at start, {env['loadavg_end']} at end")
     for m in r["models"]:
-        out.print(f"[bold]{escape(m['name'])}[/bold]: d {m['d_model']}, {m['n_heads']} heads, {m['n_layers']} layers, "
-                  f"FFN {m['d_ff']} ({escape(m['source'])}); dense candidates: {escape(', '.join(m['dense_variants']))}")
+        out.print(f"[bold]{escape(m['name'])}[/bold]: d {m['d_model']}, {m['n_heads']} heads, "
+                  f"{m['n_layers']} layers, FFN {m['d_ff']} ({escape(m['source'])}); "
+                  f"dense candidates: {escape(', '.join(m['dense_variants']))}")
         for note in m["notes"]:
             out.print(f"  note: {note}", markup=False)
     for note in r["notes"]:

@@ -79,8 +79,8 @@ def per_sample_caps(rng: np.random.Generator, batch: int, n_layers: int, n_heads
     width = max(1, n_heads // 4)
     lo, hi = max(1, target - width), min(n_heads, target + width)
     caps = rng.integers(lo, hi + 1, size=(batch, n_layers))
-    for l in range(n_layers):
-        col = caps[:, l]
+    for layer in range(n_layers):
+        col = caps[:, layer]
         goal = int(np.clip(target * batch, lo * batch, hi * batch))
         while col.sum() != goal:
             step = -1 if col.sum() > goal else 1

@@ -43,7 +43,7 @@ from typing import Any
 import numpy as np
 
 from bfexport.benchmark.environment import environment, load_average
-from bfexport.benchmark.graphs import Graph, budget_feeds, prepare_graphs, quick_graphs, cpu_session, token_feeds
+from bfexport.benchmark.graphs import Graph, budget_feeds, cpu_session, prepare_graphs, quick_graphs, token_feeds
 from bfexport.benchmark.models import BenchModel, random_model, timing_copy
 from bfexport.benchmark.result import BenchmarkResult
 from bfexport.benchmark.rows import Cell, Row, compute_rows, ideal_batch, ideal_speedup
@@ -78,7 +78,7 @@ def _cell_slots(graphs: list[Graph], sessions: list[Any], cfg: BudgetFormerConfi
     def runner(session: Any, feeds: dict[str, np.ndarray]) -> Callable[[], object]:
         return lambda: session.run(None, feeds)
 
-    for graph, session in zip(graphs, sessions):
+    for graph, session in zip(graphs, sessions, strict=True):
         if graph.as_exported:
             feeds = {**base, **{name: np.ascontiguousarray(np.broadcast_to(row, (batch, row.shape[1])))
                                 for name, row in graph.budget_rows.items()}}
@@ -245,10 +245,14 @@ def _time_cells(bench: BenchModel, graphs: list[Graph], ks: list[int], threads: 
         label = f"{bench.name} seq {seq} batch {batch} threads {threads}"
         slots = _cell_slots(graphs, sessions, cfg, seq, batch, ks, seed)
         base = done + len(out)
+        def on_round(rounds: int, planned: int, label: str = label, base: int = base) -> None:
+            report(label, base + min(rounds / planned, 1.0))
+
         samples = time_slots([s.run for s in slots], repeats=repeats, warmup=warmup, min_time_s=min_time_s,
-                             clock=clock, on_round=lambda r, planned: report(label, base + min(r / planned, 1.0)))
+                             clock=clock, on_round=on_round)
         rows = [Row(variant=s.variant, flavor=s.flavor, k=s.k, ideal=s.ideal, k_padded=s.k_padded,
-                    ideal_per_sample=s.ideal_per_sample, **summarize(x, batch)) for s, x in zip(slots, samples)]
+                    ideal_per_sample=s.ideal_per_sample, **summarize(x, batch))
+                for s, x in zip(slots, samples, strict=True)]
         reference = compute_rows(rows, batch, cfg.n_heads)
         out.append(Cell(bench.name, seq, threads, batch, cfg.n_heads, reference, len(samples[0]), rows))
         report(label, base + 1)

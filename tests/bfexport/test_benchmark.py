@@ -11,10 +11,6 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from bfexport.cost import model_macs
-from bfexport.errors import BfexportError
-from bfexport.model import BudgetFormerConfig, BudgetFormerForSequenceClassification
-from converters import DenseExport, export
 from bfexport.benchmark import (
     BenchmarkResult,
     BenchModel,
@@ -32,6 +28,10 @@ from bfexport.benchmark import (
     timing_copy,
     to_markdown,
 )
+from bfexport.cost import model_macs
+from bfexport.errors import BfexportError
+from bfexport.model import BudgetFormerConfig, BudgetFormerForSequenceClassification
+from converters import DenseExport, export
 
 TINY = ModelShape("tiny", d_model=16, n_heads=4, n_layers=2, d_ff=32, vocab_size=50)
 
