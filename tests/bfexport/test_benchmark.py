@@ -7,6 +7,7 @@ import json
 import math
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import pytest
 import torch
@@ -243,6 +244,20 @@ def test_fused_attention_dense_graphs_match_the_plain_dense_export(mode):
     np.testing.assert_allclose(logits(fused), logits(export(model, DenseExport())), rtol=1e-4, atol=1e-5)
     with pytest.raises(BfexportError):
         attention_op_export(model, "flash")
+
+
+@pytest.mark.parametrize("mode", ["mha", "attn23"])
+def test_fused_attention_rewrite_leaves_nothing_unused(mode):
+    """The rewrite drops the replaced attention cores: every node feeds an output, every initializer a node."""
+    fused = attention_op_export(tiny_model(), mode)
+    graph = fused.graph
+    read = {name for node in graph.node for name in node.input}
+    assert all(t.name in read for t in graph.initializer)
+    needed = {o.name for o in graph.output}
+    for node in reversed(graph.node):
+        assert needed & set(node.output), node.name
+        needed |= set(node.input)
+    onnx.checker.check_model(fused)
 
 
 def test_run_benchmark_plumbing_with_a_fake_clock():
