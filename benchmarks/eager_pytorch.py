@@ -1,7 +1,7 @@
 """Eager PyTorch: the trained thresholds vs all heads, side by side in one run.
 
 For each test text (batch 1, its own length), times model.predict at the checkpoint's
-thresholds and at tau = 1 (every head), interleaved, and reports the median latency
+thresholds and at tau = 1 (every head), interleaved by bfexport.timing, and reports the median latency
 ratio next to the cost model's FLOPs ratio.
 
     python benchmarks/eager_pytorch.py examples/debian-sections/checkpoint \
@@ -13,13 +13,13 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import time
 
 import numpy as np
 import torch
 
 from bfexport import cost, data
 from bfexport.checkpoint import load_checkpoint, load_tokenizer_json
+from bfexport.timing import time_interleaved
 
 
 def main() -> None:
@@ -36,18 +36,14 @@ def main() -> None:
     tokenizer = data.tokenizer_from_str(load_tokenizer_json(args.checkpoint))
     texts = [e.text for e in data.read_examples(args.data, limit=args.samples)]
     everything = [1.0] * cfg.n_layers
-    times: dict[str, list[float]] = {"trained": [], "all_heads": []}
-    counts, lengths = [], []
-    for text in texts:
-        ids, mask = (torch.from_numpy(a) for a in data.encode(tokenizer, [text], cfg.max_length))
-        lengths.append(ids.shape[1])
-        counts.append(model.predict(ids, mask).head_counts[0].numpy())
-        for _ in range(args.repeats):  # interleaved, so drift hits both sides alike
-            for name, thresholds in (("trained", None), ("all_heads", everything)):
-                start = time.perf_counter()
-                model.predict(ids, mask, thresholds=thresholds)
-                times[name].append(time.perf_counter() - start)
-    trained, full = np.array(times["trained"]), np.array(times["all_heads"])
+    inputs = [tuple(torch.from_numpy(a) for a in data.encode(tokenizer, [text], cfg.max_length)) for text in texts]
+    lengths = [ids.shape[1] for ids, _ in inputs]
+    counts = [model.predict(ids, mask).head_counts[0].numpy() for ids, mask in inputs]
+    configs = (None, everything)  # slot 0: the trained thresholds, slot 1: every head
+    # interleaved per text in a rotating order (bfexport.timing), so drift hits both sides alike
+    seconds = time_interleaved(lambda c, m: model.predict(*inputs[m], thresholds=configs[c]), len(configs),
+                               len(inputs), repeats=args.repeats, warmup=0)
+    trained, full = seconds[:, 0, :].ravel(), seconds[:, 1, :].ravel()
     result = {
         "checkpoint": args.checkpoint, "samples": len(texts), "repeats": args.repeats, "threads": args.threads,
         "mean_length": float(np.mean(lengths)),

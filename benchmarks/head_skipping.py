@@ -18,22 +18,29 @@ import shlex
 import sys
 from pathlib import Path
 
-from bfexport.checkpoint import load_checkpoint
-from bfexport.cli.bench import bert_shape, print_result, progress_bar, warn_if_busy
-from bfexport.files import atomic_file, write_json
-from converters.benchmark import (
+from rich.console import Console
+
+from bfexport.benchmark import (
     BERT_BASE,
     FUSION_MODES,
     SHIPPED,
     BenchModel,
     ModelShape,
+    bert_shape,
     check_targets,
     load_average,
+    print_result,
+    progress_bar,
     run_benchmark,
     to_markdown,
+    warn_if_busy,
 )
+from bfexport.checkpoint import load_checkpoint
+from bfexport.files import atomic_file, write_json
 
 RESULTS = Path(__file__).resolve().parent / "results"
+STDERR = Console(stderr=True, soft_wrap=True)  # progress and warnings
+REPORT = Console(width=None if sys.stdout.isatty() else 160)  # the tables; wide when redirected, so none is cut
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -65,12 +72,12 @@ def main(argv: list[str] | None = None) -> int:
                      min_time_s=args.min_time)
         out = args.out or RESULTS
 
-    warn_if_busy(load_average())
-    with progress_bar() as report:
+    warn_if_busy(load_average(), STDERR)
+    with progress_bar(STDERR) as report:
         result = run_benchmark(models, fusions=args.fusions, progress=report, **sweep)
     result.settings["command"] = shlex.join(["python", "benchmarks/head_skipping.py", *(argv or sys.argv[1:])])
     result.settings["quick"] = args.quick
-    print_result(result.to_dict())
+    print_result(result.to_dict(), REPORT)
 
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)

@@ -1,8 +1,9 @@
 """Latency on the device the model will run on: runtimes, a per-layer lookup table, verification.
 
 Runtimes implement one small interface (`LatencyRuntime`) and share one timing loop
-(`time_interleaved`), so the search never knows whether it is pricing ONNX Runtime on a CPU
-(here), PyTorch (torch_runtime.py) or a TensorRT engine (tensorrt_runtime.py); runtimes.py
+(`bfexport.timing.time_interleaved`, the one `bfexport bench` uses too), so the search never
+knows whether it is pricing ONNX Runtime on a CPU (here), PyTorch (torch_runtime.py) or a
+TensorRT engine (tensorrt_runtime.py); runtimes.py
 names them and says which can run on this machine.
 
 The table follows NetAdapt: the budget k of every layer is forced through the head caps
@@ -22,9 +23,8 @@ per batch in a rotating order so drift hits all of them alike; and medians are u
 
 from __future__ import annotations
 
-import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from typing import Any, ClassVar
@@ -36,6 +36,7 @@ from bfexport.errors import BfexportError
 from bfexport.exported import ExportedModel
 from bfexport.names import ATTENTION_MASK, BUDGET_THRESHOLDS, HEAD_CAPS, INPUT_IDS, LOGITS
 from bfexport.runtime import session_options
+from bfexport.timing import time_interleaved
 from calibration.evaluate import Config
 from calibration.inputs import CalibrationData
 
@@ -73,37 +74,11 @@ class LatencyRuntime(ABC):
     def measure(self, batches: Sequence[Batch], configs: Sequence[Config], repeats: int,
                 warmup: int = 1) -> np.ndarray:
         """Milliseconds per call, shape (repeats, len(configs), len(batches)); configurations
-        interleaved per batch so that they see the same machine state (see time_interleaved)."""
+        interleaved per batch so that they see the same machine state (bfexport.timing.time_interleaved)."""
 
     def fresh(self) -> LatencyRuntime:
         """The same runtime in a new session (for re-measurement)."""
         return type(self)(self.exported, self.threads)
-
-
-def time_interleaved(call: Callable[[int, int], object], n_configs: int, n_batches: int, repeats: int,
-                     warmup: int = 1, *, sync: Callable[[], object] | None = None,
-                     clock: Callable[[], float] = time.perf_counter) -> np.ndarray:
-    """Milliseconds of call(config, batch), shape (repeats, n_configs, n_batches): the timing loop
-    every runtime shares. `warmup` untimed passes over everything first; then per batch every
-    configuration once, in an order that rotates with the batch and the repeat, so drift and
-    caches favour none of them. `sync` (e.g. torch.cuda.synchronize) runs before the clock
-    stops, so asynchronous devices are timed to completion."""
-    done = sync or (lambda: None)
-    for _ in range(warmup):
-        for c in range(n_configs):
-            for m in range(n_batches):
-                call(c, m)
-    done()
-    out = np.empty((repeats, n_configs, n_batches), dtype=np.float64)
-    for r in range(repeats):
-        for m in range(n_batches):
-            for j in range(n_configs):
-                c = (j + r + m) % n_configs  # rotate who goes first
-                t0 = clock()
-                call(c, m)
-                done()
-                out[r, c, m] = (clock() - t0) * 1e3
-    return out
 
 
 class OrtCpuRuntime(LatencyRuntime):
@@ -129,8 +104,9 @@ class OrtCpuRuntime(LatencyRuntime):
                    BUDGET_THRESHOLDS: np.asarray([c.thresholds], dtype=np.float32),
                    HEAD_CAPS: np.asarray([c.caps], dtype=np.int64)} for ids, mask in batches] for c in configs]
         run = self.session.run
-        return time_interleaved(lambda c, m: run([LOGITS], feeds[c][m]), len(configs), len(batches), repeats,
-                                warmup)
+        seconds = time_interleaved(lambda c, m: run([LOGITS], feeds[c][m]), len(configs), len(batches),
+                                   repeats=repeats, warmup=warmup)
+        return 1e3 * seconds
 
 
 def versions() -> dict[str, str]:

@@ -25,8 +25,9 @@ import onnx
 import torch
 
 from bfexport.exported import ExportedModel
+from bfexport.timing import time_interleaved
 from calibration.evaluate import Config
-from calibration.latency import Batch, LatencyRuntime, time_interleaved
+from calibration.latency import Batch, LatencyRuntime
 from converters.onnx.rebuild import float_type, rebuild_model
 
 
@@ -72,7 +73,9 @@ class TorchRuntime(LatencyRuntime):
             self.model(*inputs[m], thresholds=budgets[c][0], caps=budgets[c][1])
 
         with torch.inference_mode(), _threads(self.threads):
-            return time_interleaved(call, len(configs), len(batches), repeats, warmup, sync=self.sync)
+            seconds = time_interleaved(call, len(configs), len(batches), repeats=repeats, warmup=warmup,
+                                       sync=self.sync)
+        return 1e3 * seconds
 
 
 class TorchCpuRuntime(TorchRuntime):

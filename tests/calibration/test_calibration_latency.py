@@ -17,8 +17,7 @@ from calibration.api import load_model
 from calibration.evaluate import Config, Evaluator
 from calibration.inputs import collect
 from calibration.report import write_report
-from calibration.latency import (LatencyRuntime, OrtCpuRuntime, latency_groups, make_batches, profile,
-                                 time_interleaved)
+from calibration.latency import LatencyRuntime, OrtCpuRuntime, latency_groups, make_batches, profile
 
 
 class FakeRuntime(LatencyRuntime):
@@ -120,19 +119,6 @@ def test_infeasible_latency_target_states_the_range(model_path: Path, data_path:
         calibrate(model_path, data_path, LatencyTarget(0.01), runtime_factory=FakeRuntime)
     with pytest.raises(BfexportError, match="at or above the all-heads latency"):
         calibrate(model_path, data_path, LatencyTarget(1e6), runtime_factory=FakeRuntime)
-
-
-def test_timing_loop_rotates_which_configuration_goes_first() -> None:
-    calls: list[tuple[int, int]] = []
-    ticks = iter(range(1000))
-    ms = time_interleaved(lambda c, m: calls.append((c, m)), 3, 2, repeats=2, warmup=1,
-                          sync=lambda: calls.append((-1, -1)), clock=lambda: next(ticks) / 1e3)
-    warm, timed = calls[:6], calls[7:]
-    assert warm == [(c, m) for c in range(3) for m in range(2)] and calls[6] == (-1, -1)
-    assert timed[1::2] == [(-1, -1)] * 12  # every timed call is synced before the clock stops
-    order = timed[::2]
-    assert order == [((j + r + m) % 3, m) for r in range(2) for m in range(2) for j in range(3)]
-    assert ms.shape == (2, 3, 2) and np.allclose(ms, 1.0)  # one tick per call
 
 
 def test_batch_larger_than_data_is_refused() -> None:

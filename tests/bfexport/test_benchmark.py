@@ -1,22 +1,19 @@
-"""converters/benchmark.py: the arithmetic and the timing loop with a fake clock (no wall-clock
-assertions), the fused-attention dense graphs' parity, and one slow smoke run of the real thing."""
+"""bfexport/benchmark: the arithmetic, the plumbing with a fake clock (no wall-clock assertions),
+the fused-attention dense graphs' parity, and one slow smoke run of the real thing."""
 
 from __future__ import annotations
 
-import gc
 import json
 import math
 from functools import partial
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import pytest
 import torch
 
-from bfexport.cost import model_macs
-from bfexport.errors import BfexportError
-from converters import DenseExport, export
-from converters.benchmark import (
+from bfexport.benchmark import (
     BenchmarkResult,
     BenchModel,
     Cell,
@@ -28,14 +25,14 @@ from converters.benchmark import (
     compute_rows,
     ideal_batch,
     ideal_speedup,
-    interleave,
     per_sample_caps,
     run_benchmark,
-    summarize,
-    time_slots,
     timing_copy,
     to_markdown,
 )
+from bfexport.cost import model_macs
+from bfexport.errors import BfexportError
+from converters import DenseExport, export
 from tests import factories
 
 TINY = ModelShape("tiny", d_model=16, n_heads=4, n_layers=2, d_ff=32, vocab_size=50)
@@ -44,27 +41,6 @@ TINY = ModelShape("tiny", d_model=16, n_heads=4, n_layers=2, d_ff=32, vocab_size
 # TINY's shape, two labels, the model's own initialisation.
 tiny_model = partial(factories.tiny_model, init="plain", vocab_size=50, d_model=16, n_layers=2, d_ff=32,
                      labels=["negative", "positive"], dropout=0.1)
-
-
-class FakeClock:
-    """perf_counter_ns stand-in: time moves only when a fake run says so."""
-
-    def __init__(self) -> None:
-        self.now = 0
-
-    def __call__(self) -> int:
-        return self.now
-
-    def runner(self, name: str, durations_ms: list[float], log: list[str]):
-        """A run that takes durations_ms[i] on its i-th call (the last one repeats)."""
-        calls = iter(range(10**9))
-
-        def run() -> None:
-            i = next(calls)
-            log.append(name)
-            self.now += int(durations_ms[min(i, len(durations_ms) - 1)] * 1e6)
-
-        return run
 
 
 # ---- budgets and caps ------------------------------------------------------------------------
@@ -121,57 +97,6 @@ def test_ideal_batch_padded_vs_per_sample():
     expected_own = 8 * model_macs(cfg, 64) / (4 * model_macs(cfg, 64, [1, 3]) + 4 * model_macs(cfg, 64, [3, 1]))
     assert own == pytest.approx(expected_own)
     assert padded < own
-
-
-# ---- timing loop -----------------------------------------------------------------------------
-
-def test_interleave_rotates_so_each_slot_takes_each_position_once():
-    n = 5
-    rounds = [interleave(n, r) for r in range(n)]
-    assert rounds[0] == [0, 1, 2, 3, 4] and rounds[1] == [1, 2, 3, 4, 0]
-    for order in rounds:
-        assert sorted(order) == list(range(n))
-    for position in range(n):
-        assert sorted(order[position] for order in rounds) == list(range(n))
-    assert interleave(n, n) == interleave(n, 0)
-
-
-def test_time_slots_warms_up_then_interleaves_and_times_each_run():
-    clock, log = FakeClock(), []
-    runs = [clock.runner("a", [50, 10], log), clock.runner("b", [20], log), clock.runner("c", [99, 99, 30], log)]
-    samples = time_slots(runs, repeats=3, warmup=2, clock=clock)
-    assert log[:6] == ["a", "a", "b", "b", "c", "c"]  # warm-up, untimed, each variant in turn
-    assert log[6:] == ["a", "b", "c", "b", "c", "a", "c", "a", "b"]  # rotated rounds
-    assert samples == [[0.01] * 3, [0.02] * 3, [0.03] * 3]  # warm-up costs are not in the samples
-
-
-def test_time_slots_min_time_adds_rounds_up_to_the_cap():
-    clock, log = FakeClock(), []
-    samples = time_slots([clock.runner("a", [100], log)], repeats=2, warmup=0, min_time_s=0.45, clock=clock)
-    assert len(samples[0]) == 5  # 0.1 s a round: rounds continue until 0.45 s have passed
-    clock, log = FakeClock(), []
-    samples = time_slots([clock.runner("a", [100], log)], repeats=2, warmup=0, min_time_s=100, max_rounds=7,
-                         clock=clock)
-    assert len(samples[0]) == 7
-
-
-def test_time_slots_reports_rounds_and_rejects_bad_counts():
-    clock, seen = FakeClock(), []
-    time_slots([clock.runner("a", [1], [])], repeats=3, warmup=0, clock=clock,
-               on_round=lambda r, n: seen.append((r, n)))
-    assert seen == [(1, 3), (2, 3), (3, 3)]
-    assert gc.isenabled()  # switched off only while timing
-    with pytest.raises(BfexportError):
-        time_slots([], repeats=0, warmup=0)
-
-
-def test_summarize_median_ignores_outliers():
-    s = summarize([0.010, 0.011, 0.012, 0.500, 0.011])
-    assert s["median_ms"] == pytest.approx(11.0)
-    assert s["q1_ms"] == pytest.approx(11.0) and s["q3_ms"] == pytest.approx(12.0)
-    assert s["runs"] == 5
-    one = summarize([0.002])
-    assert one["median_ms"] == one["q1_ms"] == one["q3_ms"] == pytest.approx(2.0)
 
 
 # ---- rows: speedup, efficiency, overheads --------------------------------------------------
@@ -318,6 +243,20 @@ def test_fused_attention_dense_graphs_match_the_plain_dense_export(mode):
     np.testing.assert_allclose(logits(fused), logits(export(model, DenseExport())), rtol=1e-4, atol=1e-5)
     with pytest.raises(BfexportError):
         attention_op_export(model, "flash")
+
+
+@pytest.mark.parametrize("mode", ["mha", "attn23"])
+def test_fused_attention_rewrite_leaves_nothing_unused(mode):
+    """The rewrite drops the replaced attention cores: every node feeds an output, every initializer a node."""
+    fused = attention_op_export(tiny_model(), mode)
+    graph = fused.graph
+    read = {name for node in graph.node for name in node.input}
+    assert all(t.name in read for t in graph.initializer)
+    needed = {o.name for o in graph.output}
+    for node in reversed(graph.node):
+        assert needed & set(node.output), node.name
+        needed |= set(node.input)
+    onnx.checker.check_model(fused)
 
 
 def test_run_benchmark_plumbing_with_a_fake_clock():

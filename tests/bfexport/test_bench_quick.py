@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from bfexport.benchmark import BenchModel, load_target, run_benchmark
 from bfexport.cli import run
 from bfexport.errors import BfexportError
 from converters import AdaptiveExport, DenseExport, StaticExport, export_with_metadata, load_exported, save_onnx
-from converters.benchmark import BenchModel, run_benchmark, summarize
 from tests.conftest import tiny_model
 
 FAST = ["--repeats", "2", "--warmup", "0", "--min-time", "0"]
@@ -29,13 +29,6 @@ def bench_json(capsys, *args: object) -> dict:
     code, out, err = bench(capsys, *args, *FAST, "--json")
     assert code == 0, err
     return json.loads(out)
-
-
-def test_summarize_reports_tail_percentiles_and_throughput() -> None:
-    s = summarize([0.001 * i for i in range(1, 101)], batch=4)  # 1..100 ms
-    assert s["p50_ms"] == pytest.approx(50.5) and s["median_ms"] == pytest.approx(50.5)
-    assert s["p90_ms"] == pytest.approx(90.1) and s["p99_ms"] == pytest.approx(99.01)
-    assert s["items_per_s"] == pytest.approx(4 * 100 / 5.05)  # 400 items in 5.05 s
 
 
 def test_default_is_a_quick_run_of_the_checkpoint_at_its_own_shape(checkpoint: Path, capsys) -> None:
@@ -106,8 +99,6 @@ def test_a_file_that_cannot_be_rebuilt_is_refused(tmp_path: Path, tokenizer) -> 
     model = tiny_model(vocab_size=tokenizer.get_vocab_size())
     path = save_onnx(export_with_metadata(model, StaticExport(heads=[[0, 1]] * 3), tokenizer.to_str()),
                      tmp_path / "s.onnx")
-    from bfexport.cli.bench import load_target
-
     with pytest.raises(BfexportError, match="cannot be rebuilt"):
         load_target(str(path))
 
