@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from bfexport.flavors import ExportConfig
 from bfexport.model import BudgetFormerConfig
 
 
@@ -31,15 +32,15 @@ def model_macs(config: BudgetFormerConfig, seq_len: int, heads_per_layer: Sequen
     return layers + seq_len * config.d_model + config.d_model * config.n_labels
 
 
-def computed_heads(flavor: str, head_counts: np.ndarray, n_heads: int) -> tuple[np.ndarray, bool]:
-    """Heads each flavor actually computes per (sample, layer), and whether it runs a router.
+def computed_heads(kind: type[ExportConfig], head_counts: np.ndarray, n_heads: int) -> tuple[np.ndarray, bool]:
+    """Heads a graph of flavor `kind` actually computes per (sample, layer), and whether it runs a router.
 
-    masked computes every head whatever the router chose; adaptive and static compute the
-    heads they report; dense reports all heads.
+    A flavor that computes every head (masked, dense) does so whatever the router chose; the
+    others compute the heads they report.
     """
-    if flavor == "masked":
-        return np.full_like(head_counts, n_heads), True
-    return head_counts, flavor in ("adaptive", "pytorch")
+    if kind.computes_all_heads:
+        return np.full_like(head_counts, n_heads), kind.routed
+    return head_counts, kind.routed
 
 
 def flops_ratio(config: BudgetFormerConfig, lengths: Sequence[int] | np.ndarray, head_counts: np.ndarray, *,

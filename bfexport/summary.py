@@ -15,16 +15,19 @@ import tokenizers
 import torch
 
 from bfexport import cost, data
+from bfexport.flavors import AdaptiveExport, ExportConfig, flavor_named
 from bfexport.model import BudgetFormerConfig, BudgetFormerForSequenceClassification
+from bfexport.names import HEAD_COUNTS, LOGITS, OUTPUTS, SELECTED_HEADS
 
+TORCH = "pytorch"  # the flavor `bfexport inspect` names a checkpoint's run
 Runner = Callable[[np.ndarray, np.ndarray], dict[str, np.ndarray]]
 
 
 def torch_runner(model: BudgetFormerForSequenceClassification) -> Runner:
     def run(ids: np.ndarray, mask: np.ndarray) -> dict[str, np.ndarray]:
         out = model.predict(torch.from_numpy(ids), torch.from_numpy(mask))
-        return {"logits": out.logits.numpy(), "head_counts": out.head_counts.numpy(),
-                "selected_heads": out.selected_heads(model.config.n_heads).numpy()}
+        return {LOGITS: out.logits.numpy(), HEAD_COUNTS: out.head_counts.numpy(),
+                SELECTED_HEADS: out.selected_heads(model.config.n_heads).numpy()}
     return run
 
 
@@ -42,20 +45,24 @@ def run_data(runner: Runner, tokenizer: tokenizers.Tokenizer, config: BudgetForm
     for start in range(0, len(texts), batch_size):
         ids, mask = data.encode(tokenizer, texts[start:start + batch_size], config.max_length)
         out = {**runner(ids, mask), "lengths": mask.sum(-1)}
-        for name in ("logits", "head_counts", "selected_heads", "lengths"):
+        for name in (*OUTPUTS, "lengths"):
             parts.setdefault(name, []).append(out[name])
     return {name: np.concatenate(arrays) for name, arrays in parts.items()}
 
 
 def behaviour(config: BudgetFormerConfig, flavor: str, outputs: dict[str, np.ndarray],
               labels: np.ndarray | None) -> dict[str, Any]:
-    """Accuracy, head statistics and FLOPs of one flavor over a dataset (run_data's outputs)."""
-    counts, lengths, selected = outputs["head_counts"], outputs["lengths"], outputs["selected_heads"]
-    heads, router = cost.computed_heads(flavor, counts, config.n_heads)
+    """Accuracy, head statistics and FLOPs of one flavor over a dataset (run_data's outputs).
+
+    flavor: an exported file's, or "pytorch" for a checkpoint run in PyTorch (it computes what
+    its adaptive export does).
+    """
+    counts, lengths, selected = outputs[HEAD_COUNTS], outputs["lengths"], outputs[SELECTED_HEADS]
+    heads, router = cost.computed_heads(_kind(flavor), counts, config.n_heads)
     L, H = config.n_layers, config.n_heads
     return {
         "samples": int(len(lengths)),
-        "accuracy": float((outputs["logits"].argmax(-1) == labels).mean()) if labels is not None else None,
+        "accuracy": float((outputs[LOGITS].argmax(-1) == labels).mean()) if labels is not None else None,
         "mean_heads_per_layer": [round(float(v), 4) for v in counts.mean(0)],
         "k_histogram_per_layer": [np.bincount(counts[:, l], minlength=H + 1)[1:].tolist() for l in range(L)],
         "head_usage_per_layer": head_usage(selected, H).round(4).tolist(),
@@ -64,6 +71,10 @@ def behaviour(config: BudgetFormerConfig, flavor: str, outputs: dict[str, np.nda
         "flops_per_layer": [2 * m for m in cost.per_layer_macs(config, lengths, heads, router=router)],
         "dense_flops_per_layer": [2 * m for m in cost.per_layer_macs(config, lengths, None)],
     }
+
+
+def _kind(flavor: str) -> type[ExportConfig]:
+    return AdaptiveExport if flavor == TORCH else flavor_named(flavor)
 
 
 def head_usage(selected_heads: np.ndarray, n_heads: int) -> np.ndarray:

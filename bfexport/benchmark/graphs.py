@@ -15,8 +15,10 @@ from bfexport.benchmark.baselines import ATTENTION_MODES, attention_op_export, o
 from bfexport.benchmark.models import BenchModel
 from bfexport.benchmark.settings import FUSION_MODES
 from bfexport.errors import BfexportError
+from bfexport.flavors import AdaptiveExport, DenseExport, ExportConfig, MaskedExport, StaticExport
 from bfexport.model import BudgetFormerConfig
-from converters import AdaptiveExport, DenseExport, MaskedExport, StaticExport, export
+from bfexport.names import ATTENTION_MASK, BUDGET_THRESHOLDS, HEAD_CAPS, INPUT_IDS, LOGITS
+from converters import export
 from converters.onnx.rebuild import float_type
 
 FLAVOR_OPSET = 23  # the exporters' fastest attention on ONNX Runtime CPU (one Attention node)
@@ -27,7 +29,7 @@ class Graph:
     """One exported graph to time."""
 
     variant: str
-    flavor: str
+    kind: type[ExportConfig]  # its flavor
     payload: bytes
     k: int | None = None  # static: its fixed k
     as_exported: bool = False  # quick run: timed with the file's own default budgets
@@ -46,20 +48,20 @@ def cpu_session(payload: bytes, threads: int) -> Any:
 def token_feeds(config: BudgetFormerConfig, batch: int, seq: int, seed: int) -> dict[str, np.ndarray]:
     """Random token ids, no padding: values change no timing."""
     rng = np.random.default_rng(seed)
-    return {"input_ids": rng.integers(1, config.vocab_size, size=(batch, seq), dtype=np.int64),
-            "attention_mask": np.ones((batch, seq), dtype=np.int64)}
+    return {INPUT_IDS: rng.integers(1, config.vocab_size, size=(batch, seq), dtype=np.int64),
+            ATTENTION_MASK: np.ones((batch, seq), dtype=np.int64)}
 
 
 def budget_feeds(config: BudgetFormerConfig, base: dict[str, np.ndarray], caps: np.ndarray) -> dict[str, np.ndarray]:
     """thresholds 1.0 (k = H before the cap) and caps: every sample runs exactly its cap."""
-    return {**base, "budget_thresholds": np.ones((1, config.n_layers), dtype=np.float32),
-            "head_caps": np.ascontiguousarray(caps, dtype=np.int64)}
+    return {**base, BUDGET_THRESHOLDS: np.ones((1, config.n_layers), dtype=np.float32),
+            HEAD_CAPS: np.ascontiguousarray(caps, dtype=np.int64)}
 
 
 def _parity_feeds(config: BudgetFormerConfig) -> dict[str, np.ndarray]:
     seq = min(config.max_length, 48)
     feeds = token_feeds(config, 2, seq, seed=12345)
-    feeds["attention_mask"][1, seq // 2:] = 0  # one padded row: masks must agree too
+    feeds[ATTENTION_MASK][1, seq // 2:] = 0  # one padded row: masks must agree too
     return feeds
 
 
@@ -77,46 +79,46 @@ def prepare_graphs(bench: BenchModel, ks: Sequence[int], fusions: str = "dense")
                             "max_length": cfg.max_length, "fusions": fusions, "dense_variants": [],
                             "optimizer": {}, "notes": []}
     plain = export(model, DenseExport())
-    candidates: list[tuple[str, str, onnx.ModelProto, int | None]] = [("dense", "dense", plain, None)]
+    candidates: list[tuple[str, type[ExportConfig], onnx.ModelProto, int | None]] = [("dense", DenseExport, plain, None)]
     for mode in ATTENTION_MODES:
         try:
-            candidates.append((f"dense-{mode}", "dense", attention_op_export(model, mode), None))
+            candidates.append((f"dense-{mode}", DenseExport, attention_op_export(model, mode), None))
         except Exception as e:  # an op this onnx/onnxruntime cannot build: time the others
             info["notes"].append(f"dense-{mode} not built: {type(e).__name__}: {e}")
     opset = FLAVOR_OPSET
-    candidates.append(("masked", "masked", export(model, MaskedExport(opset=opset)), None))
+    candidates.append(("masked", MaskedExport, export(model, MaskedExport(opset=opset)), None))
     k: int | None  # a static k here, then each candidate's (None unless static) below
     for k in ks:
         heads = [list(range(k))] * cfg.n_layers
-        candidates.append(("static", "static", export(model, StaticExport(opset=opset, heads=heads)), k))
-    candidates.append(("adaptive", "adaptive", export(model, AdaptiveExport(opset=opset)), None))
+        candidates.append(("static", StaticExport, export(model, StaticExport(opset=opset, heads=heads)), k))
+    candidates.append(("adaptive", AdaptiveExport, export(model, AdaptiveExport(opset=opset)), None))
     info["notes"].append(f"masked, static and adaptive exported at opset {opset} (attention as one Attention node)")
 
     feeds = _parity_feeds(cfg)
     budget = budget_feeds(cfg, feeds, np.full((1, cfg.n_layers), max(1, cfg.n_heads // 2)))
     graphs: list[Graph] = []
-    reference = cpu_session(plain.SerializeToString(), 1).run(["logits"], feeds)[0]
-    for variant, flavor, proto, k in candidates:
-        feed = budget if flavor in ("adaptive", "masked") else feeds
+    reference = cpu_session(plain.SerializeToString(), 1).run([LOGITS], feeds)[0]
+    for variant, kind, proto, k in candidates:
+        feed = budget if kind.routed else feeds
         payload = proto.SerializeToString()
-        logits = cpu_session(payload, 1).run(["logits"], feed)[0]
-        if flavor == "dense" and not _close(logits, reference):
+        logits = cpu_session(payload, 1).run([LOGITS], feed)[0]
+        if kind is DenseExport and not _close(logits, reference):
             info["notes"].append(f"{variant} dropped: logits differ from the plain dense export by "
                                  f"{np.abs(logits - reference).max():.2e}")
             continue
         fused = None
-        if fusions == "all" or (fusions == "dense" and flavor == "dense"):
+        if fusions == "all" or (fusions != "none" and kind is DenseExport):  # "dense": dense graphs only
             fused = _fused_payload(proto, cfg, feed, logits, f"{variant}@{k}" if k is not None else variant, info)
-        if fused is None or variant == "dense":  # the plain dense stays too: it shows what fusing buys
-            graphs.append(Graph(variant, flavor, payload, k))
+        if fused is None or proto is plain:  # the plain dense stays too: it shows what fusing buys
+            graphs.append(Graph(variant, kind, payload, k))
         if fused is not None:
-            graphs.append(Graph(f"{variant}+ortopt", flavor, fused, k))
+            graphs.append(Graph(f"{variant}+ortopt", kind, fused, k))
     plain_fusion = info["optimizer"].get("dense")
     if plain_fusion is not None and not {"Attention", "MultiHeadAttention"} & set(plain_fusion):
         info["notes"].append("transformers optimizer did not fuse attention in the plain dense export "
                              "(its BERT patterns need separate Q/K/V MatMuls and its own mask path); "
                              "dense-mha is the fused com.microsoft.Attention built directly")
-    info["dense_variants"] = [g.variant for g in graphs if g.flavor == "dense"]
+    info["dense_variants"] = [g.variant for g in graphs if g.kind is DenseExport]
     return graphs, info
 
 
@@ -130,26 +132,26 @@ def quick_graphs(bench: BenchModel) -> tuple[list[Graph], dict[str, Any]]:
                             "optimizer": {}, "notes": []}
     rows: dict[str, np.ndarray] = {}
     if exported is not None:
-        flavor, payload = exported.flavor, exported.proto.SerializeToString()
+        kind, payload = exported.kind, exported.proto.SerializeToString()
         fp16 = float_type(exported) == onnx.TensorProto.FLOAT16
         # a file whose budgets are required inputs (`bfexport deploy` with batching) gets its default rows
         stored = {i.name for i in exported.proto.graph.initializer}
         required = {i.name for i in exported.proto.graph.input} - stored
         defaults: dict[str, np.ndarray] = {
-            "budget_thresholds": np.asarray([exported.default_thresholds], dtype=np.float32),
-            "head_caps": np.asarray([exported.default_caps], dtype=np.int64)}
+            BUDGET_THRESHOLDS: np.asarray([exported.default_thresholds], dtype=np.float32),
+            HEAD_CAPS: np.asarray([exported.default_caps], dtype=np.int64)}
         rows = {name: row for name, row in defaults.items() if name in required}
     else:
-        flavor, fp16 = ("adaptive" if cfg.adaptive else "dense"), False
-        payload = export(model, AdaptiveExport() if cfg.adaptive else DenseExport()).SerializeToString()
-    if flavor not in ("adaptive", "masked", "static", "dense"):
-        raise BfexportError(f"{bench.name}: bench times ONNX Runtime graphs; a {flavor} file runs on TensorRT "
+        kind, fp16 = (AdaptiveExport if cfg.adaptive else DenseExport), False
+        payload = export(model, kind()).SerializeToString()
+    if kind.custom_op:
+        raise BfexportError(f"{bench.name}: bench times ONNX Runtime graphs; a {kind.flavor} file runs on TensorRT "
                             "(bench the adaptive export of the same model)")
-    graphs = [Graph(f"{flavor} (this model)", flavor, payload, as_exported=True, budget_rows=rows)]
-    if flavor == "dense":
+    graphs = [Graph(f"{kind.flavor} (this model)", kind, payload, as_exported=True, budget_rows=rows)]
+    if kind is DenseExport:
         info["dense_variants"] = [graphs[0].variant]
     else:
-        graphs.insert(0, Graph("dense", "dense", export(model, DenseExport(fp16=fp16)).SerializeToString()))
+        graphs.insert(0, Graph("dense", DenseExport, export(model, DenseExport(fp16=fp16)).SerializeToString()))
         info["notes"].append(f"{graphs[1].variant}: its own default budgets on random token ids; dense: a dense "
                              "export of the same weights" + (" (fp16 like the file)" if fp16 else ""))
     return graphs, info
@@ -162,7 +164,7 @@ def _fused_payload(proto: onnx.ModelProto, cfg: BudgetFormerConfig, feed: dict[s
     try:
         fused, added, printed = ort_optimize(proto, cfg)
         payload: bytes = fused.SerializeToString()
-        out = cpu_session(payload, 1).run(["logits"], feed)[0]
+        out = cpu_session(payload, 1).run([LOGITS], feed)[0]
     except Exception as e:  # optimizer missing or failing: time the graph as exported
         info["notes"].append(f"transformers optimizer failed on {key}: {type(e).__name__}: {e}")
         return None

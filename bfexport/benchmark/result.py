@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bfexport.benchmark.rows import Cell
+from bfexport.flavors import AdaptiveExport
 
 
 @dataclass
@@ -59,7 +60,7 @@ def check_targets(result: BenchmarkResult) -> list[TargetCheck]:
     for cell in result.cells:
         half = max(1, int(math.floor(cell.n_heads * 0.5 + 0.5)))
         for r in cell.rows:
-            if r.flavor != "adaptive":
+            if r.kind is not AdaptiveExport:
                 continue
             if cell.batch == 1:
                 if r.k == half and cell.seq == 512:

@@ -16,6 +16,7 @@ import numpy as np
 
 from bfexport.cost import model_macs
 from bfexport.errors import BfexportError
+from bfexport.flavors import AdaptiveExport, DenseExport, ExportConfig, StaticExport, flavor_named
 from bfexport.model import BudgetFormerConfig
 
 
@@ -71,6 +72,11 @@ class Row:
     p99_ms: float = float("nan")
     items_per_s: float = float("nan")  # batch * runs / time of the runs
 
+    @property
+    def kind(self) -> type[ExportConfig]:
+        """The config type of the row's flavor (the JSON keeps the name)."""
+        return flavor_named(self.flavor)
+
 
 @dataclass
 class Cell:
@@ -96,7 +102,7 @@ def compute_rows(rows: list[Row], batch: int, n_heads: int) -> str:
 
     Dense reference = the dense variant with the lowest median.
     """
-    dense = [r for r in rows if r.flavor == "dense"]
+    dense = [r for r in rows if r.kind is DenseExport]
     if not dense:
         raise BfexportError("no dense variant was timed: nothing to compare against")
     reference = min(dense, key=lambda r: r.median_ms)
@@ -105,8 +111,8 @@ def compute_rows(rows: list[Row], batch: int, n_heads: int) -> str:
         r.efficiency = efficiency(r.speedup, r.ideal)
         if r.ideal_per_sample is not None:
             r.efficiency_per_sample = efficiency(r.speedup, r.ideal_per_sample)
-        if r.flavor == "adaptive" and batch == 1:
-            static = next((s for s in rows if s.flavor == "static" and s.k == r.k), None)
+        if r.kind is AdaptiveExport and batch == 1:
+            static = next((s for s in rows if s.kind is StaticExport and s.k == r.k), None)
             if static is not None:
                 r.overhead_vs_static = overhead(r.median_ms, static.median_ms)
             if r.k == n_heads:

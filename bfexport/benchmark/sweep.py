@@ -50,7 +50,9 @@ from bfexport.benchmark.rows import Cell, Row, compute_rows, ideal_batch, ideal_
 from bfexport.benchmark.settings import MAX_BATCH_ACTIVATION, ModelShape, budgets, per_sample_caps
 from bfexport.cost import computed_heads
 from bfexport.errors import BfexportError
+from bfexport.flavors import AdaptiveExport, DenseExport, ExportConfig
 from bfexport.model import BudgetFormerConfig
+from bfexport.names import HEAD_COUNTS
 from bfexport.timing import Clock, summarize, time_slots
 
 Progress = Callable[[str, float, int], None]  # (what is running, cells done (fractional), cells in all)
@@ -61,7 +63,7 @@ class _Slot:
     """One timed thing in a cell: a session and its feeds."""
 
     variant: str
-    flavor: str
+    kind: type[ExportConfig]
     k: float | None
     ideal: float
     run: Callable[[], object]
@@ -83,19 +85,19 @@ def _cell_slots(graphs: list[Graph], sessions: list[Any], cfg: BudgetFormerConfi
             feeds = {**base, **{name: np.ascontiguousarray(np.broadcast_to(row, (batch, row.shape[1])))
                                 for name, row in graph.budget_rows.items()}}
             slots.append(_as_exported_slot(graph, session, cfg, seq, feeds, runner(session, feeds)))
-        elif graph.flavor == "dense":
-            slots.append(_Slot(graph.variant, "dense", None, 1.0, runner(session, base)))
-        elif batch > 1 and graph.flavor != "adaptive":
+        elif graph.kind is DenseExport:
+            slots.append(_Slot(graph.variant, graph.kind, None, 1.0, runner(session, base)))
+        elif batch > 1 and graph.kind is not AdaptiveExport:
             continue  # batch > 1 compares per-sample budgets with dense only
-        elif graph.flavor == "masked":
+        elif graph.kind.computes_all_heads:  # masked
             k = max(1, H // 2)  # every head is computed whatever k is
             feeds = budget_feeds(cfg, base, np.full((1, L), k))
             _check_heads(session, feeds, np.full((batch, L), k), graph.variant)
-            slots.append(_Slot(graph.variant, "masked", k, ideal_speedup(cfg, seq, [H] * L, router=True),
+            slots.append(_Slot(graph.variant, graph.kind, k, ideal_speedup(cfg, seq, [H] * L, router=True),
                                runner(session, feeds)))
-        elif graph.flavor == "static":
+        elif graph.kind.head_sets:  # static
             assert graph.k is not None  # static graphs carry their fixed k
-            slots.append(_Slot(graph.variant, "static", graph.k,
+            slots.append(_Slot(graph.variant, graph.kind, graph.k,
                                ideal_speedup(cfg, seq, [graph.k] * L, router=False), runner(session, base)))
         else:  # adaptive: one session, one slot per budget
             for k in ks:
@@ -103,14 +105,14 @@ def _cell_slots(graphs: list[Graph], sessions: list[Any], cfg: BudgetFormerConfi
                     caps = np.full((1, L), k)
                     feeds = budget_feeds(cfg, base, caps)
                     _check_heads(session, feeds, caps, graph.variant)
-                    slots.append(_Slot(graph.variant, "adaptive", k, ideal_speedup(cfg, seq, [k] * L, router=True),
+                    slots.append(_Slot(graph.variant, graph.kind, k, ideal_speedup(cfg, seq, [k] * L, router=True),
                                        runner(session, feeds)))
                 else:
                     caps = per_sample_caps(np.random.default_rng(seed + k), batch, L, H, k)
                     feeds = budget_feeds(cfg, base, caps)
                     _check_heads(session, feeds, caps, graph.variant)
                     padded, own = ideal_batch(cfg, seq, caps)
-                    slots.append(_Slot(graph.variant, "adaptive", float(caps.mean()), padded, runner(session, feeds),
+                    slots.append(_Slot(graph.variant, graph.kind, float(caps.mean()), padded, runner(session, feeds),
                                        k_padded=caps.max(axis=0).tolist(), ideal_per_sample=own))
     return slots
 
@@ -119,17 +121,17 @@ def _as_exported_slot(graph: Graph, session: Any, cfg: BudgetFormerConfig, seq: 
                       run: Callable[[], object]) -> _Slot:
     """A graph timed with its own default budgets: k and the ideal from the heads it computes on
     these feeds (head_counts; masked computes every head)."""
-    counts = session.run(["head_counts"], feeds)[0]
-    heads, router = computed_heads(graph.flavor, counts, cfg.n_heads)
+    counts = session.run([HEAD_COUNTS], feeds)[0]
+    heads, router = computed_heads(graph.kind, counts, cfg.n_heads)
     padded, own = ideal_batch(cfg, seq, heads, router=router)
     batch = counts.shape[0]
-    return _Slot(graph.variant, graph.flavor, None if graph.flavor == "dense" else float(counts.mean()), padded,
+    return _Slot(graph.variant, graph.kind, None if graph.kind is DenseExport else float(counts.mean()), padded,
                  run, k_padded=heads.max(axis=0).tolist() if batch > 1 else None,
                  ideal_per_sample=own if batch > 1 else None)
 
 
 def _check_heads(session: Any, feeds: dict[str, np.ndarray], expected: np.ndarray, variant: str) -> None:
-    counts = session.run(["head_counts"], feeds)[0]
+    counts = session.run([HEAD_COUNTS], feeds)[0]
     if not np.array_equal(counts, np.broadcast_to(expected, counts.shape)):
         raise RuntimeError(f"{variant}: head_caps {expected.tolist()} with thresholds 1.0 ran "
                            f"{counts.tolist()} heads; the forced budget did not take")
@@ -250,7 +252,7 @@ def _time_cells(bench: BenchModel, graphs: list[Graph], ks: list[int], threads: 
 
         samples = time_slots([s.run for s in slots], repeats=repeats, warmup=warmup, min_time_s=min_time_s,
                              clock=clock, on_round=on_round)
-        rows = [Row(variant=s.variant, flavor=s.flavor, k=s.k, ideal=s.ideal, k_padded=s.k_padded,
+        rows = [Row(variant=s.variant, flavor=s.kind.flavor, k=s.k, ideal=s.ideal, k_padded=s.k_padded,
                     ideal_per_sample=s.ideal_per_sample, **summarize(x, batch))
                 for s, x in zip(slots, samples, strict=True)]
         reference = compute_rows(rows, batch, cfg.n_heads)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from bfexport import cost
+from bfexport.flavors import MaskedExport, StaticExport
 from tests.conftest import tiny_config
 
 
@@ -24,9 +25,9 @@ def test_ratios_per_flavor() -> None:
     assert cost.flops_ratio(cfg, lengths, full) > 1.0  # all heads plus the router
     one = np.ones((3, cfg.n_layers), dtype=int)
     assert cost.flops_ratio(cfg, lengths, one) < cost.flops_ratio(cfg, lengths, 2 * one) < 1.0
-    heads, router = cost.computed_heads("masked", one, cfg.n_heads)
+    heads, router = cost.computed_heads(MaskedExport, one, cfg.n_heads)
     assert (heads == cfg.n_heads).all() and router  # masked computes every head whatever it reports
-    assert cost.computed_heads("static", one, cfg.n_heads)[1] is False
+    assert cost.computed_heads(StaticExport, one, cfg.n_heads)[1] is False
 
 
 def test_per_layer_costs_sum_to_the_model_cost() -> None:
