@@ -19,6 +19,7 @@ from bfexport import data
 from bfexport.errors import BfexportError
 from bfexport.exported import ExportedModel, load_exported
 from bfexport.model import cap_rows, check_batch, threshold_rows
+from bfexport.names import ATTENTION_MASK, BUDGET_THRESHOLDS, HEAD_CAPS, HEAD_COUNTS, INPUT_IDS, LOGITS
 
 
 def session_options(threads: int | None = None) -> ort.SessionOptions:
@@ -67,7 +68,7 @@ class OnnxClassifier:
                                                 self.config.vocab_size)
         self.tokenizer = tokenizer
         proto = self.exported.proto
-        if any(o.domain == "ai.onnx.contrib" for o in proto.opset_import):  # trt-plugin flavor
+        if self.exported.kind.custom_op:
             from converters.ort_custom_ops import session
             self.session = session(proto, session_options(threads))
         else:
@@ -77,7 +78,7 @@ class OnnxClassifier:
 
     @property
     def budgeted(self) -> bool:
-        return "budget_thresholds" in self.input_names
+        return BUDGET_THRESHOLDS in self.input_names
 
     def run(self, input_ids: np.ndarray, attention_mask: np.ndarray, *, thresholds: Any = None,
             caps: Any = None) -> dict[str, np.ndarray]:
@@ -88,15 +89,15 @@ class OnnxClassifier:
         input_ids = np.asarray(input_ids, dtype=np.int64)
         attention_mask = np.asarray(attention_mask, dtype=np.int64)
         check_batch(input_ids, attention_mask, self.config)
-        feeds = {"input_ids": input_ids, "attention_mask": attention_mask}
+        feeds = {INPUT_IDS: input_ids, ATTENTION_MASK: attention_mask}
         if thresholds is not None or caps is not None:
             if not self.budgeted:
                 raise BfexportError(f"this model ({self.exported.flavor} flavor) has no budget inputs")
             batch = input_ids.shape[0]
             if thresholds is not None:
-                feeds["budget_thresholds"] = np.asarray(threshold_rows(thresholds, batch, self.config), np.float32)
+                feeds[BUDGET_THRESHOLDS] = np.asarray(threshold_rows(thresholds, batch, self.config), np.float32)
             if caps is not None:
-                feeds["head_caps"] = np.asarray(cap_rows(caps, batch, self.config), np.int64)
+                feeds[HEAD_CAPS] = np.asarray(cap_rows(caps, batch, self.config), np.int64)
         names = [o.name for o in self.session.get_outputs()]
         return dict(zip(names, self.session.run(names, feeds)))
 
@@ -115,11 +116,11 @@ class OnnxClassifier:
             ids, mask = data.encode(self.tokenizer, texts[start:stop], self.config.max_length)
             out = self.run(ids, mask, thresholds=_rows_of(thresholds, start, stop, len(texts)),
                            caps=_rows_of(caps, start, stop, len(texts)))
-            logits = out["logits"].astype(np.float64)
+            logits = out[LOGITS].astype(np.float64)
             probs = np.exp(logits - logits.max(-1, keepdims=True))
             probs /= probs.sum(-1, keepdims=True)
             predictions += [Prediction(self.config.labels[int(b)], float(p[b]), [int(k) for k in counts])
-                            for b, p, counts in zip(probs.argmax(-1), probs, out["head_counts"])]
+                            for b, p, counts in zip(probs.argmax(-1), probs, out[HEAD_COUNTS])]
         return predictions
 
 

@@ -25,6 +25,7 @@ from onnx import helper
 
 from bfexport.errors import BfexportError
 from bfexport.model import MASK_BIAS, BudgetFormerConfig, BudgetFormerForSequenceClassification
+from bfexport.names import ATTENTION_MASK
 from converters import DenseExport, export
 
 ATTENTION_MODES = ("mha", "attn23")
@@ -37,7 +38,7 @@ def attention_op_export(model: BudgetFormerForSequenceClassification, mode: str)
     proto = export(model, DenseExport(opset=23 if mode == "attn23" else 17))
     cfg = model.config
     nodes = list(proto.graph.node)
-    mask_int32 = helper.make_node("Cast", ["attention_mask"], ["mask_int32"], name="mask_int32",
+    mask_int32 = helper.make_node("Cast", [ATTENTION_MASK], ["mask_int32"], name="mask_int32",
                                   to=onnx.TensorProto.INT32)
     for layer in range(cfg.n_layers):
         nodes = _fuse_layer(nodes, f"blocks.{layer}.attn", cfg, mode, mask_int32.output[0])
