@@ -1,5 +1,5 @@
-"""Old import path of the exporter, kept only for converters/benchmark.py and
-converters/triton_repo.py until they import converters.onnx; delete it then."""
+"""Old import path of the exporter, kept only for converters/triton_repo.py (flavor_name) until
+it imports converters.onnx; delete it then."""
 
 from converters.onnx import (
     AdaptiveExport,
@@ -10,7 +10,7 @@ from converters.onnx import (
     TrtPluginExport,
     export,
 )
-from converters.onnx.fixed import DenseWriter as _Exporter  # benchmark.py's dense baselines subclass it
+from converters.onnx.fixed import DenseWriter as _Exporter  # no importer left; goes with this file
 
 
 def flavor_name(config: ExportConfig) -> str:

@@ -1,5 +1,5 @@
-"""Old import path of bfexport.exported, kept only for converters/triton_repo.py and
-converters/benchmark.py until they import the new one; delete it then."""
+"""Old import path of bfexport.exported, kept only for converters/triton_repo.py until it
+imports the new one; delete it then."""
 
 from bfexport.exported import ExportedModel, load_exported
 

@@ -1,5 +1,5 @@
-"""Old import path of converters.onnx.rebuild, kept only for converters/benchmark.py until it
-imports the new one; delete it then."""
+"""Old import path of converters.onnx.rebuild; nothing imports it any more (the bench harness
+moved to bfexport/benchmark/): delete it with the other shims."""
 
 from converters.onnx.rebuild import float_type, rebuild_model
 
