@@ -1,28 +1,20 @@
-"""Shared fixtures: a tiny BudgetFormer whose router really varies k, its tokenizer and checkpoint."""
+"""Shared fixtures: a tiny BudgetFormer whose router really varies k, its tokenizer and checkpoint,
+a labelled data file, and the CLI run in-process."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from bfexport import data
 from bfexport.checkpoint import save_checkpoint
+from bfexport.cli import run
 from bfexport.model import BudgetFormerForSequenceClassification
-from tests.factories import LABELS, tiny_config, tiny_model
-
-__all__ = ["LABELS", "TEXTS", "tiny_config", "tiny_model"]  # test modules import these from here too
-
-TEXTS = [
-    "a library for parsing json documents quickly",
-    "game about space ships and lasers",
-    "python bindings for the foo library",
-    "documentation for the network tools",
-    "x",
-    "command line utility to convert images between many formats with options for scaling and cropping",
-    "perl module providing an interface to sqlite databases",
-    "rust crate for asynchronous io",
-] * 3
+from tests.factories import LABELS, TEXTS, tiny_model
 
 
 @pytest.fixture(scope="session")
@@ -43,3 +35,37 @@ def checkpoint(tmp_path: Path, model, tokenizer) -> Path:
 @pytest.fixture()
 def texts() -> list[str]:
     return list(TEXTS)
+
+
+@pytest.fixture()
+def data_file(tmp_path: Path) -> Path:
+    """TEXTS with the tiny model's labels in turn, as JSONL."""
+    path = tmp_path / "data.jsonl"
+    path.write_text("".join(json.dumps({"text": t, "label": LABELS[i % 4]}) + "\n" for i, t in enumerate(TEXTS)))
+    return path
+
+
+@dataclass
+class Result:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture()
+def bfexport(capsys: pytest.CaptureFixture[str]) -> Callable[..., Result]:
+    """Run the CLI in-process (as the console script does) and capture what it prints."""
+    def invoke(*args: object) -> Result:
+        capsys.readouterr()
+        code = run([str(a) for a in args])
+        out = capsys.readouterr()
+        return Result(code, out.out, out.err)
+    return invoke
+
+
+@pytest.fixture()
+def onnx_file(bfexport: Callable[..., Result], checkpoint: Path, tmp_path: Path) -> Path:
+    """The tiny checkpoint exported by `bfexport convert` (adaptive)."""
+    path = tmp_path / "good.onnx"
+    assert bfexport("convert", checkpoint, "-o", path).returncode == 0
+    return path

@@ -1,4 +1,4 @@
-"""Tiny BudgetFormers for the tests: one config factory and one model factory.
+"""Tiny BudgetFormers for the tests: one config factory, one model factory, and their texts.
 
 Each suite keeps the seed, shapes and initialisation it was written against (passed as
 arguments), so a shared default never shifts another suite's numbers.
@@ -13,6 +13,16 @@ import torch
 from bfexport.model import BudgetFormerConfig, BudgetFormerForSequenceClassification
 
 LABELS = ["libs", "games", "python", "doc"]
+TEXTS = [
+    "a library for parsing json documents quickly",
+    "game about space ships and lasers",
+    "python bindings for the foo library",
+    "documentation for the network tools",
+    "x",
+    "command line utility to convert images between many formats with options for scaling and cropping",
+    "perl module providing an interface to sqlite databases",
+    "rust crate for asynchronous io",
+] * 3  # the shared tokenizer's training texts and the CLI tests' data
 
 Init = Literal["plain", "router", "strong"]
 

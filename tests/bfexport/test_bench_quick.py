@@ -13,7 +13,7 @@ from bfexport.benchmark import BenchModel, load_target, run_benchmark
 from bfexport.cli import run
 from bfexport.errors import BfexportError
 from converters import AdaptiveExport, DenseExport, StaticExport, export_with_metadata, load_exported, save_onnx
-from tests.conftest import tiny_model
+from tests.factories import tiny_model
 
 FAST = ["--repeats", "2", "--warmup", "0", "--min-time", "0"]
 

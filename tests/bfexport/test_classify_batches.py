@@ -10,7 +10,7 @@ import pytest
 from bfexport.errors import BfexportError
 from bfexport.runtime import OnnxClassifier
 from converters import AdaptiveExport, export_with_metadata, save_onnx
-from tests.conftest import TEXTS
+from tests.factories import TEXTS
 
 
 @pytest.fixture()

@@ -3,46 +3,11 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from bfexport.cli import run
-from tests.conftest import TEXTS
-
-
-@dataclass
-class Result:
-    returncode: int
-    stdout: str
-    stderr: str
-
-
-@pytest.fixture()
-def bfexport(capsys):
-    """Run the CLI in-process (as the console script does) and capture what it prints."""
-    def invoke(*args: object) -> Result:
-        capsys.readouterr()
-        code = run([str(a) for a in args])
-        out = capsys.readouterr()
-        return Result(code, out.out, out.err)
-    return invoke
-
-
-@pytest.fixture()
-def onnx_file(bfexport, checkpoint: Path, tmp_path: Path) -> Path:
-    path = tmp_path / "good.onnx"
-    assert bfexport("convert", checkpoint, "-o", path).returncode == 0
-    return path
-
-
-@pytest.fixture()
-def data_file(tmp_path: Path) -> Path:
-    path = tmp_path / "data.jsonl"
-    labels = ["libs", "games", "python", "doc"]
-    path.write_text("".join(json.dumps({"text": t, "label": labels[i % 4]}) + "\n" for i, t in enumerate(TEXTS)))
-    return path
 
 
 def test_help_lists_every_command(bfexport) -> None:

@@ -25,7 +25,7 @@ from bfexport.checkpoint import save_checkpoint
 from bfexport.data import train_tokenizer
 from converters.onnx import load_exported
 from converters.triton_repo import check_repository
-from tests.conftest import LABELS, TEXTS, tiny_model
+from tests.factories import LABELS, TEXTS, tiny_model
 
 # Runs the CLI; with BFX_PAUSE=module:function, that function is replaced by a version that, on
 # its first call (with a path under BFX_UNDER, when set), writes BFX_MARKER and sleeps until the

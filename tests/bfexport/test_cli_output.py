@@ -5,42 +5,15 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from bfexport.cli import run
-from tests.conftest import LABELS, TEXTS
 
 ROOT = Path(__file__).resolve().parents[2]
 TRAIN = ["--epochs", "2", "--batch-size", "8", "--explore-frac", "0.5", "--vocab-size", "150", "--max-length", "16",
          "--d-model", "16", "--n-heads", "2", "--n-layers", "1", "--d-ff", "32"]
 QUICK_BENCH = ["--repeats", "1", "--warmup", "0", "--min-time", "0"]
-
-
-@dataclass
-class Result:
-    returncode: int
-    stdout: str
-    stderr: str
-
-
-@pytest.fixture()
-def bfexport(capsys):
-    def invoke(*args: object) -> Result:
-        capsys.readouterr()
-        code = run([str(a) for a in args])
-        out = capsys.readouterr()
-        return Result(code, out.out, out.err)
-    return invoke
-
-
-@pytest.fixture()
-def data_file(tmp_path: Path) -> Path:
-    path = tmp_path / "data.jsonl"
-    path.write_text("".join(json.dumps({"text": t, "label": LABELS[i % 4]}) + "\n" for i, t in enumerate(TEXTS)))
-    return path
 
 
 # ---- train: the JSON object alone on stdout, one line per epoch on stderr -------------------
@@ -90,7 +63,7 @@ def test_version(bfexport, flag: str) -> None:
 
 @pytest.mark.parametrize("where", ["before the command", "after the command"])
 def test_quiet_silences_info_but_not_errors_or_json(bfexport, checkpoint: Path, tmp_path: Path, where: str) -> None:
-    def convert(*args: object) -> Result:
+    def convert(*args: object):
         return bfexport("-q", "convert", *args) if where == "before the command" else bfexport("convert", *args, "-q")
 
     loud = bfexport("convert", checkpoint, "-o", tmp_path / "a.onnx")

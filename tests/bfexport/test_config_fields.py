@@ -9,8 +9,7 @@ import pytest
 
 from bfexport.errors import BfexportError
 from bfexport.model import BudgetFormerConfig
-from tests.bfexport.test_cli import bfexport  # noqa: F401  (fixture)
-from tests.conftest import TEXTS, tiny_config, tiny_model
+from tests.factories import TEXTS, tiny_config, tiny_model
 
 
 @pytest.mark.parametrize("overrides, message", [
@@ -55,7 +54,7 @@ def test_parameter_count_is_the_models(overrides: dict[str, object]) -> None:
     ("pad_token_id", -5, "pad_token_id"),
     ("labels", ["libs", "games", "py\u2028thon", "doc"], "labels[2]"),
 ])
-def test_checkpoint_with_a_bad_field_is_refused_by_every_reader(bfexport, checkpoint: Path, field: str,  # noqa: F811
+def test_checkpoint_with_a_bad_field_is_refused_by_every_reader(bfexport, checkpoint: Path, field: str,
                                                                 value: object, message: str) -> None:
     config = json.loads((checkpoint / "config.json").read_text())
     (checkpoint / "config.json").write_text(json.dumps({**config, field: value}))

@@ -6,7 +6,7 @@ import numpy as np
 
 from bfexport import cost
 from bfexport.flavors import MaskedExport, StaticExport
-from tests.conftest import tiny_config
+from tests.factories import tiny_config
 
 
 def test_layer_cost_matches_the_brief_formula() -> None:

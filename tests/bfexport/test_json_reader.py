@@ -10,7 +10,6 @@ import pytest
 from bfexport.data import read_examples
 from bfexport.errors import BfexportError
 from bfexport.files import MAX_JSON_DEPTH, loads_json, read_json
-from tests.bfexport.test_cli import bfexport  # noqa: F401  (fixture)
 
 DEEP = "[" * 100_000 + "]" * 100_000
 
@@ -55,7 +54,7 @@ def test_bad_data_row_names_the_line(tmp_path: Path, row: str, message: str) -> 
 
 
 @pytest.mark.parametrize("config", [DEEP, '{"vocab_size": ' + "7" * 5001 + "}"])
-def test_checkpoint_config_is_exit_2(bfexport, checkpoint: Path, config: str) -> None:  # noqa: F811
+def test_checkpoint_config_is_exit_2(bfexport, checkpoint: Path, config: str) -> None:
     (checkpoint / "config.json").write_text(config)
     result = bfexport("inspect", checkpoint)
     assert result.returncode == 2, result.stderr

@@ -10,8 +10,7 @@ import pytest
 
 from bfexport.data import Example, label_ids, read_examples, unlabelled_note
 from bfexport.errors import BfexportError
-from tests.bfexport.test_cli import bfexport  # noqa: F401  (fixture)
-from tests.conftest import LABELS, TEXTS
+from tests.factories import LABELS, TEXTS
 
 
 @pytest.mark.parametrize("label", ["1", "0", "-1"])
@@ -26,7 +25,7 @@ def test_numbers_that_are_the_label_names_still_work() -> None:
     assert label_ids([Example("t", "2", "f:1"), Example("t", "10", "f:2")], ["10", "2"]).tolist() == [1, 0]
 
 
-def test_inspect_refuses_numeric_labels_on_a_named_model(bfexport, checkpoint: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_inspect_refuses_numeric_labels_on_a_named_model(bfexport, checkpoint: Path, tmp_path: Path) -> None:
     data = tmp_path / "ids.jsonl"
     data.write_text("".join(json.dumps({"text": t, "label": i % 4}) + "\n" for i, t in enumerate(TEXTS)))
     result = bfexport("inspect", checkpoint, "--data", data)
@@ -34,7 +33,7 @@ def test_inspect_refuses_numeric_labels_on_a_named_model(bfexport, checkpoint: P
     assert result.stderr.startswith(f"error: {data}:1: label 0 is a number, but this model's labels are names")
 
 
-def test_label_column_under_another_name_gets_a_note(bfexport, checkpoint: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_label_column_under_another_name_gets_a_note(bfexport, checkpoint: Path, tmp_path: Path) -> None:
     data = tmp_path / "other.jsonl"
     data.write_text("".join(json.dumps({"text": t, "section": LABELS[i % 4]}) + "\n" for i, t in enumerate(TEXTS)))
     result = bfexport("inspect", checkpoint, "--data", data, "--json")

@@ -9,7 +9,7 @@ import torch
 from bfexport.errors import BfexportError
 from bfexport.model import BudgetFormerConfig, Router
 from bfexport.train import ExploreExploit, TrainConfig, expected_budget
-from tests.conftest import tiny_config, tiny_model
+from tests.factories import tiny_config, tiny_model
 
 
 def brute_force_k(probs: np.ndarray, tau: float) -> int:

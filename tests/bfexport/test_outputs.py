@@ -23,16 +23,8 @@ from bfexport.checkpoint import save_checkpoint
 from bfexport.cli import run
 from bfexport.errors import BfexportError
 from bfexport.files import atomic_dir, atomic_file
-from tests.conftest import LABELS, TEXTS
 
 HANG_GUARD_S = 120  # reading a named pipe blocks forever; this only ends such a child, it times nothing
-
-
-@pytest.fixture()
-def data_file(tmp_path: Path) -> Path:
-    path = tmp_path / "data.jsonl"
-    path.write_text("".join(json.dumps({"text": t, "label": LABELS[i % 4]}) + "\n" for i, t in enumerate(TEXTS)))
-    return path
 
 
 @pytest.fixture()

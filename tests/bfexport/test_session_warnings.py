@@ -15,7 +15,7 @@ from calibration.inputs import collect
 from calibration.latency import OrtCpuRuntime
 from converters import AdaptiveExport, MaskedExport, export_with_metadata, save_onnx
 from converters.onnx import load_exported
-from tests.conftest import TEXTS, tiny_model
+from tests.factories import TEXTS, tiny_model
 
 WARNING = "appears in graph inputs"
 

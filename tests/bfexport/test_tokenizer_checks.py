@@ -10,8 +10,7 @@ import pytest
 import bfexport.data as data_module
 from bfexport.checkpoint import save_checkpoint
 from bfexport.data import train_tokenizer
-from tests.bfexport.test_cli import bfexport  # noqa: F401  (fixture)
-from tests.conftest import TEXTS, tiny_model
+from tests.factories import TEXTS, tiny_model
 
 
 def tokenizer_bigger_than_the_model(tmp_path: Path) -> Path:
@@ -26,7 +25,7 @@ def tokenizer_bigger_than_the_model(tmp_path: Path) -> Path:
     (lambda ckpt: (ckpt / "tokenizer.json").unlink(), "tokenizer file not found"),
 ])
 @pytest.mark.parametrize("command", ["convert", "inspect"])
-def test_broken_tokenizer_is_refused(bfexport, checkpoint: Path, tmp_path: Path, breakage,  # noqa: F811
+def test_broken_tokenizer_is_refused(bfexport, checkpoint: Path, tmp_path: Path, breakage,
                                      message: str, command: str) -> None:
     breakage(checkpoint)
     out = tmp_path / "m.onnx"
@@ -38,7 +37,7 @@ def test_broken_tokenizer_is_refused(bfexport, checkpoint: Path, tmp_path: Path,
 
 
 @pytest.mark.parametrize("command", ["convert", "inspect", "deploy"])
-def test_tokenizer_with_ids_past_vocab_size_is_refused(bfexport, tmp_path: Path, command: str) -> None:  # noqa: F811
+def test_tokenizer_with_ids_past_vocab_size_is_refused(bfexport, tmp_path: Path, command: str) -> None:
     ckpt = tokenizer_bigger_than_the_model(tmp_path)
     out = tmp_path / ("m.onnx" if command == "convert" else "repo")
     options = {"convert": ["-o", out], "inspect": [], "deploy": ["--repo", out]}[command]
@@ -48,7 +47,7 @@ def test_tokenizer_with_ids_past_vocab_size_is_refused(bfexport, tmp_path: Path,
     assert not out.exists()
 
 
-def test_oversized_tokenizer_is_refused(bfexport, checkpoint: Path, tmp_path: Path, monkeypatch) -> None:  # noqa: F811
+def test_oversized_tokenizer_is_refused(bfexport, checkpoint: Path, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setattr(data_module, "MAX_TOKENIZER_BYTES", 1000)
     out = tmp_path / "m.onnx"
     result = bfexport("convert", checkpoint, "-o", out)

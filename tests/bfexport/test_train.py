@@ -12,7 +12,7 @@ from bfexport import data
 from bfexport.checkpoint import load_checkpoint
 from bfexport.errors import BfexportError
 from bfexport.train import TrainConfig, train
-from tests.conftest import LABELS, TEXTS
+from tests.factories import LABELS, TEXTS
 
 TINY = dict(epochs=2, batch_size=8, explore_frac=0.75, vocab_size=150, max_length=16, d_model=16, n_heads=2,
             n_layers=1, d_ff=32)

@@ -9,7 +9,7 @@ from bfexport.flavors import FLAVORS
 from bfexport.names import BUDGET_INPUTS, OUTPUTS, TOKEN_INPUTS, router_tail
 from calibration.evaluate import _with_tail_outputs
 from converters import AdaptiveExport, MaskedExport, TrtPluginExport, export
-from tests.conftest import tiny_model
+from tests.factories import tiny_model
 
 ROUTED = [config for config in FLAVORS.values() if config.routed]
 

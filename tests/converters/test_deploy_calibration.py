@@ -15,7 +15,7 @@ from calibration.result import CalibrationResult
 from converters import AdaptiveExport, export_with_metadata, save_onnx
 from converters.triton_repo import DeployOptions, deploy
 from tests.converters.test_triton_repo import make_calibration
-from tests.conftest import tiny_model
+from tests.factories import tiny_model
 
 
 @pytest.fixture()

@@ -15,7 +15,7 @@ from bfexport.flavors import flavor_named
 from converters import FLAVORS, ExportConfig, export
 from converters.onnx import REGISTRY, GraphWriter
 from converters.onnx.router import RoutedWriter, Selection
-from tests.conftest import tiny_model
+from tests.factories import tiny_model
 
 
 def test_every_flavor_name_maps_to_a_registered_config() -> None:

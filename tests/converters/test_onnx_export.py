@@ -16,7 +16,7 @@ from bfexport.runtime import OnnxClassifier
 from converters import (AdaptiveExport, DenseExport, MaskedExport, StaticExport, export, export_with_metadata,
                         load_exported, save_onnx)
 from converters.validate import validate
-from tests.conftest import tiny_model
+from tests.factories import tiny_model
 
 FLAVORS = {
     "adaptive": AdaptiveExport(),

@@ -13,8 +13,7 @@ from bfexport.errors import BfexportError
 from bfexport.exported import set_metadata
 from bfexport.names import KEY_CONFIG, KEY_HEADS
 from converters import AdaptiveExport, DenseExport, StaticExport, export_with_metadata, load_exported, save_onnx
-from tests.bfexport.test_cli import bfexport, data_file  # noqa: F401
-from tests.conftest import tiny_model
+from tests.factories import tiny_model
 
 
 def _edited(path: Path, out: Path, **changes: object) -> Path:
@@ -91,7 +90,7 @@ def test_a_foreign_graph_with_bfexport_metadata_is_refused(exported: Path, tmp_p
 
 
 @pytest.mark.parametrize("command", ["inspect", "calibrate"])
-def test_a_foreign_graph_given_with_data_is_one_line(bfexport, exported: Path, data_file: Path,  # noqa: F811
+def test_a_foreign_graph_given_with_data_is_one_line(bfexport, exported: Path, data_file: Path,
                                                      tmp_path: Path, command: str) -> None:
     foreign = _foreign(exported, tmp_path / "foreign.onnx")
     extra = ["--target-flops", "0.9", "-o", tmp_path / "c.json"] if command == "calibrate" else []
@@ -101,8 +100,8 @@ def test_a_foreign_graph_given_with_data_is_one_line(bfexport, exported: Path, d
 
 
 @pytest.mark.parametrize("command", ["inspect", "inspect-data", "validate", "calibrate", "deploy"])
-def test_every_command_refuses_the_file_in_one_line(bfexport, exported: Path, checkpoint: Path,  # noqa: F811
-                                                    data_file: Path, tmp_path: Path,  # noqa: F811
+def test_every_command_refuses_the_file_in_one_line(bfexport, exported: Path, checkpoint: Path,
+                                                    data_file: Path, tmp_path: Path,
                                                     command: str) -> None:
     lying = _edited(exported, tmp_path / "lying.onnx", d_ff=128)
     args = {"inspect": ["inspect", lying], "inspect-data": ["inspect", lying, "--data", data_file],

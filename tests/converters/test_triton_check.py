@@ -12,7 +12,7 @@ from bfexport.checkpoint import save_checkpoint
 from bfexport.cli import run
 from bfexport.errors import BfexportError
 from converters.triton_repo import DeployOptions, check_repository, deploy
-from tests.conftest import tiny_model
+from tests.factories import tiny_model
 
 
 @pytest.fixture(scope="module")

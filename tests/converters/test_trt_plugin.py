@@ -28,7 +28,7 @@ from converters.tensorrt.plugin import (
     output_shape,
     plugin_nodes,
 )
-from tests.conftest import tiny_model
+from tests.factories import tiny_model
 
 SHAPES = [("B", "S", 32), ("B", "S"), ("B", 4), (4, 32, 24), (4, 24), (4, 8, 32), (32,)]
 

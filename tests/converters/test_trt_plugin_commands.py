@@ -9,13 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.bfexport.test_cli import bfexport, data_file  # noqa: F401
 
 pytest.importorskip("onnxruntime_extensions")
 
 
 @pytest.mark.parametrize("command", ["validate", "inspect"])
-def test_fp16_trt_plugin_file_runs_in_onnx_runtime(bfexport, checkpoint: Path, data_file: Path,  # noqa: F811
+def test_fp16_trt_plugin_file_runs_in_onnx_runtime(bfexport, checkpoint: Path, data_file: Path,
                                                    tmp_path: Path, command: str) -> None:
     path = tmp_path / "tp16.onnx"
     assert bfexport("convert", checkpoint, "-o", path, "--flavor", "trt-plugin", "--fp16").returncode == 0
@@ -29,8 +28,8 @@ def test_fp16_trt_plugin_file_runs_in_onnx_runtime(bfexport, checkpoint: Path, d
         assert out["flavor"] == "trt-plugin" and 0 < out["flops_ratio"] <= 1.1
 
 
-def test_calibrate_refuses_a_trt_plugin_file_before_any_work(bfexport, checkpoint: Path,  # noqa: F811
-                                                             data_file: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_calibrate_refuses_a_trt_plugin_file_before_any_work(bfexport, checkpoint: Path,
+                                                             data_file: Path, tmp_path: Path) -> None:
     path = tmp_path / "tp.onnx"
     assert bfexport("convert", checkpoint, "-o", path, "--flavor", "trt-plugin").returncode == 0
     result = bfexport("calibrate", path, "--data", data_file, "--target-flops", "0.9", "-o", tmp_path / "c.json")

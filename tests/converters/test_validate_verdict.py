@@ -15,7 +15,6 @@ from bfexport.errors import BfexportError
 from bfexport.runtime import OnnxClassifier
 from converters import AdaptiveExport, export_with_metadata, save_onnx
 from converters.validate import synthetic_texts, validate
-from tests.bfexport.test_cli import bfexport, data_file, onnx_file  # noqa: F401
 
 
 def _classifier(model, tokenizer, tmp_path: Path) -> OnnxClassifier:
@@ -79,7 +78,7 @@ def test_synthetic_texts_are_mixed_lengths_past_max_length(tokenizer) -> None:
     assert texts == synthetic_texts(tokenizer, 64, 32)  # deterministic
 
 
-def test_validate_without_data_runs_outside_the_source_tree(bfexport, checkpoint: Path, onnx_file: Path,  # noqa: F811
+def test_validate_without_data_runs_outside_the_source_tree(bfexport, checkpoint: Path, onnx_file: Path,
                                                             tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     result = bfexport("validate", checkpoint, onnx_file, "--samples", "5", "--json")
@@ -91,8 +90,8 @@ def test_validate_without_data_runs_outside_the_source_tree(bfexport, checkpoint
     assert "5 synthetic texts (no --data)" in text.stderr
 
 
-def test_validate_says_how_many_rows_of_the_data_it_checked(bfexport, checkpoint: Path, onnx_file: Path,  # noqa: F811
-                                                            data_file: Path) -> None:  # noqa: F811
+def test_validate_says_how_many_rows_of_the_data_it_checked(bfexport, checkpoint: Path, onnx_file: Path,
+                                                            data_file: Path) -> None:
     result = bfexport("validate", checkpoint, onnx_file, "--data", data_file, "--samples", "5", "--json")
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["data"] == {"source": str(data_file), "rows": 5, "rows_available": 24}
@@ -100,7 +99,7 @@ def test_validate_says_how_many_rows_of_the_data_it_checked(bfexport, checkpoint
     assert f"5 of 24 rows of {data_file}" in text.stderr.replace("\n", "")
 
 
-def test_validate_cli_takes_atol_rtol(bfexport, checkpoint: Path, onnx_file: Path) -> None:  # noqa: F811
+def test_validate_cli_takes_atol_rtol(bfexport, checkpoint: Path, onnx_file: Path) -> None:
     result = bfexport("validate", checkpoint, onnx_file, "--samples", "4", "--atol", "1e-3", "--rtol", "1e-4",
                       "--json")
     assert result.returncode == 0, result.stderr
