@@ -79,7 +79,7 @@ def data_options(about: str = "", *, required: bool = False, samples: int | None
     """--data PATH (passed as `data_path`) and --samples N; `about` says what the command does
     with the data, `samples` is the command's default row count (None: every row)."""
     return _group(
-        click.option("--data", "data_path", type=click.Path(), required=required, default=None,
+        click.option("--data", "data_path", type=click.Path(), required=required,
                      help=f"{DATA_FILE} {about}".rstrip()),
         click.option("--samples", type=click.IntRange(min=1), default=samples, show_default=samples is not None,
                      help=f"Use at most this many rows of --data{samples_about}."))
@@ -87,7 +87,7 @@ def data_options(about: str = "", *, required: bool = False, samples: int | None
 
 def threads_option(about: str, *, multiple: bool = False) -> Decorator:
     """--threads N, bounded by MAX_THREADS (repeatable with `multiple`)."""
-    return click.option("--threads", "threads", type=THREADS, multiple=multiple, default=None, help=about)
+    return click.option("--threads", "threads", type=THREADS, multiple=multiple, help=about)
 
 
 def runtime_options(about: str) -> Decorator:
@@ -103,8 +103,8 @@ def runtime_options(about: str) -> Decorator:
 def output_options(about: str, *, default: str | None = None, dir_okay: bool = False) -> Decorator:
     """-o/--output PATH (required unless it has a default) and --force."""
     return _group(
-        click.option("-o", "--output", type=click.Path(dir_okay=dir_okay), required=default is None, default=default,
-                     show_default=default is not None, help=about),
+        click.option("-o", "--output", type=click.Path(dir_okay=dir_okay), help=about,
+                     **({"required": True} if default is None else {"default": default, "show_default": True})),
         force_option)
 
 
