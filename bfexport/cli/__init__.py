@@ -1,4 +1,9 @@
-"""`bfexport` command line: one module per command, each a thin layer over the Python API."""
+"""`bfexport` command line: one module per command, each a thin layer over the Python API.
+
+args holds what several commands share: the option groups (data + samples, runtime + threads,
+output + force, json), the consoles and the -v/-q verbosity; each command module parses its
+options, calls the API and prints text or --json.
+"""
 
 from __future__ import annotations
 
