@@ -96,7 +96,7 @@ class TensorRTRuntime(LatencyRuntime):
             return
         from converters import TrtPluginExport, export_with_metadata, save_onnx
         from converters.rebuild import rebuild_model
-        from converters.triton_repo import budget_inputs_required
+        from converters.triton import budget_inputs_required
 
         with tempfile.TemporaryDirectory(prefix="bfexport-trt-") as tmp:
             path = self.engine_path
