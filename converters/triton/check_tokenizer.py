@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from converters.triton.build import tokenizer_model_py
-from converters.triton.layout import BUDGET_INPUTS, ROW_OUTPUTS, TOKENIZER_MODEL_FILE
+from converters.triton.layout import BUDGET_INPUTS, ROW_OUTPUTS, TOKENIZER_JSON, TOKENIZER_MODEL_FILE
 from converters.triton.model_dir import ModelCheck, ModelDir, dims_match, labels_file, onnx_defaults, session
 from converters.triton.offline_backend import load_tokenizer_model, run_tokenizer_model, text_request
 from converters.triton.schema import NUMPY_TYPES, dtype_name, full_dims, string_parameters
@@ -39,7 +39,7 @@ def check_tokenizer(model: ModelDir, check: ModelCheck) -> None:
     from bfexport import data
 
     version = model.version_dirs()
-    if not version or not (version[-1] / "model.py").is_file() or not (version[-1] / "tokenizer.json").is_file():
+    if not version or not all((version[-1] / f).is_file() for f in (TOKENIZER_MODEL_FILE, TOKENIZER_JSON)):
         check.errors.append("1/model.py and 1/tokenizer.json are required")
         return
     if not model_py_is_ours(version[-1]):
@@ -47,7 +47,7 @@ def check_tokenizer(model: ModelDir, check: ModelCheck) -> None:
                             "(redeploy with --force to restore it)")
         return
     instance = load_tokenizer_model(model.path, model.config, version[-1].name)
-    tokenizer = data.tokenizer_from_str((version[-1] / "tokenizer.json").read_text(encoding="utf-8"))
+    tokenizer = data.tokenizer_from_str((version[-1] / TOKENIZER_JSON).read_text(encoding="utf-8"))
     max_length = int(params["max_length"])
     outputs = model.ios("output")
     has_budgets = "default_budget_thresholds" in params
@@ -175,7 +175,7 @@ def _simulate_ensemble(model: ModelDir, steps: list[Any], found: dict[str, Model
         return
     instance = load_tokenizer_model(tok_model.path, tok_model.config, tok_model.version_dirs()[-1].name)
     loaded = session(clf_model.version_dirs()[-1] / "model.onnx", sessions)
-    tokenizer = data.tokenizer_from_str((tok_model.version_dirs()[-1] / "tokenizer.json").read_text(encoding="utf-8"))
+    tokenizer = data.tokenizer_from_str((tok_model.version_dirs()[-1] / TOKENIZER_JSON).read_text(encoding="utf-8"))
     max_length = int(string_parameters(tok_model.config)["max_length"])
     defaults = onnx_defaults(loaded)
     budgets = "budget_thresholds" in model.ios("input")

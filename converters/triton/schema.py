@@ -27,16 +27,18 @@ def schema() -> Any:
     try:
         from tritonclient.grpc import model_config_pb2
     except Exception as e:  # ImportError, or a protobuf runtime mismatch raised at import
-        raise BfexportError("bfexport deploy writes and checks configs with Triton's ModelConfig schema: "
-                            f"pip install 'bfexport[deploy]' ({type(e).__name__}: {e})") from None
+        raise BfexportError("deploy needs tritonclient (Triton's ModelConfig schema, to write and check "
+                            f"config.pbtxt): pip install 'bfexport[deploy]' ({type(e).__name__}: {e})") from None
     return model_config_pb2
 
 
 def render_config(config: ModelConfig, header: str) -> str:
-    """`header` (comment lines) and the config in protobuf text format."""
+    """`header` (comment lines) and the config in protobuf text format, fields in the schema's order
+    (name, platform or backend, max_batch_size, ...), as Triton's documentation writes them."""
     from google.protobuf import text_format
 
-    text: str = text_format.MessageToString(config, as_utf8=True, use_short_repeated_primitives=True)
+    text: str = text_format.MessageToString(config, as_utf8=True, use_short_repeated_primitives=True,
+                                            use_index_order=True)
     return header + text
 
 
