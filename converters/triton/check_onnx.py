@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from converters.triton.layout import MODEL_FILES
 from converters.triton.model_dir import (ModelCheck, ModelDir, dims_match, labels_file, model_file, onnx_defaults,
                                          session)
 from converters.triton.schema import NUMPY_TYPES, ONNX_TYPES, dtype_name, full_dims
@@ -34,7 +35,7 @@ def _sample_inputs(model: ModelDir, session: Any, batch: int, seq: int) -> dict[
 
 
 def check_onnx(model: ModelDir, check: ModelCheck, sessions: dict[Path, Any]) -> None:
-    path = model_file(model, check, "model.onnx")
+    path = model_file(model, check, MODEL_FILES["onnxruntime"])
     if path is None:
         return
     try:
@@ -111,7 +112,7 @@ def _compare_io(kind: str, name: str, io: Any, info: Any, mbs: int, errors: list
 
 
 def check_plan(model: ModelDir, check: ModelCheck) -> None:
-    path = model_file(model, check, "model.plan")
+    path = model_file(model, check, MODEL_FILES["tensorrt"])
     if path is None:
         return
     engine_meta = path.with_name(path.name + ".json")

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from converters.triton.build import tokenizer_model_py
-from converters.triton.layout import BUDGET_INPUTS, ROW_OUTPUTS, TOKENIZER_JSON, TOKENIZER_MODEL_FILE
+from converters.triton.layout import BUDGET_INPUTS, MODEL_FILES, ROW_OUTPUTS, TOKENIZER_JSON, TOKENIZER_MODEL_FILE
 from converters.triton.model_dir import ModelCheck, ModelDir, dims_match, labels_file, onnx_defaults, session
 from converters.triton.offline_backend import load_tokenizer_model, run_tokenizer_model, text_request
 from converters.triton.schema import NUMPY_TYPES, dtype_name, full_dims, string_parameters
@@ -174,7 +174,7 @@ def _simulate_ensemble(model: ModelDir, steps: list[Any], found: dict[str, Model
         check.notes.append(f"not run end to end: {tok_model.name}'s model.py is not the one bfexport writes")
         return
     instance = load_tokenizer_model(tok_model.path, tok_model.config, tok_model.version_dirs()[-1].name)
-    loaded = session(clf_model.version_dirs()[-1] / "model.onnx", sessions)
+    loaded = session(clf_model.version_dirs()[-1] / MODEL_FILES["onnxruntime"], sessions)
     tokenizer = data.tokenizer_from_str((tok_model.version_dirs()[-1] / TOKENIZER_JSON).read_text(encoding="utf-8"))
     max_length = int(string_parameters(tok_model.config)["max_length"])
     defaults = onnx_defaults(loaded)
