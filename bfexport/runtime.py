@@ -68,7 +68,7 @@ class OnnxClassifier:
         self.tokenizer = tokenizer
         proto = self.exported.proto
         if any(o.domain == "ai.onnx.contrib" for o in proto.opset_import):  # trt-plugin flavor
-            from converters.ort_custom_ops import session
+            from bfexport.ort_custom_ops import session
             self.session = session(proto, session_options(threads))
         else:
             self.session = ort.InferenceSession(proto.SerializeToString(), session_options(threads),

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from bfexport.files import atomic_dir, atomic_file
 from calibration.report import REPORT_DIR, render
-from calibration.result import CalibrationResult, with_defaults
+from bfexport.calibration_result import CalibrationResult, with_defaults
 from bfexport.exported import ExportedModel, save_onnx
 
 

@@ -11,10 +11,8 @@ import sys
 
 import click
 
-from bfexport.cli.args import VERBOSITY_OPTIONS, set_verbosity
+from bfexport.cli.args import EXIT_INTERNAL_ERROR, EXIT_USER_ERROR, VERBOSITY_OPTIONS, set_verbosity
 from bfexport.errors import BfexportError
-
-EXIT_FAILED_CHECK, EXIT_USER_ERROR, EXIT_INTERNAL_ERROR = 1, 2, 3
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})

@@ -14,6 +14,8 @@ from rich.console import Console
 
 from calibration.runtimes import RUNTIMES
 
+EXIT_FAILED_CHECK, EXIT_USER_ERROR, EXIT_INTERNAL_ERROR = 1, 2, 3  # 0 is success, 130 Ctrl-C
+
 console = Console(stderr=True, soft_wrap=True)  # progress and human text on stderr, lines unwrapped; stdout: --json
 # inspect's and bench's reports: stdout, so `> file` keeps them; wide when redirected, so tables are not cut
 report_console = Console(width=None if sys.stdout.isatty() else 160)

@@ -7,14 +7,23 @@ from typing import Any
 
 import click
 
-from bfexport.cli import EXIT_FAILED_CHECK
-from bfexport.cli.args import console, data_options, emit, json_option, model_argument, output_options, runtime_options
+from bfexport.cli.args import (
+    EXIT_FAILED_CHECK,
+    console,
+    data_options,
+    emit,
+    json_option,
+    model_argument,
+    output_options,
+    runtime_options,
+)
 from bfexport.files import Output, check_outputs
 from calibration.api import calibrate, load_model
 from calibration.outputs import save_outputs
 from calibration.report import REPORT_DIR
 from calibration.runtimes import get_runtime
 from calibration.targets import PERCENTILES, target_from_options
+
 
 def _print(r: dict[str, Any]) -> None:
     t, d = r["target"], r["data"]

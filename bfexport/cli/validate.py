@@ -8,8 +8,15 @@ import click
 
 from bfexport import data
 from bfexport.checkpoint import load_checkpoint
-from bfexport.cli import EXIT_FAILED_CHECK
-from bfexport.cli.args import checkpoint_argument, console, data_options, emit, json_option, model_argument
+from bfexport.cli.args import (
+    EXIT_FAILED_CHECK,
+    checkpoint_argument,
+    console,
+    data_options,
+    emit,
+    json_option,
+    model_argument,
+)
 from bfexport.errors import BfexportError
 from bfexport.runtime import OnnxClassifier
 from converters.validate import ParityReport, synthetic_texts, validate
