@@ -21,7 +21,7 @@ class ExportConfig:
     routed: ClassVar[bool] = True  # router in the graph: budget inputs, per-head weights; needs an adaptive checkpoint
     head_sets: ClassVar[bool] = False  # the file's metadata lists the fixed heads of each layer
     computes_all_heads: ClassVar[bool] = False  # every head is computed, whatever the router chose
-    custom_op: ClassVar[bool] = False  # ONNX Runtime runs it only through converters.ort_custom_ops
+    custom_op: ClassVar[bool] = False  # ONNX Runtime runs it only through bfexport.ort_custom_ops
 
     opset: int = 17
     fp16: bool = False

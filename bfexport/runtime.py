@@ -69,7 +69,7 @@ class OnnxClassifier:
         self.tokenizer = tokenizer
         proto = self.exported.proto
         if self.exported.kind.custom_op:
-            from converters.ort_custom_ops import session
+            from bfexport.ort_custom_ops import session
             self.session = session(proto, session_options(threads))
         else:
             self.session = ort.InferenceSession(proto.SerializeToString(), session_options(threads),

@@ -9,13 +9,14 @@ Modules, one job each: targets (what is asked), inputs (data from any source), e
 (running configurations with a per-sample path cache), flops (pricing in FLOPs), latency
 (runtime interface, lookup table, verification), runtimes (ort-cpu, torch-cpu,
 torch-cuda, tensorrt by name), search (global sweep + per-layer local search),
-result (calibration.json, model identity, writing a calibrated model), report (figures), api.
+result (calibration.json, model identity, writing a calibrated model), report (figures),
+outputs (writing calibration.json, the calibrated model and the report together, staged), api.
 """
 
 from calibration.api import calibrate, load_model
 from calibration.evaluate import Config, Evaluator
 from calibration.latency import LatencyRuntime, LatencyTable, OrtCpuRuntime
-from calibration.result import CalibrationResult, fingerprint, with_defaults, write_model
+from bfexport.calibration_result import CalibrationResult, fingerprint, with_defaults, write_model
 from calibration.runtimes import RUNTIMES, available_runtimes, get_runtime
 from calibration.search import DEFAULT_GRID, Point
 from calibration.targets import FlopsTarget, LatencyTarget

@@ -22,15 +22,16 @@ import tokenizers
 
 from bfexport import data as bfdata
 from bfexport import summary
+from bfexport.calibration_result import CalibrationResult, file_sha256, fingerprint
 from bfexport.errors import BfexportError
 from bfexport.exported import ExportedModel, load_exported
+from bfexport.machine import machine
 from bfexport.names import ATTENTION_MASK, BUDGET_THRESHOLDS, HEAD_CAPS, INPUT_IDS, SELECTED_HEADS
 from bfexport.runtime import OnnxClassifier
 from calibration.evaluate import Config, Evaluator, Outcome
 from calibration.flops import FlopsModel
 from calibration.inputs import CalibrationData, DataSource, collect
 from calibration.latency import Batch, LatencyRuntime, LatencyTable, latency_groups, make_batches, profile, verify
-from calibration.result import CalibrationResult, file_sha256, fingerprint, machine
 from calibration.runtimes import get_runtime
 from calibration.search import DEFAULT_GRID, Goal, Point, SearchOutcome, search
 from calibration.targets import FlopsTarget, LatencyTarget, Target

@@ -26,7 +26,6 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
-from importlib import metadata
 from typing import Any, ClassVar
 
 import numpy as np
@@ -107,16 +106,6 @@ class OrtCpuRuntime(LatencyRuntime):
         seconds = time_interleaved(lambda c, m: run([LOGITS], feeds[c][m]), len(configs), len(batches),
                                    repeats=repeats, warmup=warmup)
         return 1e3 * seconds
-
-
-def versions() -> dict[str, str]:
-    out = {}
-    for package in ("torch", "onnx", "onnxruntime", "numpy", "bfexport"):
-        try:
-            out[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            out[package] = "not installed"
-    return out
 
 
 # ---- measurement batches --------------------------------------------------------------------

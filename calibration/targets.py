@@ -118,6 +118,24 @@ def _check_tolerance(value: Any) -> None:
         raise BfexportError(f"target tolerance must be a non-negative number, got {value!r}")
 
 
+def target_from_options(*, flops: float | None = None, latency_ms: float | None = None,
+                        latency_fraction: float | None = None, percentile: int | None = None,
+                        tolerance: float | None = None) -> Target:
+    """The one target a command asked for (`bfexport calibrate`'s --target-* options): exactly one of
+    `flops`, `latency_ms` or `latency_fraction`; None leaves percentile and tolerance at their defaults."""
+    if sum(v is not None for v in (flops, latency_ms, latency_fraction)) != 1:
+        raise BfexportError("give exactly one of --target-flops RATIO, --target-latency-ms MS or "
+                            "--target-latency-fraction F")
+    given: dict[str, Any] = {"tolerance": tolerance} if tolerance is not None else {}
+    if flops is not None:
+        if percentile is not None:
+            raise BfexportError("--percentile applies to latency targets only")
+        return FlopsTarget(flops, **given)
+    if percentile is not None:
+        given["percentile"] = percentile
+    return LatencyTarget(latency_ms, fraction=latency_fraction, **given)
+
+
 def target_from_json(data: dict[str, Any]) -> Target:
     """The inverse of `to_json`; unknown kinds are refused rather than guessed."""
     kind = data.get("kind") if isinstance(data, dict) else None

@@ -100,7 +100,7 @@ class TensorRTRuntime(LatencyRuntime):
             return
         from converters import export_with_metadata, save_onnx
         from converters.onnx.rebuild import rebuild_model
-        from converters.triton_repo import budget_inputs_required
+        from converters.triton import budget_inputs_required
 
         with tempfile.TemporaryDirectory(prefix="bfexport-trt-") as tmp:
             path = self.engine_path

@@ -3,12 +3,11 @@
   onnx/            the exporter: trunk, one writer per flavor, registry, metadata, rebuild.
   tensorrt/        the BudgetedAttention TensorRT plugin and the engine builder (tensorrt imported lazily).
   kernels/         the budgeted-attention Triton kernels behind the plugin.
-  ort_custom_ops   ONNX Runtime stand-in for the plugin node (a Python custom op), for CPU checks.
   validate         parity of an exported file against the PyTorch model.
   static_heads     choosing a static export's head sets from data.
   hf               an Optimum / transformers-loadable directory beside an export.
-  triton_repo      Triton Inference Server repositories (being split into a package).
-  benchmark        the head-skipping benchmark (moving out of converters/).
+  triton/          Triton Inference Server repositories: configs as Triton's ModelConfig, the
+                   tokenizer backend, install, offline check (one job per module: see its __init__).
 """
 
 from converters.onnx import (

@@ -317,7 +317,7 @@ def tensorrt_section(results: dict[str, Any], out: Path) -> None:
     import torch
 
     from bfexport.model import BudgetFormerConfig, BudgetFormerForSequenceClassification
-    from converters import ort_custom_ops
+    from bfexport import ort_custom_ops
     from converters import TrtPluginExport, export_with_metadata, save_onnx
     from converters.tensorrt import build_engine
 

@@ -20,7 +20,7 @@ sweep (run_benchmark: the cells, timed), environment (versions, CPU, load averag
 """
 
 from bfexport.benchmark.baselines import attention_op_export, ort_optimize
-from bfexport.benchmark.environment import environment, load_average
+from bfexport.benchmark.environment import environment
 from bfexport.benchmark.models import BenchModel, load_target, random_model, timing_copy
 from bfexport.benchmark.progress import progress_bar, warn_if_busy
 from bfexport.benchmark.report import headers, print_result, row_cells, to_markdown
@@ -40,6 +40,7 @@ from bfexport.benchmark.settings import (
     quick_sweep,
 )
 from bfexport.benchmark.sweep import Progress, run_benchmark
+from bfexport.machine import load_average
 
 __all__ = ["BERT_BASE", "FULL", "FUSION_MODES", "MAX_BATCH_ACTIVATION", "SHIPPED", "BenchModel", "BenchmarkResult",
            "Cell", "ModelShape", "Progress", "Row", "Sweep", "TargetCheck", "attention_op_export", "bert_shape",

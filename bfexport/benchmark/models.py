@@ -10,8 +10,8 @@ import torch
 
 from bfexport.benchmark.settings import ModelShape
 from bfexport.checkpoint import load_checkpoint
-from bfexport.model import BudgetFormerForSequenceClassification
 from bfexport.exported import ExportedModel, load_exported
+from bfexport.model import BudgetFormerForSequenceClassification
 from converters.onnx.rebuild import rebuild_model
 
 

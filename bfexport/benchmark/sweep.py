@@ -42,7 +42,7 @@ from typing import Any
 
 import numpy as np
 
-from bfexport.benchmark.environment import environment, load_average
+from bfexport.benchmark.environment import environment
 from bfexport.benchmark.graphs import Graph, budget_feeds, cpu_session, prepare_graphs, quick_graphs, token_feeds
 from bfexport.benchmark.models import BenchModel, random_model, timing_copy
 from bfexport.benchmark.result import BenchmarkResult
@@ -51,6 +51,7 @@ from bfexport.benchmark.settings import MAX_BATCH_ACTIVATION, ModelShape, budget
 from bfexport.cost import computed_heads
 from bfexport.errors import BfexportError
 from bfexport.flavors import AdaptiveExport, DenseExport, ExportConfig
+from bfexport.machine import load_average
 from bfexport.model import BudgetFormerConfig
 from bfexport.names import HEAD_COUNTS
 from bfexport.timing import Clock, summarize, time_slots

@@ -1,4 +1,9 @@
-"""`bfexport` command line: one module per command, each a thin layer over the Python API."""
+"""`bfexport` command line: one module per command, each a thin layer over the Python API.
+
+args holds what several commands share: the option groups (data + samples, runtime + threads,
+output + force, json), the consoles and the -v/-q verbosity; each command module parses its
+options, calls the API and prints text or --json.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +11,8 @@ import sys
 
 import click
 
-from bfexport.cli.args import VERBOSITY_OPTIONS, set_verbosity
+from bfexport.cli.args import EXIT_INTERNAL_ERROR, EXIT_USER_ERROR, VERBOSITY_OPTIONS, set_verbosity
 from bfexport.errors import BfexportError
-
-EXIT_FAILED_CHECK, EXIT_USER_ERROR, EXIT_INTERNAL_ERROR = 1, 2, 3
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})

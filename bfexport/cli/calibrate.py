@@ -2,26 +2,27 @@
 
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
 from typing import Any
 
 import click
 
-from bfexport.cli import EXIT_FAILED_CHECK
-from bfexport.cli.args import THREADS, console, emit, force_option, json_option
-from bfexport.errors import BfexportError
-from bfexport.files import Output, atomic_dir, atomic_file, check_outputs
+from bfexport.cli.args import (
+    EXIT_FAILED_CHECK,
+    console,
+    data_options,
+    emit,
+    json_option,
+    model_argument,
+    output_options,
+    runtime_options,
+)
+from bfexport.files import Output, check_outputs
 from calibration.api import calibrate, load_model
-from calibration.report import REPORT_DIR, render
-from calibration.result import CalibrationResult, with_defaults
-from calibration.runtimes import RUNTIMES, get_runtime
-from calibration.targets import PERCENTILES, FlopsTarget, LatencyTarget, Target
-from converters.onnx import save_onnx
-
-_RUNTIME_HELP = ("Where latency is measured: " + "; ".join(f"{name}: {cls.about}" for name, cls in RUNTIMES.items())
-                 + ". A runtime this machine cannot run is refused, naming what is missing. Accuracy is always "
-                 "evaluated on the ONNX file itself (ONNX Runtime, CPU).")
+from calibration.outputs import save_outputs
+from calibration.report import REPORT_DIR
+from calibration.runtimes import get_runtime
+from calibration.targets import PERCENTILES, target_from_options
 
 
 def _print(r: dict[str, Any]) -> None:
@@ -58,10 +59,8 @@ def _print(r: dict[str, Any]) -> None:
 
 
 @click.command("calibrate")
-@click.argument("model", type=click.Path(exists=True, dir_okay=False))
-@click.option("--data", "data_path", required=True, type=click.Path(),
-              help="Calibration data: .jsonl/.csv (gzip ok) with text[,label], or a saved Hugging Face dataset. "
-                   "Labelled: maximize accuracy; unlabelled: agreement with all heads.")
+@model_argument
+@data_options("Labelled: maximize accuracy; unlabelled: agreement with all heads.", required=True, samples=1000)
 @click.option("--target-flops", type=float, default=None, help="Mean FLOPs relative to the dense model, e.g. 0.6.")
 @click.option("--target-latency-ms", type=float, default=None, help="Latency per call in ms, measured on --runtime.")
 @click.option("--target-latency-fraction", type=float, default=None,
@@ -72,21 +71,16 @@ def _print(r: dict[str, Any]) -> None:
               help="Band below the target the search aims for: FLOPs ratio units (default 0.02) or a fraction of "
                    "the latency target (default 0.05). A point below it wins when it is more accurate, or as "
                    "accurate and cheaper.")
-@click.option("--runtime", type=click.Choice(list(RUNTIMES)), default="ort-cpu", show_default=True, help=_RUNTIME_HELP)
-@click.option("--threads", type=THREADS, default=None, help="Intra-op threads (default: runtime's).")
+@runtime_options("Accuracy is always evaluated on the ONNX file itself (ONNX Runtime, CPU).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=1, show_default=True,
               help="Batch size the latency target applies to.")
 @click.option("--seq-len", type=click.IntRange(min=1), default=None,
               help="Truncate inputs to this many tokens and pad latency batches to it (default: the data's lengths).")
-@click.option("--samples", type=click.IntRange(min=1), default=1000, show_default=True,
-              help="Use at most this many rows of --data.")
-@click.option("-o", "--output", type=click.Path(dir_okay=False), default="calibration.json", show_default=True,
-              help="Where to write the calibration.")
+@output_options("Where to write the calibration.", default="calibration.json")
 @click.option("--write-model", type=click.Path(dir_okay=False), default=None,
               help="Also write MODEL with the calibrated thresholds/caps as its defaults.")
 @click.option("--report", "report_dir", type=click.Path(file_okay=False), default=None,
               help="Write pareto.png, head_usage.png and report.json into this directory.")
-@force_option
 @json_option
 def command(model: str, data_path: str, target_flops: float | None, target_latency_ms: float | None,
             target_latency_fraction: float | None, percentile: str | None, tolerance: float | None, runtime: str,
@@ -100,17 +94,9 @@ def command(model: str, data_path: str, target_flops: float | None, target_laten
     targets are profiled on the runtime (per-layer cost of k heads), searched, then verified
     end to end against all heads in fresh sessions; exit 1 if the verified latency misses.
     """
-    if sum(t is not None for t in (target_flops, target_latency_ms, target_latency_fraction)) != 1:
-        raise BfexportError("give exactly one of --target-flops RATIO, --target-latency-ms MS or "
-                            "--target-latency-fraction F")
-    target: Target
-    if target_flops is not None:
-        if percentile is not None:
-            raise BfexportError("--percentile applies to latency targets only")
-        target = FlopsTarget(target_flops, 0.02 if tolerance is None else tolerance)
-    else:
-        target = LatencyTarget(target_latency_ms, int(percentile or 50), 0.05 if tolerance is None else tolerance,
-                               target_latency_fraction)
+    target = target_from_options(flops=target_flops, latency_ms=target_latency_ms,
+                                 latency_fraction=target_latency_fraction,
+                                 percentile=None if percentile is None else int(percentile), tolerance=tolerance)
     get_runtime(runtime)  # refuse a runtime this machine cannot run before any work
     planned = [Output(Path(output), "-o")]
     if write_model is not None:
@@ -123,32 +109,10 @@ def command(model: str, data_path: str, target_flops: float | None, target_laten
         result = calibrate(exported, data_path, target, runtime=runtime, threads=threads, batch_size=batch_size,
                            seq_len=seq_len, samples=samples, head_usage=report_dir is not None,
                            log=lambda msg: status.update(f"calibrating: {msg}"))
-    outputs = _write(result, exported, output, write_model if result.target_met else None, report_dir)
-    shown = {**result.to_json(), "outputs": outputs}
-    emit(shown, as_json, _print)
+    outputs = save_outputs(result, exported, output, model=write_model if result.target_met else None,
+                           report=report_dir)
+    emit({**result.to_json(), "outputs": outputs}, as_json, _print)
     if not result.target_met:
         if not as_json:
             console.print("[red]target not met[/red]" + (": --write-model skipped" if write_model else ""))
         raise click.exceptions.Exit(EXIT_FAILED_CHECK)
-
-
-def _write(result: CalibrationResult, exported: Any, output: str, model_out: str | None,
-           report_dir: str | None) -> dict[str, str]:
-    """Stage every output beside its destination and move them into place together at the end,
-    so an error or Ctrl-C while computing or writing leaves the previous files (or none). The
-    renames run report, model, calibration.json: the json appears only when the others are in."""
-    written = {}
-    with contextlib.ExitStack() as stack:
-        tmp_json = stack.enter_context(atomic_file(output))
-        if model_out is not None:
-            tmp_model = stack.enter_context(atomic_file(model_out))
-            note = {"target": result.target, "achieved_flops_ratio": result.achieved_flops_ratio,
-                    "fingerprint": result.model["fingerprint"]}
-            save_onnx(with_defaults(exported, result.thresholds, result.caps, note), tmp_model)
-            written["model"] = model_out
-        if report_dir is not None:
-            render(result, stack.enter_context(atomic_dir(report_dir, REPORT_DIR)))
-            written["report"] = report_dir
-        result.save(tmp_json)
-        written["calibration"] = output
-    return written

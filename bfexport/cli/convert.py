@@ -6,46 +6,31 @@ from pathlib import Path
 
 import click
 
-from bfexport import data
 from bfexport.checkpoint import load_checkpoint, load_tokenizer_json
-from bfexport.cli.args import checkpoint_argument, console, data_option, emit, force_option, json_option, samples_option
+from bfexport.cli.args import checkpoint_argument, console, data_options, emit, json_option, output_options
 from bfexport.errors import BfexportError
 from bfexport.files import Output, check_outputs
-from converters import FLAVORS, StaticExport, export_with_metadata, save_onnx
+from converters import FLAVORS, export_with_metadata, save_onnx
 from converters.hf import HF_DIR, write_hf_directory
 from converters.onnx import MAX_OPSET, MIN_OPSET
-from converters.static_heads import head_usage, most_used_heads
-
-
-def parse_head_sets(text: str, n_layers: int) -> list[list[int]]:
-    """'0,1,2;3,4;...' -> one head list per layer."""
-    try:
-        sets = [[int(h) for h in part.split(",") if h.strip()] for part in text.split(";")]
-    except ValueError:
-        raise BfexportError(f"--head-sets: expected comma-separated head indices per layer, separated by ';', got {text!r}") from None
-    if len(sets) != n_layers:
-        raise BfexportError(f"--head-sets: expected {n_layers} layers separated by ';', got {len(sets)}")
-    return sets
+from converters.static_heads import choose_static_heads
 
 
 @click.command("convert")
 @checkpoint_argument
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
-              help="ONNX file to write (missing directories are created).")
+@output_options("ONNX file to write (missing directories are created).")
 @click.option("--flavor", type=click.Choice(sorted(FLAVORS)), default="adaptive", show_default=True,
               help="adaptive: only selected heads computed; masked: all heads computed then zeroed; "
                    "dense: ordinary attention, no router; static: fixed heads per layer; trt-plugin: "
                    "attention blocks as TensorRT plugin nodes (ONNX Runtime needs onnxruntime-extensions).")
 @click.option("--heads", type=int, default=None, help="static: keep the N most used heads of each layer on --data.")
 @click.option("--head-sets", default=None, help="static: explicit heads per layer, e.g. '0,1;2,3;0,5;1,2'.")
-@data_option
-@samples_option
+@data_options()
 @click.option("--opset", type=int, default=17, show_default=True, help=f"ONNX opset ({MIN_OPSET}..{MAX_OPSET}).")
 @click.option("--fp16", is_flag=True, help="Export weights and activations in float16 (logits stay float32).")
 @click.option("--hf-dir", type=click.Path(file_okay=False), default=None,
               help="Also write a directory (model.onnx, config.json, tokenizer files) that Optimum's "
                    "ORTModelForSequenceClassification and a transformers pipeline load (needs the hf extra to load, not to write).")
-@force_option
 @json_option
 def command(checkpoint: str, output: str, flavor: str, heads: int | None, head_sets: str | None,
             data_path: str | None, samples: int | None, opset: int, fp16: bool, hf_dir: str | None,
@@ -62,24 +47,14 @@ def command(checkpoint: str, output: str, flavor: str, heads: int | None, head_s
     check_outputs(outputs, {"CHECKPOINT": checkpoint, "--data": data_path}, force=force)
     tokenizer_json = load_tokenizer_json(checkpoint)  # embedded in the export: a bad one fails here, not later
     model = load_checkpoint(checkpoint)
-    cfg = model.config
     options: dict[str, object] = {"opset": opset, "fp16": fp16}
-    if flavor == "static":
-        if head_sets is not None:
-            options["heads"] = parse_head_sets(head_sets, cfg.n_layers)
-        elif heads is not None:
-            if not 1 <= heads <= cfg.n_heads:
-                raise BfexportError(f"--heads must be in [1, {cfg.n_heads}], got {heads}")
-            if data_path is None:
-                raise BfexportError("--flavor static --heads N needs --data to find the most used heads")
-            texts = [e.text for e in data.read_examples(data_path, limit=samples)]
-            tokenizer = data.tokenizer_from_str(tokenizer_json)
-            options["heads"] = most_used_heads(head_usage(model, tokenizer, texts), heads)
-        else:
-            raise BfexportError("--flavor static needs --heads N (with --data) or --head-sets")
+    kind = FLAVORS[flavor]
+    if kind.head_sets:
+        options["heads"] = choose_static_heads(model, tokenizer_json, heads=heads, head_sets=head_sets,
+                                               data_path=data_path, samples=samples)
     elif heads is not None or head_sets is not None:
         raise BfexportError("--heads / --head-sets only apply to --flavor static")
-    config = FLAVORS[flavor](**options)  # type: ignore[arg-type]
+    config = kind(**options)  # type: ignore[arg-type]
     with console.status(f"exporting {flavor} flavor"):
         proto = export_with_metadata(model, config, tokenizer_json)
         for out in outputs:  # create missing output directories, as `optimum-cli export onnx` does
@@ -89,6 +64,6 @@ def command(checkpoint: str, output: str, flavor: str, heads: int | None, head_s
             write_hf_directory(output, hf_dir)
     result = {"output": output, "flavor": flavor, "opset": opset, "fp16": fp16,
               "bytes": Path(output).stat().st_size,
-              "static_heads": getattr(config, "heads", None) if isinstance(config, StaticExport) else None,
+              "static_heads": getattr(config, "heads", None),
               "hf_dir": hf_dir}
     emit(result, as_json, lambda r: console.print(f"wrote {r['output']} ({r['flavor']}, opset {r['opset']}, {r['bytes'] / 1e6:.1f} MB)"))

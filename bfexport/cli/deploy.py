@@ -7,8 +7,7 @@ from typing import Any
 import click
 from rich.markup import escape
 
-from bfexport.cli import EXIT_FAILED_CHECK
-from bfexport.cli.args import console, emit, json_option
+from bfexport.cli.args import EXIT_FAILED_CHECK, console, emit, json_option
 from bfexport.errors import BfexportError
 
 
@@ -60,7 +59,7 @@ def command(source: str | None, repo: str | None, name: str | None, backend: str
       bfexport deploy ckpt --repo models --name sections --calibration calibration.json
       bfexport deploy --check models
     """
-    from converters.triton_repo import DeployOptions, check_repository, deploy
+    from converters.triton import DeployOptions, check_repository, deploy
 
     if check_dir is not None:
         if source is not None or repo is not None:
@@ -91,9 +90,6 @@ def _print_check(report: dict[str, Any]) -> None:
             console.print(f"    [red]error[/red] {escape(line)}", highlight=False)
         for line in model["notes"]:
             console.print(f"    note  {escape(line)}", highlight=False)
-    if not report["schema_checked"]:
-        console.print(f"[yellow]note[/yellow]: config.pbtxt schema check skipped: {escape(report['schema_skipped'])}",
-                      highlight=False)
     console.print("[green]repository ok[/green]" if report["ok"] else "[red]repository check failed[/red]")
 
 

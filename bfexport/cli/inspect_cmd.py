@@ -12,7 +12,7 @@ from rich.table import Table
 
 from bfexport import data, summary
 from bfexport.checkpoint import load_checkpoint, load_tokenizer_json
-from bfexport.cli.args import console, data_option, emit, json_option, report_console, samples_option
+from bfexport.cli.args import console, data_options, emit, json_option, report_console
 from bfexport.runtime import OnnxClassifier
 
 
@@ -22,7 +22,7 @@ def _load(target: str) -> tuple[Any, str, summary.Runner, Any, int | None]:
         model = load_checkpoint(target)
         tokenizer = data.tokenizer_from_str(load_tokenizer_json(target), target)
         n_params = sum(p.numel() for p in model.parameters())
-        flavor = "pytorch" if model.config.adaptive else "dense"
+        flavor = summary.TORCH if model.config.adaptive else "dense"
         return model.config, flavor, summary.torch_runner(model), tokenizer, n_params
     classifier = OnnxClassifier(target)
     n_params = sum(int(np.prod(i.dims)) for i in classifier.exported.proto.graph.initializer)
@@ -51,8 +51,7 @@ def _print(r: dict[str, Any]) -> None:
 
 @click.command("inspect")
 @click.argument("target", type=click.Path(exists=True))
-@data_option
-@samples_option
+@data_options()
 @json_option
 def command(target: str, data_path: str | None, samples: int | None, as_json: bool) -> None:
     """Describe TARGET, a checkpoint directory or an exported .onnx file.

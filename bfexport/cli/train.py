@@ -8,7 +8,7 @@ import click
 
 from bfexport import data
 from bfexport.checkpoint import CHECKPOINT_DIR
-from bfexport.cli.args import console, emit, force_option, json_option, verbosity
+from bfexport.cli.args import console, emit, json_option, output_options, verbosity
 from bfexport.files import Output, check_outputs
 from bfexport.train import TrainConfig, train
 
@@ -18,8 +18,7 @@ DEFAULTS = TrainConfig()
 @click.command("train")
 @click.option("--train", "train_path", required=True, type=click.Path(), help="Training data (text,label).")
 @click.option("--validation", "val_path", required=True, type=click.Path(), help="Validation data; the best epoch is kept.")
-@click.option("-o", "--output", required=True, type=click.Path(),
-              help="Checkpoint directory to write (an existing one is replaced only with --force).")
+@output_options("Checkpoint directory to write (an existing one is replaced only with --force).", dir_okay=True)
 @click.option("--dense", is_flag=True, help="Run every head always (the baseline, same architecture).")
 @click.option("--epochs", type=click.IntRange(min=1), default=DEFAULTS.epochs, show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=DEFAULTS.batch_size, show_default=True)
@@ -38,7 +37,6 @@ DEFAULTS = TrainConfig()
 @click.option("--n-layers", type=click.IntRange(min=1), default=DEFAULTS.n_layers, show_default=True)
 @click.option("--d-ff", type=click.IntRange(min=8), default=DEFAULTS.d_ff, show_default=True)
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Use at most this many training rows.")
-@force_option
 @json_option
 def command(train_path: str, val_path: str, output: str, limit: int | None, force: bool, as_json: bool,
             **options: object) -> None:

@@ -8,8 +8,15 @@ import click
 
 from bfexport import data
 from bfexport.checkpoint import load_checkpoint
-from bfexport.cli import EXIT_FAILED_CHECK
-from bfexport.cli.args import checkpoint_argument, console, emit, json_option
+from bfexport.cli.args import (
+    EXIT_FAILED_CHECK,
+    checkpoint_argument,
+    console,
+    data_options,
+    emit,
+    json_option,
+    model_argument,
+)
 from bfexport.errors import BfexportError
 from bfexport.runtime import OnnxClassifier
 from converters.validate import ParityReport, synthetic_texts, validate
@@ -32,12 +39,10 @@ def _print(r: dict[str, Any]) -> None:
 
 @click.command("validate")
 @checkpoint_argument
-@click.argument("model", type=click.Path(exists=True, dir_okay=False))
-@click.option("--data", "data_path", type=click.Path(), default=None,
-              help="Texts to compare on (labels not needed). Default: synthetic texts decoded from random ids "
-                   "of MODEL's embedded tokenizer, of mixed lengths up to past max_length.")
-@click.option("--samples", type=click.IntRange(min=1), default=64, show_default=True,
-              help="Use the first N rows of --data (or N synthetic texts).")
+@model_argument
+@data_options("Texts to compare on (labels not needed). Default: synthetic texts decoded from random ids of "
+              "MODEL's embedded tokenizer, of mixed lengths up to past max_length.",
+              samples=64, samples_about=" (or this many synthetic texts)")
 @click.option("--atol", type=float, default=None, help="Absolute tolerance on logits [default: 1e-4 fp32, 2e-2 fp16].")
 @click.option("--rtol", type=float, default=0.0, show_default=True,
               help="Relative tolerance: logits agree when |diff| <= atol + rtol * |PyTorch logit|.")

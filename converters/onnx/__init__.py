@@ -7,7 +7,7 @@ Every flavor shares the trunk; they differ only in the attention block:
   dense       ordinary multi-head attention with every head, no router.
   static      ordinary attention over a fixed head set per layer, sliced at export time.
   trt-plugin  the adaptive graph with each attention block as one BudgetedAttention custom
-              node (TensorRT plugin; ONNX Runtime runs it via converters/ort_custom_ops.py).
+              node (TensorRT plugin; ONNX Runtime runs it via bfexport/ort_custom_ops.py).
 
 Inputs: input_ids, attention_mask (int64 [batch, seq]); budget_thresholds (float
 [rows, n_layers]) and head_caps (int64 [rows, n_layers]), rows = 1 or batch, both

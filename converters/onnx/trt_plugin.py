@@ -1,7 +1,7 @@
 """The trt-plugin flavor: the adaptive graph (trunk and router op for op) with each attention
 block as ONE BudgetedAttention custom node, the TensorRT plugin of converters/tensorrt/plugin.py
 (whose docstring gives the node's signature and naming scheme); ONNX Runtime runs the node
-through converters/ort_custom_ops.py."""
+through bfexport/ort_custom_ops.py."""
 
 from __future__ import annotations
 

@@ -15,7 +15,7 @@ shapes, no If, so one engine and CUDA graphs work for every budget.
 
 Naming scheme, chosen so one file serves both runtimes:
   op_type "BudgetedAttention", domain "ai.onnx.contrib" (ONNX Runtime's Python custom ops
-  live there: converters/ort_custom_ops.py runs the node on CPU), attributes
+  live there: bfexport/ort_custom_ops.py runs the node on CPU), attributes
   plugin_namespace="bfexport" and plugin_version="1" (TensorRT's ONNX parser falls back to
   the plugin registry for an unknown op_type and takes the namespace from this attribute,
   which wins over the domain), aot=1 (use the AOT implementation), num_heads, head_dim.

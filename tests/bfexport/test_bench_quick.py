@@ -105,7 +105,7 @@ def test_a_file_that_cannot_be_rebuilt_is_refused(tmp_path: Path, tokenizer) -> 
 
 def test_the_model_onnx_deploy_writes_is_timed_with_its_default_rows(tmp_path: Path, tokenizer, capsys) -> None:
     """With batching, deploy turns the budgets into required inputs: bench feeds the file's defaults."""
-    from converters.triton_repo import DeployOptions, deploy
+    from converters.triton import DeployOptions, deploy
 
     model = tiny_model(vocab_size=tokenizer.get_vocab_size())
     path = save_onnx(export_with_metadata(model, AdaptiveExport(), tokenizer.to_str()), tmp_path / "m.onnx")

@@ -24,7 +24,7 @@ import pytest
 from bfexport.checkpoint import save_checkpoint
 from bfexport.data import train_tokenizer
 from converters.onnx import load_exported
-from converters.triton_repo import check_repository
+from converters.triton import check_repository
 from tests.factories import LABELS, TEXTS, tiny_model
 
 # Runs the CLI; with BFX_PAUSE=module:function, that function is replaced by a version that, on
@@ -176,7 +176,7 @@ def test_calibrate_interrupted_leaves_no_calibration_and_reruns(inputs: Inputs, 
 
 
 @pytest.mark.parametrize("sig", SIGNALS, ids=lambda s: s.name)
-@pytest.mark.parametrize("pause", ["converters.triton_repo:prepare", "os:replace"], ids=["preparing", "renaming"])
+@pytest.mark.parametrize("pause", ["converters.triton.deployment:prepare", "os:replace"], ids=["preparing", "renaming"])
 def test_deploy_interrupted_leaves_no_repository_and_reruns(inputs: Inputs, tmp_path: Path, pause: str,
                                                              sig: signal.Signals) -> None:
     repo = tmp_path / "models"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -91,12 +92,10 @@ def test_verbose_adds_detail(bfexport, checkpoint: Path) -> None:
 # ---- install hints intact ------------------------------------------------------------------------
 
 def test_install_hint_keeps_its_brackets(bfexport, checkpoint: Path, tmp_path: Path, monkeypatch) -> None:
-    import converters.triton_repo as tr
-
     assert bfexport("deploy", checkpoint, "--repo", tmp_path / "models", "--name", "m").returncode == 0
-    monkeypatch.setattr(tr, "schema_module", lambda: (None, "ModuleNotFoundError: No module named 'tritonclient'"))
+    monkeypatch.setitem(sys.modules, "tritonclient.grpc", None)  # `import tritonclient.grpc` now fails
     result = bfexport("deploy", "--check", tmp_path / "models")
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 2, result.stderr
     assert "pip install 'bfexport[deploy]'" in result.stderr
 
 

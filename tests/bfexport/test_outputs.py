@@ -41,7 +41,7 @@ def no_work(monkeypatch: pytest.MonkeyPatch) -> None:
         raise AssertionError("the work started before the outputs were checked")
 
     for target in ("bfexport.cli.train.train", "bfexport.cli.calibrate.calibrate",
-                   "bfexport.cli.convert.export_with_metadata", "converters.triton_repo.prepare"):
+                   "bfexport.cli.convert.export_with_metadata", "converters.triton.deployment.prepare"):
         monkeypatch.setattr(target, started)
 
 

@@ -74,12 +74,12 @@ def test_dense_model_exit_2(monkeypatch, capsys, dense_model_path: Path, data_pa
 def test_ctrl_c_leaves_no_partial_outputs(monkeypatch, capsys, model_path: Path, data_path: Path,
                                           tmp_path: Path) -> None:
     """Interrupted while writing the outputs: none of them (nor a temporary file) is left."""
-    import bfexport.cli.calibrate as cmd
+    import calibration.outputs as outputs
 
     def interrupted(*_args, **_kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cmd, "render", interrupted)
+    monkeypatch.setattr(outputs, "render", interrupted)
     out_dir = tmp_path / "outs"
     out_dir.mkdir()
     code, _, err = run(monkeypatch, capsys, model_path, "--data", data_path, "--target-flops", "0.8",

@@ -11,7 +11,7 @@ import pytest
 
 from bfexport.cli import main
 from calibration import FlopsTarget, LatencyTarget, calibrate
-from calibration.result import with_defaults
+from bfexport.calibration_result import with_defaults
 from converters.onnx import load_exported, save_onnx
 from tests.calibration.test_calibration_latency import FakeRuntime
 

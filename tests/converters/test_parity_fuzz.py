@@ -15,7 +15,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bfexport.model import BudgetFormerConfig, BudgetFormerForSequenceClassification
-from converters import AdaptiveExport, DenseExport, MaskedExport, StaticExport, TrtPluginExport, export, ort_custom_ops
+from bfexport import ort_custom_ops
+from converters import AdaptiveExport, DenseExport, MaskedExport, StaticExport, TrtPluginExport, export
 
 
 @st.composite

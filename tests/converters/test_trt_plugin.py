@@ -86,7 +86,7 @@ def test_registered_flavor_exports_the_plugin_graph() -> None:
 @pytest.fixture(scope="module")
 def ort_session_and_model(tmp_path_factory):
     pytest.importorskip("onnxruntime_extensions")
-    from converters import ort_custom_ops
+    from bfexport import ort_custom_ops
 
     model = tiny_model(vocab_size=120)
     path = save_onnx(export(model, TrtPluginExport()), tmp_path_factory.mktemp("trt") / "model.onnx")

@@ -7,11 +7,15 @@ from pathlib import Path
 
 import pytest
 
-import converters.triton_repo as tr
 from bfexport.checkpoint import save_checkpoint
 from bfexport.cli import run
 from bfexport.errors import BfexportError
-from converters.triton_repo import DeployOptions, check_repository, deploy
+from converters.triton import DeployOptions, check_repository, deploy
+from converters.triton.build import tokenizer_model_py
+from converters.triton.check_tokenizer import model_py_is_ours
+from converters.triton.layout import META_FILE
+from converters.triton.offline_backend import load_tokenizer_model, run_tokenizer_model, text_request
+from converters.triton.schema import parse_config
 from tests.factories import tiny_model
 
 
@@ -40,8 +44,8 @@ def check_cli(repo: Path, capsys) -> tuple[int, str, str]:
 # ---- model.py is compared, never run --------------------------------------------------------
 
 def test_the_written_model_py_is_bfexports_byte_for_byte(repo: Path) -> None:
-    assert (repo / "m_tokenizer" / "1" / "model.py").read_bytes() == tr.TOKENIZER_MODEL_PY.encode("utf-8")
-    assert tr.model_py_is_ours(repo / "m_tokenizer" / "1")
+    assert (repo / "m_tokenizer" / "1" / "model.py").read_bytes() == tokenizer_model_py()
+    assert model_py_is_ours(repo / "m_tokenizer" / "1")
     assert check_repository(repo).ok
 
 
@@ -56,7 +60,7 @@ def test_a_modified_model_py_fails_the_check_without_running(copy: Path, tmp_pat
 
     model_py = copy / "m_tokenizer" / "1" / "model.py"
     marker = tmp_path / "model-py-ran"
-    ours = tr.TOKENIZER_MODEL_PY
+    ours = tokenizer_model_py().decode("utf-8")
     expected = DIFFERS
     if change == "code appended":
         model_py.write_text(ours + f"\nopen({str(marker)!r}, 'w').close()\n")
@@ -79,9 +83,10 @@ def test_a_modified_model_py_fails_the_check_without_running(copy: Path, tmp_pat
 def test_the_stand_in_runs_bfexports_copy_not_the_file(copy: Path, tmp_path: Path) -> None:
     marker = tmp_path / "model-py-ran"
     (copy / "m_tokenizer" / "1" / "model.py").write_text(f"open({str(marker)!r}, 'w').close()\n")
-    instance = tr.load_python_model(copy / "m_tokenizer")
+    config = parse_config((copy / "m_tokenizer" / "config.pbtxt").read_text())
+    instance = load_tokenizer_model(copy / "m_tokenizer", config)
     assert not marker.exists()
-    response = tr.run_python_model(instance, [{"text": tr.text_request(["a library"], 8)}])[0]
+    response = run_tokenizer_model(instance, [{"text": text_request(["a library"], 8)}])[0]
     assert not response.has_error()
 
 
@@ -97,7 +102,7 @@ def not_a_repository(kind: str, repo: Path, root: Path) -> Path:
         shutil.copytree(repo.parent / "ckpt", root)
     else:  # a Triton repository bfexport did not write
         shutil.copytree(repo / "m", root / "other")
-        (root / "other" / tr.META_FILE).unlink()
+        (root / "other" / META_FILE).unlink()
     return root
 
 

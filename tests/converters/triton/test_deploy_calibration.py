@@ -11,10 +11,10 @@ import pytest
 
 from bfexport.cli import run
 from bfexport.errors import BfexportError
-from calibration.result import CalibrationResult
+from bfexport.calibration_result import CalibrationResult
 from converters import AdaptiveExport, export_with_metadata, save_onnx
-from converters.triton_repo import DeployOptions, deploy
-from tests.converters.test_triton_repo import make_calibration
+from converters.triton import DeployOptions, deploy
+from tests.converters.triton.test_deploy import make_calibration
 from tests.factories import tiny_model
 
 

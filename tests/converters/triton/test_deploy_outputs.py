@@ -17,7 +17,7 @@ import pytest
 
 from bfexport.cli import run
 from bfexport.errors import BfexportError
-from converters.triton_repo import DeployOptions, deploy
+from converters.triton import DeployOptions, deploy
 
 HANG_GUARD_S = 120  # reading a named pipe blocks forever; this only ends such a child, it times nothing
 
@@ -27,7 +27,7 @@ def no_prepare(monkeypatch: pytest.MonkeyPatch) -> None:
     def started(*args: object, **kwargs: object) -> None:
         raise AssertionError("the deploy started before its outputs were checked")
 
-    monkeypatch.setattr("converters.triton_repo.prepare", started)
+    monkeypatch.setattr("converters.triton.deployment.prepare", started)
 
 
 def snapshot(root: Path) -> dict[str, str]:
@@ -117,7 +117,7 @@ def test_check_opens_no_named_pipe(checkpoint: Path, tmp_path: Path) -> None:
     for name in ("clf/bfexport.json", "clf_tokenizer/1/model.py"):
         (repo / name).unlink()
         os.mkfifo(repo / name)
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])}
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[3])}
     result = subprocess.run([sys.executable, "-c", "from bfexport.cli import main; main()", "deploy", "--check",
                              str(repo), "--json"], capture_output=True, text=True, env=env, timeout=HANG_GUARD_S)
     assert result.returncode == 1, result.stderr

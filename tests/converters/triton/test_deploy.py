@@ -8,27 +8,30 @@ import importlib.util
 import json
 import os
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-import converters.triton_repo as tr
+import converters.triton.install as triton_install
 from bfexport import data
 from bfexport.checkpoint import save_checkpoint
 from bfexport.cli import run
 from bfexport.errors import BfexportError
 from bfexport.model import BudgetFormerConfig, BudgetFormerForSequenceClassification
-from calibration.result import FORMAT, CalibrationResult, fingerprint
+from bfexport.calibration_result import FORMAT, CalibrationResult, fingerprint
 from converters import AdaptiveExport, export_with_metadata, load_exported, save_onnx
-from converters.triton_repo import DeployOptions, check_repository, deploy
+from converters.triton import DeployOptions, check_repository, deploy
+from converters.triton.offline_backend import load_tokenizer_model, run_tokenizer_model, text_request
+from converters.triton.schema import config_json, parse_config, render_config, schema, string_parameters
 
 TEXTS = ["a library for parsing json documents quickly", "game about space ships and lasers",
          "python bindings for the foo library", "documentation for the network tools",
          "rust crate for asynchronous io", "perl module providing an interface to sqlite databases"] * 3
 LABELS = ["libs", "games", "python", "doc"]
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "triton_client.py"
+EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "triton_client.py"
 
 
 @pytest.fixture(scope="module")
@@ -90,8 +93,12 @@ def leftovers(parent: Path) -> list[str]:
     return sorted(p.name for p in parent.iterdir() if p.name.startswith(".") and "deploy-tmp" in p.name)
 
 
-def config_of(repo: Path, name: str) -> dict:
-    return tr.parse_pbtxt((repo / name / "config.pbtxt").read_text())
+def config_of(repo: Path, name: str):
+    return parse_config((repo / name / "config.pbtxt").read_text())
+
+
+def tokenizer_instance(model_dir: Path):
+    return load_tokenizer_model(model_dir, config_of(model_dir.parent, model_dir.name))
 
 
 # ---- a repository from a checkpoint passes the whole offline check ------------------------
@@ -112,19 +119,18 @@ def test_repository_from_a_checkpoint_passes_the_check(repo: Path) -> None:
 
 def test_configs_follow_tritons_batching_rules(repo: Path) -> None:
     model, tok, ens = (config_of(repo, n) for n in ("sections", "sections_tokenizer", "sections_text"))
-    assert tr.one(model, "platform") == "onnxruntime_onnx" and tr.one(model, "max_batch_size") == 8
-    assert "dynamic_batching" in model and tr.one(tr.one(model, "instance_group"), "kind") == "KIND_CPU"
-    inputs = {tr.one(io, "name"): io for io in model["input"]}
+    assert model.platform == "onnxruntime_onnx" and model.max_batch_size == 8
+    assert model.HasField("dynamic_batching") and model.instance_group[0].kind == schema().ModelInstanceGroup.KIND_CPU
+    inputs = {io.name: io for io in model.input}
     # batching: no batch dim in dims, and budgets required (Triton's ORT backend refuses optional ones)
-    assert tr.config_dims(inputs["input_ids"]) == [-1] and tr.config_dims(inputs["budget_thresholds"]) == [2]
-    assert not any(tr.one(io, "optional", False) for io in inputs.values())
+    assert list(inputs["input_ids"].dims) == [-1] and list(inputs["budget_thresholds"].dims) == [2]
+    assert not any(io.optional for io in inputs.values())
     # ... while the ensemble and the tokenizer take them as optional inputs
     for config in (tok, ens):
-        optional = {tr.one(io, "name") for io in config["input"] if tr.one(io, "optional", False)}
+        optional = {io.name for io in config.input if io.optional}
         assert optional == {"budget_thresholds", "head_caps"}
-    assert tr.one(ens, "platform") == "ensemble"
-    assert [tr.one(s, "model_name") for s in tr.one(ens, "ensemble_scheduling")["step"]] == \
-        ["sections_tokenizer", "sections"]
+    assert ens.platform == "ensemble"
+    assert [s.model_name for s in ens.ensemble_scheduling.step] == ["sections_tokenizer", "sections"]
     assert (repo / "sections" / "labels.txt").read_text().split() == LABELS
 
 
@@ -139,7 +145,7 @@ def test_schema_check_uses_tritons_model_config(repo: Path) -> None:
     ensemble = text_format.Parse((repo / "sections_text" / "config.pbtxt").read_text(), model_config_pb2.ModelConfig())
     assert [i.optional for i in ensemble.input] == [False, True, True]
     report = check_repository(repo)
-    assert report.schema_checked and all("parses as a Triton ModelConfig" in " ".join(m.passed) for m in report.models)
+    assert all("parses as a Triton ModelConfig" in " ".join(m.passed) for m in report.models)
 
 
 def test_schema_check_rejects_a_misspelled_field(repo: Path, tmp_path: Path) -> None:
@@ -154,15 +160,18 @@ def test_schema_check_rejects_a_misspelled_field(repo: Path, tmp_path: Path) -> 
     assert run(["deploy", "--check", str(broken)]) == 1
 
 
-def test_without_tritonclient_the_schema_check_is_skipped_with_a_note(repo: Path, monkeypatch, capsys) -> None:
-    monkeypatch.setattr(tr, "schema_module", lambda: (None, "ModuleNotFoundError: No module named 'tritonclient'"))
-    report = check_repository(repo)
-    assert report.ok and not report.schema_checked
-    assert "tritonclient is not installed" in report.schema_skipped
-    assert any("ran one request" in line for m in report.models for line in m.passed)
-    capsys.readouterr()
-    assert run(["deploy", "--check", str(repo)]) == 0
-    assert "schema check skipped" in capsys.readouterr().err
+def test_without_tritonclient_deploy_and_check_say_what_they_need(repo: Path, checkpoint: Path, tmp_path: Path,
+                                                                    monkeypatch, capsys) -> None:
+    monkeypatch.setitem(sys.modules, "tritonclient.grpc", None)  # `import tritonclient.grpc` now fails
+    with pytest.raises(BfexportError, match=r"pip install 'bfexport\[deploy\]'"):
+        check_repository(repo)
+    for args in (["deploy", "--check", str(repo)], ["deploy", str(checkpoint), "--repo", str(tmp_path / "new")]):
+        capsys.readouterr()
+        assert run(args) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and len(err.strip().splitlines()) == 1
+        assert "pip install 'bfexport[deploy]'" in err
+    assert not (tmp_path / "new").exists() and leftovers(tmp_path) == []
 
 
 def test_the_check_catches_a_config_that_disagrees_with_the_model(repo: Path, tmp_path: Path) -> None:
@@ -170,11 +179,11 @@ def test_the_check_catches_a_config_that_disagrees_with_the_model(repo: Path, tm
     shutil.copytree(repo, broken)
     config = broken / "sections" / "config.pbtxt"
     text = config.read_text()
-    config.write_text(text.replace("dims: [ 4 ]", "dims: [ 5 ]", 1))  # logits: 4 labels
+    config.write_text(text.replace("dims: [4]", "dims: [5]", 1))  # logits: 4 labels
     errors = check_repository(broken, models=["sections"]).errors()
     assert any("logits" in e and "dims" in e for e in errors)
-    config.write_text(text.replace('name: "head_caps"\n    data_type: TYPE_INT64\n    dims: [ 2 ]',
-                                   'name: "head_caps"\n    data_type: TYPE_INT64\n    dims: [ 2 ]\n    optional: true'))
+    config.write_text(text.replace('name: "head_caps"\n  data_type: TYPE_INT64\n  dims: [2]',
+                                   'name: "head_caps"\n  data_type: TYPE_INT64\n  dims: [2]\n  optional: true'))
     errors = check_repository(broken, models=["sections"]).errors()
     assert any("refuses optional inputs" in e for e in errors)
 
@@ -182,23 +191,23 @@ def test_the_check_catches_a_config_that_disagrees_with_the_model(repo: Path, tm
 # ---- budgets: defaults, per request, and the non-batching layout ---------------------------
 
 def test_calibration_sets_the_defaults_everywhere(repo: Path) -> None:
-    params = tr.string_parameters(config_of(repo, "sections"))
+    params = string_parameters(config_of(repo, "sections"))
     assert json.loads(params["bfexport_default_budget_thresholds"]) == pytest.approx([0.35, 0.6])
     assert json.loads(params["bfexport_default_head_caps"]) == [3, 2]
-    tok = tr.string_parameters(config_of(repo, "sections_tokenizer"))
+    tok = string_parameters(config_of(repo, "sections_tokenizer"))
     assert json.loads(tok["default_budget_thresholds"]) == pytest.approx([0.35, 0.6])
     config = load_exported(repo / "sections" / "1" / "model.onnx").config  # the file's own metadata
     assert config.head_caps == [3, 2] and config.budget_thresholds == pytest.approx([0.35, 0.6])
 
 
 def test_tokenizer_model_matches_encode_under_a_stand_in_backend(repo: Path, tokenizer) -> None:
-    instance = tr.load_python_model(repo / "sections_tokenizer")
+    instance = tokenizer_instance(repo / "sections_tokenizer")
     texts = ["", "Gäme about SPACE", " ".join(["documentation for the network tools"] * 20), "zzz"]
     budget = np.array([[0.2, 0.9]] * len(texts), dtype=np.float32)
-    with_budget, without, bad = tr.run_python_model(instance, [
-        {"text": tr.text_request(texts, 8), "budget_thresholds": budget},
-        {"text": tr.text_request(texts[:2], 8)},
-        {"text": tr.text_request(["x"], 8), "head_caps": np.array([[9, 9]], dtype=np.int64)}])
+    with_budget, without, bad = run_tokenizer_model(instance, [
+        {"text": text_request(texts, 8), "budget_thresholds": budget},
+        {"text": text_request(texts[:2], 8)},
+        {"text": text_request(["x"], 8), "head_caps": np.array([[9, 9]], dtype=np.int64)}])
     got = {t.name(): t.as_numpy() for t in with_budget.output_tensors()}
     ids, mask = data.encode(tokenizer, texts, 32)
     assert np.array_equal(got["input_ids"], ids) and np.array_equal(got["attention_mask"], mask)
@@ -229,10 +238,10 @@ def test_without_batching_the_budget_inputs_are_optional(workdir: Path, onnx_pat
     result = deploy(onnx_path, repo, DeployOptions(name="m", max_batch_size=0))
     assert result.budget_inputs == "optional" and not result.dynamic_batching and result.check["ok"]
     config = config_of(repo, "m")
-    assert "dynamic_batching" not in config
-    inputs = {tr.one(io, "name"): io for io in config["input"]}
-    assert tr.one(inputs["budget_thresholds"], "optional") is True
-    assert tr.config_dims(inputs["budget_thresholds"]) == [-1, 2] and tr.config_dims(inputs["input_ids"]) == [-1, -1]
+    assert not config.HasField("dynamic_batching")
+    inputs = {io.name: io for io in config.input}
+    assert inputs["budget_thresholds"].optional is True
+    assert list(inputs["budget_thresholds"].dims) == [-1, 2] and list(inputs["input_ids"].dims) == [-1, -1]
     passed = " ".join(m for c in result.check["models"] for m in c["passed"])
     assert "ran without optional budget_thresholds" in passed and "ran without optional head_caps" in passed
     # the file is the export as is: its initializers still hold the defaults
@@ -245,17 +254,17 @@ def test_client_example_builds_requests_the_configs_accept(repo: Path, tokenizer
     example = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(example)
     texts = ["a space game", ""]
-    ensemble = tr.triton_json(config_of(repo, "sections_text"))
+    ensemble = config_json(config_of(repo, "sections_text"))
     pairs = dict(example.build_inputs(ensemble, texts, thresholds="0.3", caps="2,4"))
     assert pairs["text"].shape == (2, 1) and pairs["budget_thresholds"].tolist() == [[pytest.approx(0.3)] * 2] * 2
     assert pairs["head_caps"].dtype == np.int64 and pairs["head_caps"].tolist() == [[2, 4], [2, 4]]
     assert set(dict(example.build_inputs(ensemble, texts))) == {"text"}  # budgets optional: left out
     # run the ensemble's request through the stand-in tokenizer as Triton would
-    instance = tr.load_python_model(repo / "sections_tokenizer")
-    response = tr.run_python_model(instance, [pairs])[0]
+    instance = tokenizer_instance(repo / "sections_tokenizer")
+    response = run_tokenizer_model(instance, [pairs])[0]
     assert not response.has_error()
     # the ids-in model requires budgets when batching: the example sends the configured defaults
-    classifier = tr.triton_json(config_of(repo, "sections"))
+    classifier = config_json(config_of(repo, "sections"))
     defaults = {"budget_thresholds": example._param(classifier, "bfexport_default_budget_thresholds"),
                 "head_caps": example._param(classifier, "bfexport_default_head_caps")}
     ids = data.encode(tokenizer, texts, example._param(classifier, "bfexport_max_length"))
@@ -340,10 +349,10 @@ def test_tensorrt_layout_with_a_stand_in_engine_builder(checkpoint: Path, tmp_pa
     assert built["inputs"][2:] == ["budget_thresholds", "head_caps"]  # plain inputs: TensorRT binds them
     assert not {"budget_thresholds", "head_caps"} & built["initializers"]
     config = config_of(repo, "g")
-    assert tr.one(config, "platform") == "tensorrt_plan"
-    assert tr.one(tr.one(config, "instance_group"), "kind") == "KIND_GPU"
+    assert config.platform == "tensorrt_plan"
+    assert config.instance_group[0].kind == schema().ModelInstanceGroup.KIND_GPU
     assert result.budget_inputs == "required" and result.check["ok"]
-    assert tr.string_parameters(config)["bfexport_flavor"] == "trt-plugin"
+    assert string_parameters(config)["bfexport_flavor"] == "trt-plugin"
     notes = [n for m in result.check["models"] for n in m["notes"]]
     assert any("model.plan not loaded" in n for n in notes)
 
@@ -407,7 +416,7 @@ def test_a_failed_move_puts_everything_back(checkpoint: Path, tmp_path: Path, mo
             raise OSError("disk full")
         return real_replace(src, dst)
 
-    monkeypatch.setattr(tr.os, "replace", failing)
+    monkeypatch.setattr(triton_install.os, "replace", failing)
     with pytest.raises(BfexportError, match="models: could not write the repository \\(disk full\\)"):
         deploy(checkpoint, repo, DeployOptions(name="clf", max_batch_size=2, force=True))
     after = {p.relative_to(repo): p.read_bytes() for p in repo.rglob("*") if p.is_file()}
@@ -434,14 +443,16 @@ def test_cli_deploys_and_checks(checkpoint: Path, calibration: Path, tmp_path: P
     assert run(["deploy", str(checkpoint)]) == 2  # no --repo
 
 
-def test_pbtxt_round_trip_and_text_escapes() -> None:
-    config = {"name": "m", "max_batch_size": 4, "input": [{"name": "x", "data_type": tr.Sym("TYPE_FP32"),
-                                                            "dims": [-1, 3], "optional": True}],
-              "parameters": tr.Each([{"key": "k", "value": {"string_value": 'say "hi" \\ ok'}}]),
-              "dynamic_batching": {}}
-    parsed = tr.parse_pbtxt("# comment\n" + tr.render_pbtxt(config))
-    assert tr.one(parsed, "max_batch_size") == 4 and tr.config_dims(tr.one(parsed, "input")) == [-1, 3]
-    assert tr.string_parameters(parsed) == {"k": 'say "hi" \\ ok'}
-    assert tr.one(parsed, "dynamic_batching") == {}
-    with pytest.raises(BfexportError, match="missing"):
-        tr.parse_pbtxt("input [ { name: \"x\" ")
+def test_config_text_round_trip_and_text_escapes() -> None:
+    pb = schema()
+    config = pb.ModelConfig(name="m", max_batch_size=4, input=[pb.ModelInput(name="x", data_type=pb.TYPE_FP32,
+                                                                             dims=[-1, 3], optional=True)])
+    config.parameters["k"].string_value = 'say "hi" \\ ok, Gäme'
+    config.dynamic_batching.SetInParent()
+    parsed = parse_config(render_config(config, "# comment\n"))
+    assert parsed == config
+    assert parsed.max_batch_size == 4 and list(parsed.input[0].dims) == [-1, 3]
+    assert string_parameters(parsed) == {"k": 'say "hi" \\ ok, Gäme'}
+    assert parsed.HasField("dynamic_batching")
+    with pytest.raises(BfexportError, match="not a valid Triton ModelConfig"):
+        parse_config("input [ { name: \"x\" ")

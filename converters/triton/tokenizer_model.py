@@ -1,0 +1,85 @@
+"""Triton Python-backend tokenizer for a BudgetFormer classifier (written by bfexport deploy).
+
+text (TYPE_STRING) -> input_ids, attention_mask (int64), with bfexport.data.encode's rules: the
+WordPiece tokenizer in tokenizer.json beside this file, no special tokens, truncation to
+max_length, right padding with 0 to the longest text of each request, and an empty text as a
+single [UNK]. Optional budget_thresholds / head_caps inputs (one row per text, or one row for the
+request) come out as row_thresholds / row_caps with one row per text; absent, the calibrated
+defaults from the config's parameters are used. Needs `pip install tokenizers` where Triton runs.
+"""
+
+import json
+import os
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+from tokenizers import Tokenizer
+
+BUDGETS = (("budget_thresholds", "row_thresholds", np.float32), ("head_caps", "row_caps", np.int64))
+DTYPES = {"TYPE_INT64": np.int64, "TYPE_FP32": np.float32}
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        config = json.loads(args["model_config"])
+        params = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
+        here = os.path.join(args["model_repository"], args["model_version"])
+        self.tokenizer = Tokenizer.from_file(os.path.join(here, "tokenizer.json"))
+        self.tokenizer.no_padding()
+        self.tokenizer.no_truncation()
+        self.max_length = int(params["max_length"])
+        self.n_heads = int(params["n_heads"])
+        self.unk_id = self.tokenizer.token_to_id(params.get("unk_token", "[UNK]"))
+        if self.unk_id is None:
+            raise ValueError("tokenizer.json has no " + params.get("unk_token", "[UNK]") + " token")
+        self.defaults = {}
+        for name, out, dtype in BUDGETS:
+            if "default_" + name in params:
+                self.defaults[name] = np.asarray(json.loads(params["default_" + name]), dtype=dtype).reshape(1, -1)
+        for name in ["input_ids", "attention_mask"] + [out for name, out, _ in BUDGETS if name in self.defaults]:
+            output = pb_utils.get_output_config_by_name(config, name)
+            if output is None or DTYPES.get(output["data_type"]) is None:
+                raise ValueError("config.pbtxt: output " + name + " missing or not int64 / fp32")
+
+    def execute(self, requests):
+        texts, spans = [], []
+        for request in requests:
+            raw = pb_utils.get_input_tensor_by_name(request, "text").as_numpy().reshape(-1)
+            spans.append((len(texts), len(raw)))
+            texts.extend(t.decode("utf-8", "replace") if isinstance(t, bytes) else str(t) for t in raw)
+        encodings = self.tokenizer.encode_batch(texts, add_special_tokens=False) if texts else []
+        rows = [e.ids[: self.max_length] or [self.unk_id] for e in encodings]
+        responses = []
+        for request, (start, count) in zip(requests, spans):
+            try:
+                tensors = self._outputs(request, rows[start:start + count])
+                responses.append(pb_utils.InferenceResponse(output_tensors=tensors))
+            except ValueError as error:
+                responses.append(pb_utils.InferenceResponse(output_tensors=[], error=pb_utils.TritonError(str(error))))
+        return responses
+
+    def _outputs(self, request, rows):
+        width = max((len(row) for row in rows), default=0)
+        ids = np.zeros((len(rows), width), dtype=np.int64)
+        mask = np.zeros((len(rows), width), dtype=np.int64)
+        for i, row in enumerate(rows):
+            ids[i, : len(row)] = row
+            mask[i, : len(row)] = 1
+        tensors = [pb_utils.Tensor("input_ids", ids), pb_utils.Tensor("attention_mask", mask)]
+        for name, out, dtype in BUDGETS:
+            if name in self.defaults:
+                tensors.append(pb_utils.Tensor(out, self._rows(request, name, dtype, len(rows))))
+        return tensors
+
+    def _rows(self, request, name, dtype, count):
+        default = self.defaults[name]
+        given = pb_utils.get_input_tensor_by_name(request, name)
+        values = default if given is None else np.asarray(given.as_numpy())
+        if values.ndim != 2 or values.shape[1] != default.shape[1] or values.shape[0] not in (1, count):
+            raise ValueError(name + ": expected " + str(default.shape[1]) + " values per text (one row per text), "
+                             "got shape " + str(list(values.shape)))
+        if name == "budget_thresholds" and not np.all((values > 0) & (values <= 1)):
+            raise ValueError("budget_thresholds must lie in (0, 1]")
+        if name == "head_caps" and not np.all((values >= 1) & (values <= self.n_heads)):
+            raise ValueError("head_caps must lie in [1, " + str(self.n_heads) + "]")
+        return np.ascontiguousarray(np.broadcast_to(values.astype(dtype), (count, default.shape[1])))

@@ -1,0 +1,82 @@
+"""converters/triton/tokenizer_model.py is a real module: imported here against a test stand-in for
+`triton_python_backend_utils`, it tokenizes as bfexport.data.encode does and passes budgets through;
+the bytes a deploy writes are that file's, unchanged since repositories were first deployed."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bfexport import data
+from bfexport.checkpoint import save_checkpoint
+from converters.triton import DeployOptions, deploy
+from converters.triton.build import tokenizer_model_py
+from converters.triton.schema import config_json, parse_config
+from tests.factories import tiny_model
+from tests.converters.triton import backend_stand_in
+
+# model.py in every repository deployed so far; `deploy --check` accepts a model.py only when it
+# is these bytes, so a change here makes every existing repository fail its check
+MODEL_PY_SHA256 = "684b474bb7f32a3b57045646e3150386ef6e16e14b2b8fd6f9de8afaba47343d"
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory: pytest.TempPathFactory, tokenizer) -> Path:
+    work = tmp_path_factory.mktemp("tokenizer-model")
+    ckpt = save_checkpoint(tiny_model(vocab_size=tokenizer.get_vocab_size()), work / "ckpt",
+                           tokenizer_json=tokenizer.to_str())
+    deploy(ckpt, work / "models", DeployOptions(name="m"))
+    return work / "models"
+
+
+@pytest.fixture()
+def tokenizer_model(monkeypatch: pytest.MonkeyPatch):
+    """converters.triton.tokenizer_model, freshly imported against the stand-in."""
+    monkeypatch.setitem(sys.modules, "triton_python_backend_utils", backend_stand_in.module())
+    monkeypatch.delitem(sys.modules, "converters.triton.tokenizer_model", raising=False)
+    module = importlib.import_module("converters.triton.tokenizer_model")
+    yield module
+    sys.modules.pop("converters.triton.tokenizer_model", None)
+
+
+def initialized(module, model_dir: Path):
+    instance = module.TritonPythonModel()
+    config = parse_config((model_dir / "config.pbtxt").read_text())
+    instance.initialize({"model_config": json.dumps(config_json(config)), "model_repository": str(model_dir),
+                         "model_version": "1"})
+    return instance
+
+
+def texts_in(texts: list[str]) -> np.ndarray:
+    return np.array([t.encode() for t in texts], dtype=np.object_).reshape(-1, 1)
+
+
+def test_the_written_model_py_is_the_package_file_unchanged(repo: Path) -> None:
+    written = (repo / "m_tokenizer" / "1" / "model.py").read_bytes()
+    package_file = Path(importlib.util.find_spec("converters.triton").origin).with_name("tokenizer_model.py")
+    assert written == tokenizer_model_py() == package_file.read_bytes()
+    assert hashlib.sha256(written).hexdigest() == MODEL_PY_SHA256
+
+
+def test_tokenizes_as_encode_and_passes_budgets_through(tokenizer_model, repo: Path, tokenizer) -> None:
+    instance = initialized(tokenizer_model, repo / "m_tokenizer")
+    texts = ["", "Gäme about SPACE", " ".join(["documentation for the network tools"] * 20), "zzz"]
+    n_layers = instance.defaults["budget_thresholds"].shape[1]
+    budget = np.full((len(texts), n_layers), 0.25, dtype=np.float32)
+    given, default, bad = instance.execute([
+        backend_stand_in.Request(text=texts_in(texts), budget_thresholds=budget),
+        backend_stand_in.Request(text=texts_in(texts[:1])),
+        backend_stand_in.Request(text=texts_in(["x"]), head_caps=np.full((1, n_layers), 99, np.int64))])
+    ids, mask = data.encode(tokenizer, texts, instance.max_length)
+    assert np.array_equal(given.tensors["input_ids"], ids) and np.array_equal(given.tensors["attention_mask"], mask)
+    assert given.tensors["input_ids"][0, 0] == tokenizer.token_to_id("[UNK]")  # an empty text: one [UNK]
+    assert np.array_equal(given.tensors["row_thresholds"], budget)
+    assert np.array_equal(default.tensors["row_thresholds"], instance.defaults["budget_thresholds"])
+    assert default.tensors["row_caps"].dtype == np.int64
+    assert bad.has_error() and "head_caps must lie in" in bad.error().message() and bad.tensors == {}
