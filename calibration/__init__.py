@@ -9,8 +9,9 @@ Modules, one job each: targets (what is asked), inputs (data from any source), e
 (running configurations with a per-sample path cache), flops (pricing in FLOPs), latency
 (runtime interface, lookup table, verification), runtimes (ort-cpu, torch-cpu,
 torch-cuda, tensorrt by name), search (global sweep + per-layer local search),
-result (calibration.json, model identity, writing a calibrated model), report (figures),
+report (figures),
 outputs (writing calibration.json, the calibrated model and the report together, staged), api.
+The calibration.json format itself is bfexport.calibration_result (deploy reads it too).
 """
 
 from calibration.api import calibrate, load_model
