@@ -14,10 +14,10 @@ outputs (writing calibration.json, the calibrated model and the report together,
 The calibration.json format itself is bfexport.calibration_result (deploy reads it too).
 """
 
+from bfexport.calibration_result import CalibrationResult, fingerprint, with_defaults, write_model
 from calibration.api import calibrate, load_model
 from calibration.evaluate import Config, Evaluator
 from calibration.latency import LatencyRuntime, LatencyTable, OrtCpuRuntime
-from bfexport.calibration_result import CalibrationResult, fingerprint, with_defaults, write_model
 from calibration.runtimes import RUNTIMES, available_runtimes, get_runtime
 from calibration.search import DEFAULT_GRID, Point
 from calibration.targets import FlopsTarget, LatencyTarget

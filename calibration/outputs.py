@@ -10,10 +10,10 @@ from __future__ import annotations
 import contextlib
 from pathlib import Path
 
-from bfexport.files import atomic_dir, atomic_file
-from calibration.report import REPORT_DIR, render
 from bfexport.calibration_result import CalibrationResult, with_defaults
 from bfexport.exported import ExportedModel, save_onnx
+from bfexport.files import atomic_dir, atomic_file
+from calibration.report import REPORT_DIR, render
 
 
 def save_outputs(result: CalibrationResult, exported: ExportedModel, output: str | Path, *,

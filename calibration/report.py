@@ -12,9 +12,9 @@ from typing import Any
 
 import numpy as np
 
+from bfexport.calibration_result import CalibrationResult, plain
 from bfexport.errors import BfexportError
 from bfexport.files import DirKind, atomic_dir, write_json
-from bfexport.calibration_result import CalibrationResult, plain
 
 FRONTIER_PNG, USAGE_PNG, REPORT_JSON = "pareto.png", "head_usage.png", "report.json"
 REPORT_DIR = DirKind("a calibration report", REPORT_JSON, "pareto")  # what --report DIR may replace

@@ -316,8 +316,8 @@ def tensorrt_section(results: dict[str, Any], out: Path) -> None:
     import numpy as np
     import torch
 
-    from bfexport.model import BudgetFormerConfig, BudgetFormerForSequenceClassification
     from bfexport import ort_custom_ops
+    from bfexport.model import BudgetFormerConfig, BudgetFormerForSequenceClassification
     from converters import TrtPluginExport, export_with_metadata, save_onnx
     from converters.tensorrt import build_engine
 

@@ -56,8 +56,13 @@ from typing import Any, cast
 import torch
 
 from bfexport.errors import BfexportError
-from bfexport.model import (MASK_BIAS, BudgetedAttention, BudgetFormerConfig,
-                            BudgetFormerForSequenceClassification, Selection)
+from bfexport.model import (
+    MASK_BIAS,
+    BudgetedAttention,
+    BudgetFormerConfig,
+    BudgetFormerForSequenceClassification,
+    Selection,
+)
 
 try:  # optional: the module (and the reference) import without Triton
     import triton

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-
 ROOT = Path(__file__).resolve().parents[2]
 TRAIN = ["--epochs", "2", "--batch-size", "8", "--explore-frac", "0.5", "--vocab-size", "150", "--max-length", "16",
          "--d-model", "16", "--n-heads", "2", "--n-layers", "1", "--d-ff", "32"]

@@ -16,8 +16,8 @@ from calibration import LatencyTarget, calibrate
 from calibration.api import load_model
 from calibration.evaluate import Config, Evaluator
 from calibration.inputs import collect
-from calibration.report import write_report
 from calibration.latency import LatencyRuntime, OrtCpuRuntime, latency_groups, make_batches, profile
+from calibration.report import write_report
 
 
 class FakeRuntime(LatencyRuntime):

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from bfexport.calibration_result import with_defaults
 from bfexport.cli import main
 from calibration import FlopsTarget, LatencyTarget, calibrate
-from bfexport.calibration_result import with_defaults
 from converters.onnx import load_exported, save_onnx
 from tests.calibration.test_calibration_latency import FakeRuntime
 

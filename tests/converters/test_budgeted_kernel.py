@@ -22,8 +22,8 @@ import torch
 
 from bfexport.errors import BfexportError
 from bfexport.model import MASK_BIAS
-from converters.kernels.budgeted_attention import check_inputs, launch_config, pow2, reference_budgeted_attention
 from bfexport.ort_custom_ops import budgeted_attention_numpy
+from converters.kernels.budgeted_attention import check_inputs, launch_config, pow2, reference_budgeted_attention
 from tests.factories import tiny_model
 
 ROOT = Path(__file__).resolve().parents[2]

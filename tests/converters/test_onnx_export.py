@@ -13,8 +13,16 @@ import pytest
 
 from bfexport.errors import BfexportError
 from bfexport.runtime import OnnxClassifier
-from converters import (AdaptiveExport, DenseExport, MaskedExport, StaticExport, export, export_with_metadata,
-                        load_exported, save_onnx)
+from converters import (
+    AdaptiveExport,
+    DenseExport,
+    MaskedExport,
+    StaticExport,
+    export,
+    export_with_metadata,
+    load_exported,
+    save_onnx,
+)
 from converters.validate import validate
 from tests.factories import tiny_model
 

@@ -14,8 +14,8 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bfexport.model import BudgetFormerConfig, BudgetFormerForSequenceClassification
 from bfexport import ort_custom_ops
+from bfexport.model import BudgetFormerConfig, BudgetFormerForSequenceClassification
 from converters import AdaptiveExport, DenseExport, MaskedExport, StaticExport, TrtPluginExport, export
 
 

@@ -12,12 +12,21 @@ import pytest
 import torch
 from onnx import numpy_helper
 
+from bfexport.calibration_result import with_defaults
 from bfexport.checkpoint import load_checkpoint
 from bfexport.data import encode
 from bfexport.errors import BfexportError
-from bfexport.calibration_result import with_defaults
-from converters import (AdaptiveExport, DenseExport, ExportConfig, MaskedExport, StaticExport, TrtPluginExport,
-                        export_with_metadata, load_exported, save_onnx)
+from converters import (
+    AdaptiveExport,
+    DenseExport,
+    ExportConfig,
+    MaskedExport,
+    StaticExport,
+    TrtPluginExport,
+    export_with_metadata,
+    load_exported,
+    save_onnx,
+)
 from converters.onnx.rebuild import rebuild_model
 
 

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-
 pytest.importorskip("onnxruntime_extensions")
 
 

@@ -17,11 +17,11 @@ import torch
 
 import converters.triton.install as triton_install
 from bfexport import data
+from bfexport.calibration_result import FORMAT, CalibrationResult, fingerprint
 from bfexport.checkpoint import save_checkpoint
 from bfexport.cli import run
 from bfexport.errors import BfexportError
 from bfexport.model import BudgetFormerConfig, BudgetFormerForSequenceClassification
-from bfexport.calibration_result import FORMAT, CalibrationResult, fingerprint
 from converters import AdaptiveExport, export_with_metadata, load_exported, save_onnx
 from converters.triton import DeployOptions, check_repository, deploy
 from converters.triton.offline_backend import load_tokenizer_model, run_tokenizer_model, text_request

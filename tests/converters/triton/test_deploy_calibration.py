@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from bfexport.calibration_result import CalibrationResult
 from bfexport.cli import run
 from bfexport.errors import BfexportError
-from bfexport.calibration_result import CalibrationResult
 from converters import AdaptiveExport, export_with_metadata, save_onnx
 from converters.triton import DeployOptions, deploy
 from tests.converters.triton.test_deploy import make_calibration

@@ -18,8 +18,8 @@ from bfexport.checkpoint import save_checkpoint
 from converters.triton import DeployOptions, deploy
 from converters.triton.build import tokenizer_model_py
 from converters.triton.schema import config_json, parse_config
-from tests.factories import tiny_model
 from tests.converters.triton import backend_stand_in
+from tests.factories import tiny_model
 
 # model.py in every repository deployed so far; `deploy --check` accepts a model.py only when it
 # is these bytes, so a change here makes every existing repository fail its check
