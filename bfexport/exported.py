@@ -148,20 +148,20 @@ def check_graph(proto: onnx.ModelProto, config: BudgetFormerConfig, flavor: str,
         "tok_emb.weight": ([c.vocab_size, c.d_model], "vocab_size, d_model"),
         "pos_emb.weight": ([c.max_length, c.d_model], "max_length, d_model"),
         "classifier.weight": ([c.d_model, c.n_labels], "d_model, labels")}
-    expected.update({f"blocks.{l}.ffn.up.weight": ([c.d_model, c.d_ff], "d_model, d_ff") for l in range(c.n_layers)})
+    expected.update({f"blocks.{layer}.ffn.up.weight": ([c.d_model, c.d_ff], "d_model, d_ff") for layer in range(c.n_layers)})
     if facts.routed:
         expected.update({name: ([1, c.n_layers], "n_layers") for name in BUDGET_INPUTS
                          if name in weights})  # a Triton copy has them as plain (required) inputs
-        expected.update({f"blocks.{l}.attn.router.proj.weight": ([c.d_model, 2 * c.n_heads], "d_model, n_heads")
-                         for l in range(c.n_layers)})
+        expected.update({f"blocks.{layer}.attn.router.proj.weight": ([c.d_model, 2 * c.n_heads], "d_model, n_heads")
+                         for layer in range(c.n_layers)})
     elif facts.head_sets:
         if (not isinstance(static_heads, list) or len(static_heads) != c.n_layers
                 or not all(isinstance(h, list) and h and all(type(i) is int and 0 <= i < c.n_heads for i in h)
                            for h in static_heads)):
             raise BfexportError(f"{KEY_HEADS} must list, for each of the {c.n_layers} layers, head indices in "
                                 f"[0, {c.n_heads})")
-        expected.update({f"blocks.{l}.attn.qkv_weight": ([c.d_model, 3 * len(h) * c.d_head], f"{KEY_HEADS}, d_model")
-                         for l, h in enumerate(static_heads)})
+        expected.update({f"blocks.{layer}.attn.qkv_weight": ([c.d_model, 3 * len(h) * c.d_head], f"{KEY_HEADS}, d_model")
+                         for layer, h in enumerate(static_heads)})
     for name, (shape, fields) in expected.items():
         if weights.get(name) != shape:
             found = "no such initializer" if name not in weights else f"it is {weights[name]}"

@@ -64,7 +64,7 @@ def behaviour(config: BudgetFormerConfig, flavor: str, outputs: dict[str, np.nda
         "samples": int(len(lengths)),
         "accuracy": float((outputs[LOGITS].argmax(-1) == labels).mean()) if labels is not None else None,
         "mean_heads_per_layer": [round(float(v), 4) for v in counts.mean(0)],
-        "k_histogram_per_layer": [np.bincount(counts[:, l], minlength=H + 1)[1:].tolist() for l in range(L)],
+        "k_histogram_per_layer": [np.bincount(counts[:, layer], minlength=H + 1)[1:].tolist() for layer in range(L)],
         "head_usage_per_layer": head_usage(selected, H).round(4).tolist(),
         "mean_length": float(lengths.mean()),
         "flops_ratio": cost.flops_ratio(config, lengths, heads, router=router),

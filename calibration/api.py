@@ -294,8 +294,8 @@ def _result(exported: ExportedModel, model: ModelSource, cal: CalibrationData, t
     report = {"points": [p.to_json() for p in outcome.tried], "global": [p.to_json() for p in outcome.global_points],
               "chosen": best.to_json(), "all_heads": ref_point.to_json(), "one_head": min_point.to_json(),
               "baseline": outcome.baseline.to_json() if outcome.baseline else None,
-              "k_histogram_per_layer": [np.bincount(K[:, l], minlength=exported.config.n_heads + 1)[1:].tolist()
-                                        for l in range(K.shape[1])],
+              "k_histogram_per_layer": [np.bincount(K[:, layer], minlength=exported.config.n_heads + 1)[1:].tolist()
+                                        for layer in range(K.shape[1])],
               "flops_share_per_layer": scorer.flops.per_layer_ratio(K),
               "latency_table": scorer.table.to_json() if scorer.table is not None else None,
               "target": target.to_json(), "objective": data_info["objective"],

@@ -164,13 +164,13 @@ class Evaluator:
         if node is None:
             return ks, -1, 0
         miss = -1
-        for l in range(self.n_layers):
-            k = node.budget(c.thresholds[l], c.caps[l], self._one, self._dtype)
+        for layer in range(self.n_layers):
+            k = node.budget(c.thresholds[layer], c.caps[layer], self._one, self._dtype)
             ks.append(k)
             child = node.children.get(k)
             if child is None:
                 if miss < 0:
-                    miss = l
+                    miss = layer
                 if not approximate:
                     return ks, -1, miss
                 child = node.children[min(node.children, key=lambda kk: (abs(kk - k), -kk))]
@@ -240,14 +240,14 @@ class Evaluator:
                 self._roots[i] = _Node(tails[0][b, 1:].copy())
             node = self._roots[i]
             assert node is not None  # set just above
-            for l, k in enumerate(actual):
-                if l < len(predicted) and predicted[l] != k:  # trust the graph from here on
+            for layer, k in enumerate(actual):
+                if layer < len(predicted) and predicted[layer] != k:  # trust the graph from here on
                     self.stats.mismatches += 1
-                    node.kcache[c.thresholds[l]] = k
+                    node.kcache[c.thresholds[layer]] = k
                 child = node.children.get(k)
                 if child is None:
-                    last = l + 1 == self.n_layers
-                    child = _Node(None if last else tails[l + 1][b, 1:].copy(), int(preds[b]) if last else -1)
+                    last = layer + 1 == self.n_layers
+                    child = _Node(None if last else tails[layer + 1][b, 1:].copy(), int(preds[b]) if last else -1)
                     node.children[k] = child
                 node = child
 
@@ -283,9 +283,9 @@ class Evaluator:
 
 def _with_tail_outputs(proto: onnx.ModelProto, n_layers: int) -> tuple[onnx.ModelProto, list[str] | None, np.dtype]:
     """A copy of the graph that also outputs each layer's budget tail (B, H), if the graph has
-    the router tensors bfexport's exporter names `names.router_tail(l)`."""
+    the router tensors bfexport's exporter names `names.router_tail(layer)`."""
     produced = {name: node for node in proto.graph.node for name in node.output}
-    names = [router_tail(l) for l in range(n_layers)]
+    names = [router_tail(layer) for layer in range(n_layers)]
     float_type = TensorProto.FLOAT
     for init in proto.graph.initializer:
         if init.name == "blocks.0.attn.qkv_weight":

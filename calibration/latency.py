@@ -156,7 +156,7 @@ class LatencyTable:
         """Predicted ms per measured batch for per-sample head counts `heads` (N, L)."""
         kmax = np.stack([heads[g].max(0) for g in self.groups])  # (M, L): the graph runs the batch's largest k
         m = np.arange(len(self.groups))
-        return self.all_heads + sum(self.layer_delta(l, kmax[:, l], m) for l in range(self.n_layers))
+        return self.all_heads + sum(self.layer_delta(layer, kmax[:, layer], m) for layer in range(self.n_layers))
 
     def percentile(self, heads: np.ndarray, q: float) -> float:
         return float(np.percentile(self.predict(heads), q))
@@ -167,16 +167,16 @@ class LatencyTable:
             return float(np.percentile(self.times[k], q))
         full = np.full((len(self.groups), self.n_layers), k)
         m = np.arange(len(self.groups))
-        return float(np.percentile(self.all_heads + sum(self.layer_delta(l, full[:, l], m)
-                                                        for l in range(self.n_layers)), q))
+        return float(np.percentile(self.all_heads + sum(self.layer_delta(layer, full[:, layer], m)
+                                                        for layer in range(self.n_layers)), q))
 
     def to_json(self) -> dict[str, Any]:
         """Median over batches of each layer's added ms at each k (the lookup table)."""
         m = np.arange(len(self.groups))
         return {"mode": self.mode, "batches": len(self.groups),
                 "all_heads_median_ms": float(np.median(self.all_heads)),
-                "layer_delta_ms": [[float(np.median(self.layer_delta(l, np.full_like(m, k), m)))
-                                    for k in range(1, self.n_heads + 1)] for l in range(self.n_layers)]}
+                "layer_delta_ms": [[float(np.median(self.layer_delta(layer, np.full_like(m, k), m)))
+                                    for k in range(1, self.n_heads + 1)] for layer in range(self.n_layers)]}
 
 
 def profile(runtime: LatencyRuntime, batches: Sequence[Batch], groups: Sequence[np.ndarray], n_layers: int,
@@ -188,12 +188,12 @@ def profile(runtime: LatencyRuntime, batches: Sequence[Batch], groups: Sequence[
         med = np.median(runtime.measure(batches, configs, repeats), axis=0)  # (H, M)
         times = np.concatenate([np.zeros((1, med.shape[1])), med])  # row k = k heads everywhere
     elif mode == "per-layer":
-        configs = [top] + [top.with_layer(l, cap=k) for l in range(n_layers) for k in range(1, n_heads)]
+        configs = [top] + [top.with_layer(layer, cap=k) for layer in range(n_layers) for k in range(1, n_heads)]
         med = np.median(runtime.measure(batches, configs, repeats), axis=0)  # (1 + L*(H-1), M)
         times = np.zeros((n_layers, n_heads + 1, med.shape[1]))
-        for l in range(n_layers):
-            times[l, n_heads] = med[0]
-            times[l, 1:n_heads] = med[1 + l * (n_heads - 1): 1 + (l + 1) * (n_heads - 1)]
+        for layer in range(n_layers):
+            times[layer, n_heads] = med[0]
+            times[layer, 1:n_heads] = med[1 + layer * (n_heads - 1): 1 + (layer + 1) * (n_heads - 1)]
     else:
         raise BfexportError(f"latency profile mode must be 'uniform' or 'per-layer', got {mode!r}")
     return LatencyTable(list(groups), mode, times, n_layers, n_heads)

@@ -109,9 +109,9 @@ def global_sweep(evaluate: Evaluate, goal: Goal, grid: Sequence[float], n_layers
 def neighbours(config: Config, grid: Sequence[float], n_heads: int) -> list[tuple[int, Config]]:
     """One-layer moves: (tau_l, cap_l) to any other grid value and cap."""
     moves = []
-    for l in range(len(config.thresholds)):
-        here = (config.thresholds[l], config.caps[l])
-        moves += [(l, config.with_layer(l, tau=t, cap=k)) for t in grid for k in range(1, n_heads + 1)
+    for layer in range(len(config.thresholds)):
+        here = (config.thresholds[layer], config.caps[layer])
+        moves += [(layer, config.with_layer(layer, tau=t, cap=k)) for t in grid for k in range(1, n_heads + 1)
                   if (t, k) != here]
     return moves
 

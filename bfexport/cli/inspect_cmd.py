@@ -42,9 +42,9 @@ def _print(r: dict[str, Any]) -> None:
         report_console.print(f"accuracy {b['accuracy']:.4f} on {b['samples']} samples "
                              f"(mean length {b['mean_length']:.1f} tokens)")
     table = Table("layer", "mean k", "k histogram (1..H)", "MFLOPs", "dense MFLOPs")
-    for l in range(a["n_layers"]):
-        table.add_row(str(l), f"{b['mean_heads_per_layer'][l]:.2f}", " ".join(map(str, b["k_histogram_per_layer"][l])),
-                      f"{b['flops_per_layer'][l] / 1e6:.2f}", f"{b['dense_flops_per_layer'][l] / 1e6:.2f}")
+    for layer in range(a["n_layers"]):
+        table.add_row(str(layer), f"{b['mean_heads_per_layer'][layer]:.2f}", " ".join(map(str, b["k_histogram_per_layer"][layer])),
+                      f"{b['flops_per_layer'][layer] / 1e6:.2f}", f"{b['dense_flops_per_layer'][layer] / 1e6:.2f}")
     report_console.print(table)
     report_console.print(f"FLOPs ratio vs dense: {b['flops_ratio']:.3f}")
 

@@ -9,8 +9,8 @@ from converters.onnx.router import RoutedWriter, Selection
 
 
 class AdaptiveWriter(RoutedWriter):
-    def attention(self, l: int, h: str, key_bias: str, sel: Selection) -> str:
-        g, p, d = self.g, f"blocks.{l}.attn", self.cfg.d_model
+    def attention(self, layer: int, h: str, key_bias: str, sel: Selection) -> str:
+        g, p, d = self.g, f"blocks.{layer}.attn", self.cfg.d_model
         kmax = g.reduce("ReduceMax", sel.k, [0], False)  # (1,)
         heads = g.op("Slice", sel.ranking, g.const([0]), kmax, g.const([1]), name=f"{p}.heads")  # (B, kmax)
         live = g.op("Slice", g.op("Cast", sel.active, to=g.float_type), g.const([0]), kmax, g.const([1]))

@@ -14,12 +14,12 @@ from converters.onnx.trunk import GraphWriter
 class DenseWriter(GraphWriter):
     """Every head in every layer; `heads` is what a subclass narrows."""
 
-    def heads(self, l: int) -> list[int]:
+    def heads(self, layer: int) -> list[int]:
         return list(range(self.cfg.n_heads))
 
-    def block(self, l: int, h: str, key_bias: str, pool: str, length: str) -> tuple[str, str, str]:
-        g, p, H, heads = self.g, f"blocks.{l}", self.cfg.n_heads, self.heads(l)
-        attn = self.fixed_attention(l, h, key_bias, heads)
+    def block(self, layer: int, h: str, key_bias: str, pool: str, length: str) -> tuple[str, str, str]:
+        g, p, H, heads = self.g, f"blocks.{layer}", self.cfg.n_heads, self.heads(layer)
+        attn = self.fixed_attention(layer, h, key_bias, heads)
         k = g.op("Expand", g.const([[len(heads)]]), g.op("Shape", length), name=f"{p}.k")
         fixed = np.full((1, 1, H), -1, dtype=np.int64)
         fixed[0, 0, :len(heads)] = heads
@@ -27,9 +27,9 @@ class DenseWriter(GraphWriter):
                         name=f"{p}.selected")
         return attn, k, selected
 
-    def fixed_attention(self, l: int, h: str, key_bias: str, heads: list[int]) -> str:
+    def fixed_attention(self, layer: int, h: str, key_bias: str, heads: list[int]) -> str:
         """Ordinary multi-head attention over `heads` in the standard [d, 3*n*dh] layout."""
-        g, p, dh, n = self.g, f"blocks.{l}.attn", self.cfg.d_head, len(heads)
+        g, p, dh, n = self.g, f"blocks.{layer}.attn", self.cfg.d_head, len(heads)
         qkv_w = self.w[f"{p}.qkv_weight"][heads]  # (n, d, 3dh)
         qkv_b = self.w[f"{p}.qkv_bias"][heads]  # (n, 3dh)
         # (d, 3, n, dh): all heads' Q columns, then K, then V
@@ -60,5 +60,5 @@ class StaticWriter(DenseWriter):
         super().__init__(model, config)
         self.head_sets = config.heads
 
-    def heads(self, l: int) -> list[int]:
-        return self.head_sets[l]
+    def heads(self, layer: int) -> list[int]:
+        return self.head_sets[layer]

@@ -7,8 +7,8 @@ from converters.onnx.router import RoutedWriter, Selection
 
 
 class MaskedWriter(RoutedWriter):
-    def attention(self, l: int, h: str, key_bias: str, sel: Selection) -> str:
-        g, p, H, dh = self.g, f"blocks.{l}.attn", self.cfg.n_heads, self.cfg.d_head
+    def attention(self, layer: int, h: str, key_bias: str, sel: Selection) -> str:
+        g, p, H, dh = self.g, f"blocks.{layer}.attn", self.cfg.n_heads, self.cfg.d_head
         hx = g.op("Unsqueeze", h, g.const([1]))
         q, k, v = self.per_head_qkv(hx, g.weight(f"{p}.qkv_weight", self.w[f"{p}.qkv_weight"]),
                                     g.weight(f"{p}.qkv_bias", self.w[f"{p}.qkv_bias"][:, None, :]), p)

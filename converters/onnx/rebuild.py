@@ -67,9 +67,9 @@ def _fixed_heads(exported: ExportedModel) -> list[list[int]]:
     heads = exported.fixed_heads
     if not isinstance(heads, list) or len(heads) != L:
         raise BfexportError(f"{exported.path}: static export without a head set per layer in its metadata")
-    for l, layer in enumerate(heads):
-        if sorted(layer) != list(range(H)):
-            raise BfexportError(f"{exported.path}: static export keeps heads {layer} of {H} in layer {l}; the "
+    for layer, kept in enumerate(heads):
+        if sorted(kept) != list(range(H)):
+            raise BfexportError(f"{exported.path}: static export keeps heads {kept} of {H} in layer {layer}; the "
                                 "dropped heads' weights are not in the file, so the model cannot be rebuilt "
                                 "(export with --flavor adaptive)")
     return heads

@@ -40,33 +40,33 @@ class RoutedWriter(GraphWriter):
         self.levels = g.op("Sub", g.const(1.0), tau, name="tail_levels")  # (rows, L): 1 - tau, once for all layers
         self.caps = g.input(HEAD_CAPS, INT64, ["cap_rows", L], np.asarray([cfg.head_caps], dtype=np.int64))
 
-    def block(self, l: int, h: str, key_bias: str, pool: str, length: str) -> tuple[str, str, str]:
-        sel = self.route(l, h, pool)
-        return self.attention(l, h, key_bias, sel), sel.k, sel.selected
+    def block(self, layer: int, h: str, key_bias: str, pool: str, length: str) -> tuple[str, str, str]:
+        sel = self.route(layer, h, pool)
+        return self.attention(layer, h, key_bias, sel), sel.k, sel.selected
 
-    def attention(self, l: int, h: str, key_bias: str, sel: Selection) -> str:
-        """Layer l's attention over the heads `sel` chose: (B, S, d)."""
+    def attention(self, layer: int, h: str, key_bias: str, sel: Selection) -> str:
+        """Layer `layer`'s attention over the heads `sel` chose: (B, S, d)."""
         raise NotImplementedError
 
-    def route(self, l: int, h: str, pool: str) -> Selection:
+    def route(self, layer: int, h: str, pool: str) -> Selection:
         """The router: k per sample and the heads ranked by relevance (Router.select)."""
-        g, H, p = self.g, self.cfg.n_heads, f"blocks.{l}.attn.router"
+        g, H, p = self.g, self.cfg.n_heads, f"blocks.{layer}.attn.router"
         summary = g.op("MatMul", pool, h, name=f"{p}.summary")  # (B, 1, d)
         logits = g.linear(g.op("Reshape", summary, g.const([0, self.cfg.d_model])),
                           self.w[f"{p}.proj.weight"], self.w[f"{p}.proj.bias"], f"{p}.proj")  # (B, 2H)
         budget = g.op("Slice", logits, g.const([0]), g.const([H]), g.const([1]), name=f"{p}.budget_logits")
         relevance = g.op("Slice", logits, g.const([H]), g.const([2 * H]), g.const([1]), name=f"{p}.relevance")
         # P(K > k) for k = 1..H-1 (Router.budget): reverse cumulative sum, first entry dropped
-        tail = g.op("CumSum", g.op("Softmax", budget, axis=-1), g.const(1), reverse=1, name=router_tail(l))  # (B, H)
+        tail = g.op("CumSum", g.op("Softmax", budget, axis=-1), g.const(1), reverse=1, name=router_tail(layer))  # (B, H)
         tail = g.op("Slice", tail, g.const([1]), g.const([H]), g.const([1]))  # (B, H-1)
-        level = g.op("Gather", self.levels, g.const([l]), axis=1, name=f"{p}.level")  # (rows, 1): 1 - tau_l
+        level = g.op("Gather", self.levels, g.const([layer]), axis=1, name=f"{p}.level")  # (rows, 1): 1 - tau_l
         above = g.op("Cast", g.op("Greater", tail, level), to=INT64)
         k = g.op("Add", g.reduce("ReduceSum", above, [1], True), g.const([[1]]))  # (B, 1)
-        cap_l = g.op("Gather", self.caps, g.const([l]), axis=1, name=f"{p}.cap")  # (rows, 1)
-        k = g.op("Min", k, cap_l, name=f"blocks.{l}.k")  # (B, 1)
+        cap_l = g.op("Gather", self.caps, g.const([layer]), axis=1, name=f"{p}.cap")  # (rows, 1)
+        k = g.op("Min", k, cap_l, name=f"blocks.{layer}.k")  # (B, 1)
         _, ranking = g.op("TopK", relevance, g.const([H]), axis=-1, largest=1, sorted=1, outputs=2,
                           name=f"{p}.ranking")  # (B, H) ties to the lower index
         active = g.op("Less", g.const(np.arange(H)[None, :]), k, name=f"{p}.active")  # (B, H) slot r < k
-        selected = g.op("Where", active, ranking, g.const([[-1]]), name=f"blocks.{l}.selected")
+        selected = g.op("Where", active, ranking, g.const([[-1]]), name=f"blocks.{layer}.selected")
         selected = g.op("Unsqueeze", selected, g.const([1]))  # (B, 1, H)
         return Selection(k=k, ranking=ranking, active=active, selected=selected)

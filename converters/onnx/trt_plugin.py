@@ -25,8 +25,8 @@ class TrtPluginWriter(RoutedWriter):
         proto.opset_import.append(helper.make_opsetid(ONNX_DOMAIN, 1))
         return proto
 
-    def attention(self, l: int, h: str, key_bias: str, sel: Selection) -> str:
-        g, p, cfg = self.g, f"blocks.{l}.attn", self.cfg
+    def attention(self, layer: int, h: str, key_bias: str, sel: Selection) -> str:
+        g, p, cfg = self.g, f"blocks.{layer}.attn", self.cfg
         H, dh = cfg.n_heads, cfg.d_head
         if self._mask is None:
             self._mask = g.op("Cast", ATTENTION_MASK, to=g.float_type, name="plugin_mask")

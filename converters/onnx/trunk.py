@@ -34,8 +34,8 @@ class GraphWriter:
     def budget_inputs(self) -> None:
         """Declare inputs beyond input_ids and attention_mask (none by default)."""
 
-    def block(self, l: int, h: str, key_bias: str, pool: str, length: str) -> tuple[str, str, str]:
-        """Layer l's attention on the normalised hidden state h (B, S, d): returns its output
+    def block(self, layer: int, h: str, key_bias: str, pool: str, length: str) -> tuple[str, str, str]:
+        """Layer `layer`'s attention on the normalised hidden state h (B, S, d): returns its output
         (B, S, d), the heads each sample ran (B, 1) and which, by rank ((B, 1, H), -1 past k)."""
         raise NotImplementedError
 
@@ -63,9 +63,9 @@ class GraphWriter:
         x = g.op("Add", tokens, positions, name="embeddings")  # (B, S, d)
 
         counts, selected = [], []
-        for l in range(L):
-            p = f"blocks.{l}"
-            attn, k, sel = self.block(l, self.layer_norm(x, f"{p}.ln_attn"), key_bias, pool, length)
+        for layer in range(L):
+            p = f"blocks.{layer}"
+            attn, k, sel = self.block(layer, self.layer_norm(x, f"{p}.ln_attn"), key_bias, pool, length)
             counts.append(k)
             selected.append(sel)
             x = g.op("Add", attn, x, name=f"{p}.residual_attn")

@@ -25,7 +25,7 @@ def test_names_calibration_reads_are_in_the_graph(config: type) -> None:
     produced = {name: node.op_type for node in proto.graph.node for name in node.output}
     assert [i.name for i in proto.graph.input] == [*TOKEN_INPUTS, *BUDGET_INPUTS]
     assert [o.name for o in proto.graph.output] == list(OUTPUTS)
-    tails = [router_tail(l) for l in range(model.config.n_layers)]
+    tails = [router_tail(layer) for layer in range(model.config.n_layers)]
     assert {produced.get(t) for t in tails} == {"CumSum"}
     _, found, _ = _with_tail_outputs(proto, model.config.n_layers)
     assert found == tails  # None would mean the evaluator runs without its path cache

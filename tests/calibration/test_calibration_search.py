@@ -17,7 +17,7 @@ VALUE = (1.0, 0.2, 0.6)  # layer 0 is worth spending on, layer 1 is not
 
 
 def heads(c: Config) -> list[float]:
-    return [min(c.caps[l], 1 + t * (H - 1)) for l, t in enumerate(c.thresholds)]
+    return [min(c.caps[layer], 1 + t * (H - 1)) for layer, t in enumerate(c.thresholds)]
 
 
 def evaluate(configs: Sequence[Config], exact: bool) -> list[Point]:
