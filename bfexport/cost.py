@@ -56,5 +56,6 @@ def per_layer_macs(config: BudgetFormerConfig, lengths: Sequence[int] | np.ndarr
     """Mean MACs of each layer over the samples; head_counts None = dense."""
     if head_counts is None:
         head_counts, router = np.full((len(lengths), config.n_layers), config.n_heads), False
-    return [float(np.mean([layer_macs(config, int(n), int(k), router=router) for n, k in zip(lengths, head_counts[:, layer])]))
+    return [float(np.mean([layer_macs(config, int(n), int(k), router=router)
+                           for n, k in zip(lengths, head_counts[:, layer])]))
             for layer in range(config.n_layers)]

@@ -231,7 +231,8 @@ def _label(value: Any, source: str) -> str | None:
 
 def _json_type(value: Any) -> str:
     """Names a parsed value's type the way a JSON user would."""
-    names = {dict: "an object", list: "an array", str: "a string", bool: "a boolean", int: "a number", float: "a number"}
+    names = {dict: "an object", list: "an array", str: "a string", bool: "a boolean",
+             int: "a number", float: "a number"}
     return "null" if value is None else names.get(type(value), type(value).__name__)
 
 

@@ -104,7 +104,8 @@ def load_exported(path: str | Path) -> ExportedModel:
         raise BfexportError(f"{path}: not a readable ONNX file ({type(e).__name__})") from None
     meta = {p.key: p.value for p in proto.metadata_props}
     if KEY_CONFIG not in meta or KEY_FLAVOR not in meta:
-        raise BfexportError(f"{path}: not a bfexport model (no {KEY_CONFIG} metadata); export it with `bfexport convert`")
+        raise BfexportError(f"{path}: not a bfexport model (no {KEY_CONFIG} metadata); "
+                            "export it with `bfexport convert`")
     try:
         raw = json.loads(meta[KEY_CONFIG])
         heads = json.loads(meta[KEY_HEADS]) if KEY_HEADS in meta else None
@@ -148,7 +149,8 @@ def check_graph(proto: onnx.ModelProto, config: BudgetFormerConfig, flavor: str,
         "tok_emb.weight": ([c.vocab_size, c.d_model], "vocab_size, d_model"),
         "pos_emb.weight": ([c.max_length, c.d_model], "max_length, d_model"),
         "classifier.weight": ([c.d_model, c.n_labels], "d_model, labels")}
-    expected.update({f"blocks.{layer}.ffn.up.weight": ([c.d_model, c.d_ff], "d_model, d_ff") for layer in range(c.n_layers)})
+    expected.update({f"blocks.{layer}.ffn.up.weight": ([c.d_model, c.d_ff], "d_model, d_ff")
+                     for layer in range(c.n_layers)})
     if facts.routed:
         expected.update({name: ([1, c.n_layers], "n_layers") for name in BUDGET_INPUTS
                          if name in weights})  # a Triton copy has them as plain (required) inputs
@@ -160,7 +162,8 @@ def check_graph(proto: onnx.ModelProto, config: BudgetFormerConfig, flavor: str,
                            for h in static_heads)):
             raise BfexportError(f"{KEY_HEADS} must list, for each of the {c.n_layers} layers, head indices in "
                                 f"[0, {c.n_heads})")
-        expected.update({f"blocks.{layer}.attn.qkv_weight": ([c.d_model, 3 * len(h) * c.d_head], f"{KEY_HEADS}, d_model")
+        expected.update({f"blocks.{layer}.attn.qkv_weight":
+                         ([c.d_model, 3 * len(h) * c.d_head], f"{KEY_HEADS}, d_model")
                          for layer, h in enumerate(static_heads)})
     for name, (shape, fields) in expected.items():
         if weights.get(name) != shape:

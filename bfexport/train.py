@@ -73,7 +73,8 @@ class ExploreExploit:
         (t0, t1), (e0, e1) = self.tc.temperature, self.tc.epsilon
         return t0 + (t1 - t0) * t, e0 + (e1 - e0) * t
 
-    def __call__(self, layer: int, budget_logits: torch.Tensor, relevance: torch.Tensor) -> tuple[torch.Tensor, Selection]:
+    def __call__(self, layer: int, budget_logits: torch.Tensor,
+                 relevance: torch.Tensor) -> tuple[torch.Tensor, Selection]:
         B, H = relevance.shape
         q = budget_logits.softmax(-1)  # (B, H): q[:, j] = P(k = j + 1)
         phase = self.schedule()
@@ -100,7 +101,8 @@ class ExploreExploit:
 def all_heads_gate(layer: int, budget_logits: torch.Tensor, relevance: torch.Tensor) -> tuple[torch.Tensor, Selection]:
     B, H = relevance.shape
     order = torch.arange(H, device=relevance.device).expand(B, H)
-    return torch.ones_like(relevance), Selection(order, torch.ones_like(order, dtype=torch.bool), torch.full((B,), H, device=relevance.device))
+    return torch.ones_like(relevance), Selection(order, torch.ones_like(order, dtype=torch.bool),
+                                                 torch.full((B,), H, device=relevance.device))
 
 
 def length_batches(examples: list[data.Example], lengths: np.ndarray, batch_size: int, *,
@@ -191,7 +193,8 @@ def train(train_examples: list[data.Example], val_examples: list[data.Example], 
     # stdout is left to the caller (--json); a live bar only on a terminal, elsewhere one line per epoch
     console = Console(stderr=True)
     with Progress(*columns, console=console, disable=not (show_progress and console.is_terminal)) as progress:
-        task = progress.add_task("train", total=steps_per_epoch * epochs_run, epoch=1, loss=0.0, acc=0.0, heads=float(config.n_heads))
+        task = progress.add_task("train", total=steps_per_epoch * epochs_run, epoch=1, loss=0.0, acc=0.0,
+                                 heads=float(config.n_heads))
         for epoch in range(1, epochs_run + 1):
             model.train()
             for batch in length_batches(train_examples, lengths, tc.batch_size, seed=tc.seed + epoch):

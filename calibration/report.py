@@ -111,8 +111,8 @@ def render(result: CalibrationResult, directory: Path) -> list[Path]:
     width = 0.8 / len(bars)
     for j, (name, values, color) in enumerate(bars):
         a1.bar(x + (j - (len(bars) - 1) / 2) * width, values, width, label=name, color=color)
-    a1.set_xticks(x, [f"layer {layer}\ntau {t:g}, cap {c}" for layer, (t, c) in enumerate(zip(result.thresholds, result.caps))],
-                  fontsize=8)
+    a1.set_xticks(x, [f"layer {layer}\ntau {t:g}, cap {c}"
+                      for layer, (t, c) in enumerate(zip(result.thresholds, result.caps))], fontsize=8)
     a1.set_ylabel("mean heads run (k)")
     a1.legend(fontsize=8)
     a1.set_title("heads per layer")

@@ -79,7 +79,8 @@ def prepare_graphs(bench: BenchModel, ks: Sequence[int], fusions: str = "dense")
                             "max_length": cfg.max_length, "fusions": fusions, "dense_variants": [],
                             "optimizer": {}, "notes": []}
     plain = export(model, DenseExport())
-    candidates: list[tuple[str, type[ExportConfig], onnx.ModelProto, int | None]] = [("dense", DenseExport, plain, None)]
+    candidates: list[tuple[str, type[ExportConfig], onnx.ModelProto, int | None]] = [
+        ("dense", DenseExport, plain, None)]
     for mode in ATTENTION_MODES:
         try:
             candidates.append((f"dense-{mode}", DenseExport, attention_op_export(model, mode), None))

@@ -35,7 +35,8 @@ from bfexport.errors import BfexportError
 @click.option("--threads", "threads", type=THREADS, multiple=True,
               help="ONNX Runtime intra-op threads (repeatable) [default: 1; --full: 1, 2].")
 @click.option("--batch", "batch_sizes", type=click.IntRange(min=1), multiple=True,
-              help="Batch size (repeatable) [default: 1; --full: 1, 8]; with --full above 1 every sample gets its own k.")
+              help="Batch size (repeatable) [default: 1; --full: 1, 8]; with --full above 1 every sample gets "
+                   "its own k.")
 @click.option("--repeats", type=click.IntRange(min=1), default=15, show_default=True,
               help="Interleaved rounds per cell (at least).")
 @click.option("--warmup", type=click.IntRange(min=0), default=3, show_default=True,
@@ -95,12 +96,14 @@ def command(target: str, full: bool, seqs: tuple[int, ...], threads: tuple[int, 
         models.append(bert_shape(bert_layers))
     warn_if_busy(load_average(), console)
     with progress_bar(console) as report:
-        result = run_benchmark(models, seqs=sorted(set(seqs or sweep.seqs)), threads=sorted(set(threads or sweep.threads)),
+        result = run_benchmark(models, seqs=sorted(set(seqs or sweep.seqs)),
+                               threads=sorted(set(threads or sweep.threads)),
                                batch_sizes=sorted(set(batch_sizes or sweep.batch_sizes)), repeats=repeats,
                                warmup=warmup, min_time_s=sweep.min_time_s if min_time_s is None else min_time_s,
                                fusions=fusions if full else "none", seed=seed,
                                max_batch_activation=max_batch_activation or None, full=full, progress=report)
     env = result.environment
-    detail(f"{env['platform']}, Python {env['python']}, onnx {env['onnx']}, torch {env['torch']}, numpy {env['numpy']}; "
+    detail(f"{env['platform']}, Python {env['python']}, onnx {env['onnx']}, torch {env['torch']}, "
+           f"numpy {env['numpy']}; "
            f"settings {json.dumps(result.settings, sort_keys=True)}")
     emit(result.to_dict(), as_json, lambda r: print_result(r, report_console))

@@ -30,7 +30,8 @@ from converters.static_heads import choose_static_heads
 @click.option("--fp16", is_flag=True, help="Export weights and activations in float16 (logits stay float32).")
 @click.option("--hf-dir", type=click.Path(file_okay=False), default=None,
               help="Also write a directory (model.onnx, config.json, tokenizer files) that Optimum's "
-                   "ORTModelForSequenceClassification and a transformers pipeline load (needs the hf extra to load, not to write).")
+                   "ORTModelForSequenceClassification and a transformers pipeline load (needs the hf extra to "
+                   "load, not to write).")
 @json_option
 def command(checkpoint: str, output: str, flavor: str, heads: int | None, head_sets: str | None,
             data_path: str | None, samples: int | None, opset: int, fp16: bool, hf_dir: str | None,
@@ -66,4 +67,5 @@ def command(checkpoint: str, output: str, flavor: str, heads: int | None, head_s
               "bytes": Path(output).stat().st_size,
               "static_heads": getattr(config, "heads", None),
               "hf_dir": hf_dir}
-    emit(result, as_json, lambda r: console.print(f"wrote {r['output']} ({r['flavor']}, opset {r['opset']}, {r['bytes'] / 1e6:.1f} MB)"))
+    emit(result, as_json, lambda r: console.print(f"wrote {r['output']} ({r['flavor']}, opset {r['opset']}, "
+                                                  f"{r['bytes'] / 1e6:.1f} MB)"))

@@ -43,7 +43,8 @@ def _print(r: dict[str, Any]) -> None:
                              f"(mean length {b['mean_length']:.1f} tokens)")
     table = Table("layer", "mean k", "k histogram (1..H)", "MFLOPs", "dense MFLOPs")
     for layer in range(a["n_layers"]):
-        table.add_row(str(layer), f"{b['mean_heads_per_layer'][layer]:.2f}", " ".join(map(str, b["k_histogram_per_layer"][layer])),
+        table.add_row(str(layer), f"{b['mean_heads_per_layer'][layer]:.2f}",
+                      " ".join(map(str, b["k_histogram_per_layer"][layer])),
                       f"{b['flops_per_layer'][layer] / 1e6:.2f}", f"{b['dense_flops_per_layer'][layer] / 1e6:.2f}")
     report_console.print(table)
     report_console.print(f"FLOPs ratio vs dense: {b['flops_ratio']:.3f}")
@@ -62,7 +63,8 @@ def command(target: str, data_path: str | None, samples: int | None, as_json: bo
     flops_ratio is mean FLOPs at the current thresholds over mean dense FLOPs.
     """
     config, flavor, runner, tokenizer, n_params = _load(target)
-    result: dict[str, Any] = {"target": target, "flavor": flavor, "architecture": summary.architecture(config, n_params)}
+    result: dict[str, Any] = {"target": target, "flavor": flavor,
+                              "architecture": summary.architecture(config, n_params)}
     result.update({k: result["architecture"][k] for k in ("n_heads", "n_layers", "d_model", "d_ff", "max_length")})
     if data_path is not None:
         examples = data.read_examples(data_path, limit=samples)

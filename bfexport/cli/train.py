@@ -17,7 +17,8 @@ DEFAULTS = TrainConfig()
 
 @click.command("train")
 @click.option("--train", "train_path", required=True, type=click.Path(), help="Training data (text,label).")
-@click.option("--validation", "val_path", required=True, type=click.Path(), help="Validation data; the best epoch is kept.")
+@click.option("--validation", "val_path", required=True, type=click.Path(),
+              help="Validation data; the best epoch is kept.")
 @output_options("Checkpoint directory to write (an existing one is replaced only with --force).", dir_okay=True)
 @click.option("--dense", is_flag=True, help="Run every head always (the baseline, same architecture).")
 @click.option("--epochs", type=click.IntRange(min=1), default=DEFAULTS.epochs, show_default=True)

@@ -57,7 +57,8 @@ class RoutedWriter(GraphWriter):
         budget = g.op("Slice", logits, g.const([0]), g.const([H]), g.const([1]), name=f"{p}.budget_logits")
         relevance = g.op("Slice", logits, g.const([H]), g.const([2 * H]), g.const([1]), name=f"{p}.relevance")
         # P(K > k) for k = 1..H-1 (Router.budget): reverse cumulative sum, first entry dropped
-        tail = g.op("CumSum", g.op("Softmax", budget, axis=-1), g.const(1), reverse=1, name=router_tail(layer))  # (B, H)
+        tail = g.op("CumSum", g.op("Softmax", budget, axis=-1), g.const(1), reverse=1,
+                    name=router_tail(layer))  # (B, H)
         tail = g.op("Slice", tail, g.const([1]), g.const([H]), g.const([1]))  # (B, H-1)
         level = g.op("Gather", self.levels, g.const([layer]), axis=1, name=f"{p}.level")  # (rows, 1): 1 - tau_l
         above = g.op("Cast", g.op("Greater", tail, level), to=INT64)

@@ -141,7 +141,8 @@ def test_csv_row_with_extra_fields(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("name", "content"), [("d.jsonl", ""), ("d.jsonl", "\n \n"), ("d.csv", ""), ("d.csv", "\n"), ("d.csv", "text,label\n")]
+    ("name", "content"),
+    [("d.jsonl", ""), ("d.jsonl", "\n \n"), ("d.csv", ""), ("d.csv", "\n"), ("d.csv", "text,label\n")]
 )
 def test_no_usable_rows(tmp_path: Path, name: str, content: str) -> None:
     path = write(tmp_path / name, content)
@@ -239,7 +240,8 @@ def test_batches() -> None:
 
 
 def test_shipped_dataset_loads_with_20_labels() -> None:
-    splits = {name: read_examples(DATASET / f"{name}.jsonl.gz", require_labels=True) for name in ("train", "validation", "test")}
+    splits = {name: read_examples(DATASET / f"{name}.jsonl.gz", require_labels=True)
+              for name in ("train", "validation", "test")}
     labels = sorted({e.label for e in splits["train"]})
     assert len(labels) == 20
     for examples in splits.values():

@@ -122,7 +122,8 @@ def train_args(data_file: Path, out: Path, *extra: object) -> list[str]:
 
 @pytest.mark.parametrize("force", [[], ["--force"]], ids=["plain", "force"])
 def test_train_refuses_a_directory_that_is_not_a_checkpoint(data_file: Path, tmp_path: Path, no_work: None,
-                                                             force: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+                                                             force: list[str],
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "work"
     out.mkdir()
     (out / "notes.txt").write_text("mine")
@@ -221,7 +222,8 @@ def test_report_on_a_pipe_and_atomic_writes_refuse_special_files(onnx_file: Path
 
 @pytest.mark.parametrize("command", ["calibrate --report .", "train -o ."])
 def test_the_current_directory_is_refused_before_any_work(command: str, onnx_file: Path, data_file: Path,
-                                                          tmp_path: Path, no_work: None, monkeypatch: pytest.MonkeyPatch,
+                                                          tmp_path: Path, no_work: None,
+                                                          monkeypatch: pytest.MonkeyPatch,
                                                           capsys: pytest.CaptureFixture[str]) -> None:
     here = tmp_path / "here"
     here.mkdir()

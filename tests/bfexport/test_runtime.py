@@ -65,7 +65,8 @@ def test_long_text_is_truncated_to_max_length(clf: OnnxClassifier) -> None:
 
 
 def test_dense_flavor_has_no_budget_inputs(model, tokenizer, tmp_path: Path, texts) -> None:
-    dense = OnnxClassifier(save_onnx(export_with_metadata(model, DenseExport(), tokenizer.to_str()), tmp_path / "d.onnx"))
+    dense = OnnxClassifier(save_onnx(export_with_metadata(model, DenseExport(), tokenizer.to_str()),
+                                     tmp_path / "d.onnx"))
     assert all(p.head_counts == [4, 4, 4] for p in dense.classify(texts))
     with pytest.raises(BfexportError, match="no budget inputs"):
         dense.classify(texts, thresholds=[0.5] * 3)

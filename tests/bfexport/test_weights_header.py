@@ -52,7 +52,8 @@ def test_loaded_model_owns_real_trainable_weights(checkpoint: Path, model) -> No
     loaded = load_checkpoint(checkpoint)
     assert all(p.device.type == "cpu" and p.requires_grad for p in loaded.parameters())
     ids = torch.tensor([[3, 4, 5]])
-    assert torch.equal(loaded.predict(ids, torch.ones_like(ids)).logits, model.predict(ids, torch.ones_like(ids)).logits)
+    assert torch.equal(loaded.predict(ids, torch.ones_like(ids)).logits,
+                       model.predict(ids, torch.ones_like(ids)).logits)
 
 
 def test_huge_config_with_a_16_byte_weights_file_builds_nothing(checkpoint: Path, monkeypatch) -> None:

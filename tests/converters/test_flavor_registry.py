@@ -73,7 +73,8 @@ def offences(path: Path) -> list[str]:
         elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "isinstance"
               and any(isinstance(n, ast.Name) and n.id.endswith("Export") for n in ast.walk(node.args[1]))):
             found.append(f"{node.lineno}: isinstance over export configs")
-        elif isinstance(node, ast.ClassDef) and any(isinstance(b, ast.Name) and b.id.startswith("_") for b in node.bases):
+        elif isinstance(node, ast.ClassDef) and any(isinstance(b, ast.Name) and b.id.startswith("_")
+                                                    for b in node.bases):
             found.append(f"{node.lineno}: subclasses a private class")
     return found
 
