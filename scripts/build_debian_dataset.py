@@ -174,7 +174,7 @@ def split_by_source(rows: list[Row], rng: random.Random) -> dict[str, list[Row]]
     for source in order:
         group = groups[source]
 
-        def deficit(split: tuple[str, float]) -> float:
+        def deficit(split: tuple[str, float], group: list[Row] = group) -> float:
             name, share = split
             return sum(share * per_label[r.label] - filled[name][r.label] for r in group)
 

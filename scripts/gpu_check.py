@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import functools
 import json
 import math
 import platform
@@ -292,10 +293,10 @@ def latency_section(results: dict[str, Any], deadline: float) -> None:
         x = torch.randn(B, S, d, device="cuda", dtype=dtype)
         mask = torch.ones(B, S, device="cuda", dtype=dtype)  # no padding: flash SDPA takes no mask
         heads = torch.tensor(random_heads(B, k, H, seed=B * S + k), dtype=torch.int32, device="cuda")
-        fns = {"dense_sdpa": lambda: dense(x),
-               "triton_split": lambda: budgeted_attention(x, mask, heads, **w, impl="split"),
-               "triton_fused": lambda: budgeted_attention(x, mask, heads, **w, impl="fused"),
-               "torch_gather": lambda: gathered(x, heads)}
+        fns = {"dense_sdpa": functools.partial(dense, x),
+               "triton_split": functools.partial(budgeted_attention, x, mask, heads, **w, impl="split"),
+               "triton_fused": functools.partial(budgeted_attention, x, mask, heads, **w, impl="fused"),
+               "torch_gather": functools.partial(gathered, x, heads)}
         with torch.no_grad():
             for method in entry["methods"]:
                 try:

@@ -8,6 +8,7 @@ goes up a floor or on a cycle between modules.
 from __future__ import annotations
 
 import ast
+from collections.abc import Set as AbstractSet
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,7 +35,7 @@ def modules() -> dict[str, Path]:
     return found
 
 
-def import_graph(exempt: set[tuple[str, str]] = set()) -> dict[str, set[str]]:
+def import_graph(exempt: AbstractSet[tuple[str, str]] = frozenset()) -> dict[str, set[str]]:
     """module -> the project modules it imports (`from a import b` counts as a.b when b is a
     module). Importing a.b.c also runs a/__init__ and a/b/__init__: those count too, except the
     importer's own packages, which are already being imported (unless it imports from them)."""

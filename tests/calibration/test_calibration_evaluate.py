@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
 from pathlib import Path
 
@@ -33,7 +34,7 @@ def test_path_cache_is_exact(evaluator: Evaluator, model_path: Path, texts: list
     assert evaluator.exact_tracking and evaluator.stats.mismatches == 0
     assert evaluator.stats.rows < len(CONFIGS) * len(texts)  # shared paths were not run twice
     for c, o in zip(CONFIGS, outcomes):
-        out = run_data(lambda i, m: clf.run(i, m, thresholds=c.thresholds, caps=c.caps), clf.tokenizer, clf.config,
+        out = run_data(functools.partial(clf.run, thresholds=c.thresholds, caps=c.caps), clf.tokenizer, clf.config,
                        texts)
         assert o.exact
         assert np.array_equal(o.heads, out["head_counts"]), c
