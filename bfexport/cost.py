@@ -46,7 +46,7 @@ def computed_heads(kind: type[ExportConfig], head_counts: np.ndarray, n_heads: i
 def flops_ratio(config: BudgetFormerConfig, lengths: Sequence[int] | np.ndarray, head_counts: np.ndarray, *,
                 router: bool = True) -> float:
     """Mean cost at the given per-sample head counts (N, n_layers) over mean dense cost."""
-    spent = sum(model_macs(config, int(n), row, router=router) for n, row in zip(lengths, head_counts))
+    spent = sum(model_macs(config, int(n), row, router=router) for n, row in zip(lengths, head_counts, strict=True))
     dense = sum(model_macs(config, int(n)) for n in lengths)
     return spent / dense
 
@@ -57,5 +57,5 @@ def per_layer_macs(config: BudgetFormerConfig, lengths: Sequence[int] | np.ndarr
     if head_counts is None:
         head_counts, router = np.full((len(lengths), config.n_layers), config.n_heads), False
     return [float(np.mean([layer_macs(config, int(n), int(k), router=router)
-                           for n, k in zip(lengths, head_counts[:, layer])]))
+                           for n, k in zip(lengths, head_counts[:, layer], strict=True)]))
             for layer in range(config.n_layers)]

@@ -151,7 +151,7 @@ def _csv_rows(path: Path) -> Iterator[tuple[str, Mapping[str, Any]]]:
             raise BfexportError(
                 f"{source}: {len(record)} fields but the header has {len(header)} (quote texts containing commas)"
             )
-        yield source, dict(zip(header, record))
+        yield source, dict(zip(header, record, strict=True))
 
 
 def _csv_records(path: Path, reader: Any) -> Iterator[tuple[int, list[str]]]:
@@ -376,11 +376,12 @@ def token_ids(tokenizer: tokenizers.Tokenizer, texts: Sequence[str], max_length:
     pending, chars = list(range(len(texts))), CHARS_PER_TOKEN * max_length
     while pending:
         prefixes = [texts[i][:chars] for i in pending]
-        for i, prefix in zip(pending, prefixes):
+        for i, prefix in zip(pending, prefixes, strict=True):
             if not is_utf8(prefix):
                 raise BfexportError(f"text {i}: holds a lone surrogate (not a character; UTF-8 cannot encode it)")
         retry = []
-        for i, prefix, encoding in zip(pending, prefixes, tokenizer.encode_batch(prefixes, add_special_tokens=False)):
+        encodings = tokenizer.encode_batch(prefixes, add_special_tokens=False)
+        for i, prefix, encoding in zip(pending, prefixes, encodings, strict=True):
             words = encoding.word_ids
             if len(prefix) == len(texts[i]) or (len(words) > max_length and words[max_length - 1] is not None
                                                 and words[max_length - 1] != words[-1]):

@@ -182,7 +182,8 @@ def check_graph(proto: onnx.ModelProto, config: BudgetFormerConfig, flavor: str,
         io += [(inputs, name, [None, c.n_layers], "n_layers") for name in BUDGET_INPUTS]
     for where, name, want, fields in io:
         dims = where.get(name)
-        if dims is None or len(dims) != len(want) or any(w is not None and d != w for d, w in zip(dims, want)):
+        if (dims is None or len(dims) != len(want)
+                or any(w is not None and d != w for d, w in zip(dims, want, strict=True))):
             kind = "input" if where is inputs else "output"
             found = f"no {kind} {name}" if dims is None else f"it is {['?' if d is None else d for d in dims]}"
             wanted = [("batch" if i == 0 else "any") if w is None else w for i, w in enumerate(want)]

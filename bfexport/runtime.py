@@ -99,7 +99,7 @@ class OnnxClassifier:
             if caps is not None:
                 feeds[HEAD_CAPS] = np.asarray(cap_rows(caps, batch, self.config), np.int64)
         names = [o.name for o in self.session.get_outputs()]
-        return dict(zip(names, self.session.run(names, feeds)))
+        return dict(zip(names, self.session.run(names, feeds), strict=True))
 
     def classify(self, texts: str | Sequence[str], *, thresholds: Any = None, caps: Any = None,
                  batch_size: int = 32) -> list[Prediction]:
@@ -120,7 +120,7 @@ class OnnxClassifier:
             probs = np.exp(logits - logits.max(-1, keepdims=True))
             probs /= probs.sum(-1, keepdims=True)
             predictions += [Prediction(self.config.labels[int(b)], float(p[b]), [int(k) for k in counts])
-                            for b, p, counts in zip(probs.argmax(-1), probs, out[HEAD_COUNTS])]
+                            for b, p, counts in zip(probs.argmax(-1), probs, out[HEAD_COUNTS], strict=True)]
         return predictions
 
 

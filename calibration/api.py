@@ -60,7 +60,7 @@ class _Scorer:
                      tuple(round(float(v), 4) for v in outcome.heads.mean(0)), outcome.exact, accuracy, latency)
 
     def __call__(self, configs: Sequence[Config], exact: bool) -> list[Point]:
-        return [self.point(c, o) for c, o in zip(configs, self.evaluator.outcomes(configs, exact))]
+        return [self.point(c, o) for c, o in zip(configs, self.evaluator.outcomes(configs, exact), strict=True)]
 
 
 def load_model(model: ModelSource) -> tuple[ExportedModel, tokenizers.Tokenizer]:

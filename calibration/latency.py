@@ -244,7 +244,7 @@ def verify(runtime: LatencyRuntime, batches: Sequence[Batch], candidate: Config,
                    "mad_ms": float(np.median(np.abs(c - np.median(c)))),
                    f"session_{key}_min_ms": min(session_ms), f"session_{key}_max_ms": max(session_ms)},
         "sessions": len(per_session),
-        "sessions_meeting_target": int(sum(v <= t for v, t in zip(session_ms, session_targets))),
+        "sessions_meeting_target": int(sum(v <= t for v, t in zip(session_ms, session_targets, strict=True))),
         "sessions_meeting_pooled_target": int(sum(v <= target_ms for v in session_ms)),  # same as above for ms targets
         "per_session": per_session,
         "calls_per_session": int(raw.shape[0] * raw.shape[2]),

@@ -59,7 +59,7 @@ def render(result: CalibrationResult, directory: Path) -> list[Path]:
     panels = [("flops_ratio", "FLOPs relative to dense")]
     if latency:
         panels.append(("predicted_latency_ms", f"predicted p{result.target['percentile']} latency (ms)"))
-    for ax, (cost, xlabel) in zip(axes[0], panels):
+    for ax, (cost, xlabel) in zip(axes[0], panels, strict=True):
         pts = [p for p in r["points"] if p.get(cost) is not None]
         ax.scatter([p[cost] for p in pts], [p["objective"] for p in pts], s=12, c="0.7", label="configurations tried")
         front = pareto(pts, cost)
@@ -112,7 +112,7 @@ def render(result: CalibrationResult, directory: Path) -> list[Path]:
     for j, (name, values, color) in enumerate(bars):
         a1.bar(x + (j - (len(bars) - 1) / 2) * width, values, width, label=name, color=color)
     a1.set_xticks(x, [f"layer {layer}\ntau {t:g}, cap {c}"
-                      for layer, (t, c) in enumerate(zip(result.thresholds, result.caps))], fontsize=8)
+                      for layer, (t, c) in enumerate(zip(result.thresholds, result.caps, strict=True))], fontsize=8)
     a1.set_ylabel("mean heads run (k)")
     a1.legend(fontsize=8)
     a1.set_title("heads per layer")

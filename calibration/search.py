@@ -138,10 +138,11 @@ def local_search(evaluate: Evaluate, key: Key, start: Point, grid: Sequence[floa
         exact_free = [p for p in screened if p.exact]
         tried.update({p.config: p for p in exact_free})
         estimates: dict[Config, tuple[float, ...]] = {}
-        for (_, c), p in zip(moves, screened):
+        for (_, c), p in zip(moves, screened, strict=True):
             if not p.exact:
                 estimates[c] = key(p)
-        for ((la, a), pa), ((lb, b), pb) in itertools.combinations(_pair_pool(list(zip(moves, screened)), pool), 2):
+        pairs = _pair_pool(list(zip(moves, screened, strict=True)), pool)
+        for ((la, a), pa), ((lb, b), pb) in itertools.combinations(pairs, 2):
             if la == lb:
                 continue
             combo = a.with_layer(lb, tau=b.thresholds[lb], cap=b.caps[lb])

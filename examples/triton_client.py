@@ -145,7 +145,7 @@ def main(argv: list[str] | None = None) -> None:
     logits, heads = result.as_numpy("logits"), result.as_numpy("head_counts")
     probs = np.exp(logits - logits.max(-1, keepdims=True))
     probs /= probs.sum(-1, keepdims=True)
-    for text, p, h in zip(args.texts, probs, heads):
+    for text, p, h in zip(args.texts, probs, heads, strict=True):
         best = int(p.argmax())
         print(json.dumps({"text": text, "label": labels[best] if best < len(labels) else best,
                           "probability": round(float(p[best]), 4), "heads_per_layer": h.tolist()}))

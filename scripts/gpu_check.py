@@ -339,7 +339,7 @@ def tensorrt_section(results: dict[str, Any], out: Path) -> None:
              "budget_thresholds": np.full((1, cfg.n_layers), 0.5, np.float32),
              "head_caps": np.full((1, cfg.n_layers), cfg.n_heads, np.int64)}
     session = ort_custom_ops.session(onnx_path)
-    ort_out = dict(zip([o.name for o in session.get_outputs()], session.run(None, feeds)))
+    ort_out = dict(zip([o.name for o in session.get_outputs()], session.run(None, feeds), strict=True))
     runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
     engine = runtime.deserialize_cuda_engine(engine_path.read_bytes())
     context = engine.create_execution_context()

@@ -64,7 +64,7 @@ def output_shape(input_shapes: Sequence[Sequence[Dim]]) -> tuple[Dim, ...]:
     other (ints must agree; a symbolic or unknown dim agrees with anything of its name)."""
     if len(input_shapes) != len(INPUTS):
         raise ValueError(f"{PLUGIN_NAME} takes {len(INPUTS)} inputs ({', '.join(INPUTS)}), got {len(input_shapes)}")
-    shapes = dict(zip(INPUTS, (tuple(s) for s in input_shapes)))
+    shapes = dict(zip(INPUTS, (tuple(s) for s in input_shapes), strict=True))
     ranks = {"hidden": 3, "mask": 2, "heads": 2, "qkv_weight": 3, "qkv_bias": 2, "out_weight": 3, "out_bias": 1}
     for name, rank in ranks.items():
         if len(shapes[name]) != rank:
@@ -78,7 +78,7 @@ def output_shape(input_shapes: Sequence[Sequence[Dim]]) -> tuple[Dim, ...]:
               ("qkv_bias", shapes["qkv_bias"], (H, three_dh)), ("out_weight", shapes["out_weight"], (H, dh, d)),
               ("out_bias", shapes["out_bias"], (d,)), ("heads", shapes["heads"][:1], (B,))]
     for name, got, want in checks:
-        if not all(_same(a, b) for a, b in zip(got, want)):
+        if not all(_same(a, b) for a, b in zip(got, want, strict=True)):
             raise ValueError(f"{PLUGIN_NAME}: {name} has shape {shapes[name]}, inconsistent with hidden "
                              f"{shapes['hidden']} and qkv_weight {shapes['qkv_weight']}")
     K = shapes["heads"][1]
@@ -92,7 +92,7 @@ def output_dtype(input_dtypes: Sequence[str]) -> str:
     (float32 or float16), heads is int32."""
     if len(input_dtypes) != len(INPUTS):
         raise ValueError(f"{PLUGIN_NAME} takes {len(INPUTS)} inputs, got {len(input_dtypes)} dtypes")
-    types = dict(zip(INPUTS, input_dtypes))
+    types = dict(zip(INPUTS, input_dtypes, strict=True))
     if types["hidden"] not in FLOAT_TYPES:
         raise ValueError(f"{PLUGIN_NAME}: hidden must be one of {FLOAT_TYPES}, got {types['hidden']}")
     if types["heads"] != "int32":

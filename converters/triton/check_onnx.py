@@ -87,7 +87,7 @@ def check_onnx(model: ModelDir, check: ModelCheck, sessions: dict[Path, Any]) ->
     feeds = _sample_inputs(model, loaded, batch, 5)
     wanted = list(model.ios("output"))
     full = loaded.run(wanted, feeds)
-    for name, value in zip(wanted, full):
+    for name, value in zip(wanted, full, strict=True):
         io = model.ios("output")[name]
         expected = [batch if i == 0 else d for i, d in enumerate(full_dims(io, mbs))]
         if not dims_match(expected, list(value.shape)) or value.dtype != NUMPY_TYPES[dtype_name(io)]:
@@ -99,7 +99,7 @@ def check_onnx(model: ModelDir, check: ModelCheck, sessions: dict[Path, Any]) ->
         if not io.optional:
             continue
         without = loaded.run(wanted, {k: v for k, v in feeds.items() if k != name})
-        if all(np.array_equal(a, b) for a, b in zip(full, without)):
+        if all(np.array_equal(a, b) for a, b in zip(full, without, strict=True)):
             check.passed.append(f"ran without optional {name}: same outputs as with the file's default")
         else:
             errors.append(f"without optional {name} the outputs differ from those with its default")

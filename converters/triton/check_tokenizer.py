@@ -60,7 +60,7 @@ def check_tokenizer(model: ModelDir, check: ModelCheck) -> None:
         custom = np.broadcast_to(_other_thresholds(thresholds), (len(CHECK_TEXTS) - half, thresholds.size))
         requests[1]["budget_thresholds"] = custom
     responses = run_tokenizer_model(instance, requests)
-    for request, response, texts in zip(requests, responses, (CHECK_TEXTS[:half], CHECK_TEXTS[half:])):
+    for request, response, texts in zip(requests, responses, (CHECK_TEXTS[:half], CHECK_TEXTS[half:]), strict=True):
         if response.has_error():
             check.errors.append(f"tokenizer returned an error: {response.error().message()}")
             continue
@@ -198,7 +198,7 @@ def _simulate_ensemble(model: ModelDir, steps: list[Any], found: dict[str, Model
                 got = {t.name(): t.as_numpy() for t in response.output_tensors()}
             else:
                 wanted = list(step.output_map)
-                got = dict(zip(wanted, loaded.run(wanted, feed)))
+                got = dict(zip(wanted, loaded.run(wanted, feed), strict=True))
             for key, value in step.output_map.items():
                 tensors[value] = got[key]
         ids, mask = data.encode(tokenizer, CHECK_TEXTS, max_length)

@@ -86,7 +86,7 @@ def deploy(source: str | Path, repo: str | Path, options: DeployOptions | None =
     if options.calibration is not None:
         regular_file(options.calibration, "calibration file not found")
         load_calibration(options.calibration, options.allow_unmet_target)  # a bad one is refused before any work
-    dirs = dict(zip(ROLES, (name, name + TOKENIZER_SUFFIX, name + ENSEMBLE_SUFFIX)))
+    dirs = dict(zip(ROLES, (name, name + TOKENIZER_SUFFIX, name + ENSEMBLE_SUFFIX), strict=True))
     outputs = [Output(repo / d, kind=MODEL_DIRS[role], make_parents=True) for role, d in dirs.items()]
     inputs = {"SOURCE": source, "--calibration": options.calibration}
     check_outputs(outputs, inputs, force=options.force)

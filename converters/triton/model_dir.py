@@ -74,7 +74,7 @@ def dims_match(model_dims: list[Any], expected: list[int]) -> bool:
     """Triton's comparison: same rank; a fixed model dim must equal the config's."""
     if len(model_dims) != len(expected):
         return False
-    return all(not isinstance(m, int) or m < 0 or m == e for m, e in zip(model_dims, expected))
+    return all(not isinstance(m, int) or m < 0 or m == e for m, e in zip(model_dims, expected, strict=True))
 
 
 def labels_file(model: ModelDir, check: ModelCheck, n_labels: int | None) -> None:

@@ -17,7 +17,7 @@ from bfexport.errors import BfexportError
 def test_round_trip_is_exact(checkpoint: Path, model) -> None:
     loaded = load_checkpoint(checkpoint)
     assert loaded.config == model.config
-    for (name, a), (_, b) in zip(model.state_dict().items(), loaded.state_dict().items()):
+    for (name, a), (_, b) in zip(model.state_dict().items(), loaded.state_dict().items(), strict=True):
         assert torch.equal(a, b), name
     assert sorted(p.name for p in checkpoint.iterdir()) == ["config.json", "model.safetensors", "tokenizer.json"]
 

@@ -28,7 +28,7 @@ def test_texts_run_in_chunks_with_the_same_results(clf: OnnxClassifier, monkeypa
     texts = TEXTS * 3  # 72 texts
     layers = clf.config.n_layers
     rows = np.random.default_rng(0).uniform(0.05, 1.0, (len(texts), layers)).round(3)
-    whole = [clf.classify([t], thresholds=r.tolist())[0] for t, r in zip(texts, rows)]
+    whole = [clf.classify([t], thresholds=r.tolist())[0] for t, r in zip(texts, rows, strict=True)]
     sizes = []
     real_run = clf.run
 

@@ -27,7 +27,7 @@ def whole(tokenizer, texts: list[str], max_length: int) -> list[list[int]]:  # t
 
 
 def rows(ids, mask) -> list[list[int]]:  # type: ignore[no-untyped-def]
-    return [list(r[m.astype(bool)]) for r, m in zip(ids, mask)]
+    return [list(r[m.astype(bool)]) for r, m in zip(ids, mask, strict=True)]
 
 
 def test_a_million_character_row_tokenizes_a_prefix(tokenizer) -> None:

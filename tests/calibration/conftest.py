@@ -78,5 +78,5 @@ def dense_model_path(tmp_path_factory: pytest.TempPathFactory, tokenizer_json: s
 @pytest.fixture(scope="session")
 def data_path(tmp_path_factory: pytest.TempPathFactory, texts: list[str], labels: list[str]) -> Path:
     path = tmp_path_factory.mktemp("data") / "cal.jsonl"
-    path.write_text("".join(json.dumps({"text": t, "label": lab}) + "\n" for t, lab in zip(texts, labels)))
+    path.write_text("".join(json.dumps({"text": t, "label": lab}) + "\n" for t, lab in zip(texts, labels, strict=True)))
     return path

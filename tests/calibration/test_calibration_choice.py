@@ -22,7 +22,7 @@ def plateau(configs: Sequence[Config], exact: bool) -> list[Point]:
     agreement keeps growing: a costlier point agrees more but is no more accurate."""
     out = []
     for c in configs:
-        k = [min(cap, 1 + round(t * (H - 1))) for t, cap in zip(c.thresholds, c.caps)]
+        k = [min(cap, 1 + round(t * (H - 1))) for t, cap in zip(c.thresholds, c.caps, strict=True)]
         cost = sum(k) / (H * L)
         objective = min(0.8, 0.5 + 0.1 * min(k))
         out.append(Point(c, cost, cost, objective, 0.5 + cost / 2, tuple(float(v) for v in k), True))

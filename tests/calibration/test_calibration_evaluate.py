@@ -33,7 +33,7 @@ def test_path_cache_is_exact(evaluator: Evaluator, model_path: Path, texts: list
     outcomes = evaluator.outcomes(CONFIGS)
     assert evaluator.exact_tracking and evaluator.stats.mismatches == 0
     assert evaluator.stats.rows < len(CONFIGS) * len(texts)  # shared paths were not run twice
-    for c, o in zip(CONFIGS, outcomes):
+    for c, o in zip(CONFIGS, outcomes, strict=True):
         out = run_data(functools.partial(clf.run, thresholds=c.thresholds, caps=c.caps), clf.tokenizer, clf.config,
                        texts)
         assert o.exact
@@ -73,7 +73,7 @@ def test_sources_agree(model_path: Path, data_path: Path, texts: list[str], labe
     from_dicts = collect([{"text": texts, "label": labels}], cfg, tokenizer, samples=50)
     for other in (from_batches, from_loop):
         assert np.array_equal(other.labels, from_file.labels)
-        assert all(np.array_equal(a, b) for a, b in zip(other.tokens, from_file.tokens))
+        assert all(np.array_equal(a, b) for a, b in zip(other.tokens, from_file.tokens, strict=True))
     assert len(from_dicts) == 50
 
 

@@ -37,7 +37,7 @@ class FakeRuntime(LatencyRuntime):
 
     def cost(self, ids: np.ndarray, mask: np.ndarray, c: Config) -> float:
         counts = self.clf.run(ids, mask, thresholds=c.thresholds, caps=c.caps)["head_counts"]
-        ms = 1.0 + 0.01 * ids.size + sum(p * int(k) for p, k in zip(self.per_head, counts.max(0)))
+        ms = 1.0 + 0.01 * ids.size + sum(p * int(k) for p, k in zip(self.per_head, counts.max(0), strict=True))
         return ms * (1.0 if all(t == 1.0 for t in c.thresholds) else self.penalty)
 
     def measure(self, batches: Sequence, configs: Sequence[Config], repeats: int, warmup: int = 1) -> np.ndarray:

@@ -25,7 +25,7 @@ def evaluate(configs: Sequence[Config], exact: bool) -> list[Point]:
     for c in configs:
         k = heads(c)
         cost = 0.4 + 0.2 * sum(k) / (H * len(k)) * 3
-        objective = sum(v * (1 - 0.5 ** kk) for v, kk in zip(VALUE, k)) / sum(VALUE)
+        objective = sum(v * (1 - 0.5 ** kk) for v, kk in zip(VALUE, k, strict=True)) / sum(VALUE)
         out.append(Point(c, cost, cost, objective, objective, tuple(k), True))
     return out
 
