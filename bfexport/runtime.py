@@ -6,6 +6,7 @@ thresholds and caps travel with each call as inputs, so nothing per-request is s
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,8 @@ from bfexport.exported import ExportedModel, load_exported
 from bfexport.model import cap_rows, check_batch, threshold_rows
 from bfexport.names import ATTENTION_MASK, BUDGET_THRESHOLDS, HEAD_CAPS, HEAD_COUNTS, INPUT_IDS, LOGITS
 
+MAX_THREADS = 4 * (os.cpu_count() or 1)  # beyond a few threads per core ONNX Runtime only slows down
+
 
 def session_options(threads: int | None = None) -> ort.SessionOptions:
     """Quiet, and safe to interleave with other sessions (idle sessions stop spinning).
@@ -33,6 +36,9 @@ def session_options(threads: int | None = None) -> ort.SessionOptions:
     sessions log errors only. Other consumers may ignore the warning, or set
     log_severity_level = 3 as here.
     """
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int)
+                                or not 1 <= threads <= MAX_THREADS):
+        raise BfexportError(f"threads must be an integer in [1, {MAX_THREADS}], got {threads!r}")
     options = ort.SessionOptions()
     options.log_severity_level = 3
     if threads:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -12,6 +11,7 @@ from typing import Any
 import click
 from rich.console import Console
 
+from bfexport.runtime import MAX_THREADS
 from calibration.runtimes import RUNTIMES
 
 EXIT_FAILED_CHECK, EXIT_USER_ERROR, EXIT_INTERNAL_ERROR = 1, 2, 3  # 0 is success, 130 Ctrl-C
@@ -58,7 +58,6 @@ VERBOSITY_OPTIONS = [
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
 
 DATA_FILE = "Data file: .jsonl/.csv (gzip ok) with text[,label], or a saved Hugging Face dataset."
-MAX_THREADS = 4 * (os.cpu_count() or 1)  # beyond a few threads per core ONNX Runtime only slows down
 THREADS = click.IntRange(1, MAX_THREADS)  # the type of every --threads option
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout instead of text.")
