@@ -45,7 +45,7 @@ def check_tokenizer(model: ModelDir, check: ModelCheck) -> None:
         return
     if not model_py_is_ours(version[-1]):
         check.errors.append(f"{version[-1].name}/model.py differs from the one bfexport deploy writes: not run "
-                            "(redeploy with --force to restore it)")
+                            "(modified, or written by an earlier bfexport; redeploy with --force to restore it)")
         return
     instance = load_tokenizer_model(model.path, model.config, version[-1].name)
     tokenizer = data.tokenizer_from_str((version[-1] / TOKENIZER_JSON).read_text(encoding="utf-8"))

@@ -17,6 +17,7 @@ from tokenizers import Tokenizer
 
 BUDGETS = (("budget_thresholds", "row_thresholds", np.float32), ("head_caps", "row_caps", np.int64))
 DTYPES = {"TYPE_INT64": np.int64, "TYPE_FP32": np.float32}
+CHARS_PER_TOKEN = 8  # a long text's first prefix: CHARS_PER_TOKEN * max_length characters
 
 
 class TritonPythonModel:
@@ -33,7 +34,7 @@ class TritonPythonModel:
         if self.unk_id is None:
             raise ValueError("tokenizer.json has no " + params.get("unk_token", "[UNK]") + " token")
         self.defaults = {}
-        for name, out, dtype in BUDGETS:
+        for name, _, dtype in BUDGETS:
             if "default_" + name in params:
                 self.defaults[name] = np.asarray(json.loads(params["default_" + name]), dtype=dtype).reshape(1, -1)
         for name in ["input_ids", "attention_mask"] + [out for name, out, _ in BUDGETS if name in self.defaults]:
@@ -47,16 +48,35 @@ class TritonPythonModel:
             raw = pb_utils.get_input_tensor_by_name(request, "text").as_numpy().reshape(-1)
             spans.append((len(texts), len(raw)))
             texts.extend(t.decode("utf-8", "replace") if isinstance(t, bytes) else str(t) for t in raw)
-        encodings = self.tokenizer.encode_batch(texts, add_special_tokens=False) if texts else []
-        rows = [e.ids[: self.max_length] or [self.unk_id] for e in encodings]
+        rows = [ids or [self.unk_id] for ids in self._token_ids(texts)]
         responses = []
-        for request, (start, count) in zip(requests, spans):
+        for request, (start, count) in zip(requests, spans, strict=True):
             try:
                 tensors = self._outputs(request, rows[start:start + count])
                 responses.append(pb_utils.InferenceResponse(output_tensors=tensors))
             except ValueError as error:
                 responses.append(pb_utils.InferenceResponse(output_tensors=[], error=pb_utils.TritonError(str(error))))
         return responses
+
+    def _token_ids(self, texts):
+        """The first max_length ids of each text, tokenizing only a prefix of a long one (as
+        bfexport.data.token_ids does): a prefix gives the whole text's first tokens once max_length
+        of them come from words before its last, possibly cut, word; until then it doubles."""
+        rows = [[] for _ in texts]
+        pending, chars = list(range(len(texts))), CHARS_PER_TOKEN * self.max_length
+        while pending:
+            prefixes = [texts[i][:chars] for i in pending]
+            encodings = self.tokenizer.encode_batch(prefixes, add_special_tokens=False)
+            retry = []
+            for i, prefix, encoding in zip(pending, prefixes, encodings, strict=True):
+                words, n = encoding.word_ids, self.max_length
+                if len(prefix) == len(texts[i]) or (len(words) > n and words[n - 1] is not None
+                                                    and words[n - 1] != words[-1]):
+                    rows[i] = encoding.ids[:n]
+                else:
+                    retry.append(i)
+            pending, chars = retry, 2 * chars
+        return rows
 
     def _outputs(self, request, rows):
         width = max((len(row) for row in rows), default=0)

@@ -49,8 +49,8 @@ def test_the_written_model_py_is_bfexports_byte_for_byte(repo: Path) -> None:
     assert check_repository(repo).ok
 
 
-DIFFERS = "m_tokenizer: 1/model.py differs from the one bfexport deploy writes: not run (redeploy with --force " \
-          "to restore it)"
+DIFFERS = ("m_tokenizer: 1/model.py differs from the one bfexport deploy writes: not run (modified, or written "
+           "by an earlier bfexport; redeploy with --force to restore it)")
 
 
 @pytest.mark.parametrize("change", ["code appended", "one byte changed", "truncated", "a fifo"])

@@ -1,6 +1,6 @@
 """converters/triton/tokenizer_model.py is a real module: imported here against a test stand-in for
 `triton_python_backend_utils`, it tokenizes as bfexport.data.encode does and passes budgets through;
-the bytes a deploy writes are that file's, unchanged since repositories were first deployed."""
+the bytes a deploy writes are that file's, pinned by their sha256."""
 
 from __future__ import annotations
 
@@ -21,9 +21,10 @@ from converters.triton.schema import config_json, parse_config
 from tests.converters.triton import backend_stand_in
 from tests.factories import tiny_model
 
-# model.py in every repository deployed so far; `deploy --check` accepts a model.py only when it
-# is these bytes, so a change here makes every existing repository fail its check
-MODEL_PY_SHA256 = "684b474bb7f32a3b57045646e3150386ef6e16e14b2b8fd6f9de8afaba47343d"
+# model.py as this bfexport writes it; `deploy --check` accepts a model.py only when it is these
+# bytes, so a change here makes every repository deployed before it fail its check until it is
+# redeployed (the check says so). Changed once: 684b474b... tokenized whole texts before truncating.
+MODEL_PY_SHA256 = "ccde5427e2354ea0873b4290765e3ed2bec707043090d428097a7eccaaae2e9b"
 
 
 @pytest.fixture(scope="module")
@@ -80,3 +81,24 @@ def test_tokenizes_as_encode_and_passes_budgets_through(tokenizer_model, repo: P
     assert np.array_equal(default.tensors["row_thresholds"], instance.defaults["budget_thresholds"])
     assert default.tensors["row_caps"].dtype == np.int64
     assert bad.has_error() and "head_caps must lie in" in bad.error().message() and bad.tensors == {}
+
+
+def test_long_texts_are_cut_before_tokenizing_to_the_same_ids(tokenizer_model, repo: Path, tokenizer) -> None:
+    instance = initialized(tokenizer_model, repo / "m_tokenizer")
+    seen: list[int] = []
+    encode_batch = instance.tokenizer.encode_batch
+
+    def spy(texts, **kwargs):
+        seen.extend(len(t) for t in texts)
+        return encode_batch(texts, **kwargs)
+
+    instance.tokenizer = type("Spy", (), {"encode_batch": staticmethod(spy)})()
+    huge = "python bindings " * 62_500  # 1M characters
+    texts = [huge, "x" * 5000, " " * 3000 + "game", "a" + " " * 10_000, "short text"]
+    [response] = instance.execute([backend_stand_in.Request(text=texts_in(texts))])
+    ids, mask = data.encode(tokenizer, texts, instance.max_length)
+    assert np.array_equal(response.tensors["input_ids"], ids)
+    assert np.array_equal(response.tensors["attention_mask"], mask)
+    # the 1M-character text is cut to a prefix; the one-word 10,001-character text is tokenized
+    # whole, as it must be (its one token could end anywhere), by doubling prefixes
+    assert max(seen) <= 2 * len(texts[3]) and len(huge) not in seen
