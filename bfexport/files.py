@@ -188,12 +188,9 @@ def _check_existing(out: Output, force: bool) -> None:
 
 
 def _parent(path: Path) -> Path:
-    parent = path.resolve().parent
-    if not parent.is_dir():
-        raise BfexportError(f"{path}: parent directory {parent} does not exist")
-    if not os.access(parent, os.W_OK):
-        raise BfexportError(f"{path}: directory {parent} is not writable")
-    return parent
+    """The existing, writable directory `path` is to be written in (check_outputs' own check)."""
+    _check_parent(Output(path))
+    return path.resolve().parent
 
 
 @contextlib.contextmanager
