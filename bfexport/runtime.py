@@ -19,7 +19,7 @@ import tokenizers
 from bfexport import data
 from bfexport.errors import BfexportError
 from bfexport.exported import ExportedModel, load_exported
-from bfexport.model import cap_rows, check_batch, threshold_rows
+from bfexport.model import cap_rows, check_batch, check_int, threshold_rows
 from bfexport.names import ATTENTION_MASK, BUDGET_THRESHOLDS, HEAD_CAPS, HEAD_COUNTS, INPUT_IDS, LOGITS
 
 MAX_THREADS = 4 * (os.cpu_count() or 1)  # beyond a few threads per core ONNX Runtime only slows down
@@ -36,9 +36,8 @@ def session_options(threads: int | None = None) -> ort.SessionOptions:
     sessions log errors only. Other consumers may ignore the warning, or set
     log_severity_level = 3 as here.
     """
-    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int)
-                                or not 1 <= threads <= MAX_THREADS):
-        raise BfexportError(f"threads must be an integer in [1, {MAX_THREADS}], got {threads!r}")
+    if threads is not None:
+        check_int("threads", threads, 1, MAX_THREADS)
     options = ort.SessionOptions()
     options.log_severity_level = 3
     if threads:
