@@ -21,7 +21,7 @@ import onnx
 from bfexport.errors import BfexportError
 from bfexport.exported import ExportedModel, load_exported, save_onnx, set_metadata
 from bfexport.files import read_json, write_json
-from bfexport.model import SIZES, check_caps, check_thresholds
+from bfexport.model import SIZES, check_caps, check_thresholds, show
 from bfexport.names import BUDGET_INPUTS, BUDGET_THRESHOLDS, HEAD_CAPS, KEY_CALIBRATION, KEY_CONFIG
 
 FORMAT = "bfexport.calibration/1"
@@ -139,7 +139,7 @@ def _check_types(data: dict[str, Any]) -> None:
     thresholds, caps = data["thresholds"], data["caps"]
     if not isinstance(thresholds, list) or not isinstance(caps, list) or not thresholds or len(thresholds) != len(caps):
         raise BfexportError("thresholds and caps must be lists of the same length (one value per layer), "
-                            f"got {_short(thresholds)} and {_short(caps)}")
+                            f"got {show(thresholds, 60)} and {show(caps, 60)}")
     for name, check in (("thresholds", lambda: check_thresholds(thresholds, len(thresholds))),
                         ("caps", lambda: check_caps(caps, len(caps), SIZES["n_heads"]))):
         try:
@@ -152,12 +152,7 @@ def _check_types(data: dict[str, Any]) -> None:
         value = data[name]
         if (not isinstance(value, kinds) or (kinds is not bool and isinstance(value, bool))
                 or (isinstance(value, float) and not math.isfinite(value))):
-            raise BfexportError(f"{name}: expected {what}, got {_short(value)}")
-
-
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
+            raise BfexportError(f"{name}: expected {what}, got {show(value, 60)}")
 
 
 def with_defaults(exported: ExportedModel, thresholds: list[float], caps: list[int],

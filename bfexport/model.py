@@ -116,14 +116,14 @@ class BudgetFormerConfig:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
 
 
-def show(value: Any) -> str:
-    """A value as error messages quote it: short, and never failing (Python refuses to print
-    integers of more than 4300 digits)."""
+def show(value: Any, width: int = 80) -> str:
+    """A value as error messages quote it: at most `width` characters, and never failing (Python
+    refuses to print integers of more than 4300 digits)."""
     try:
         text = repr(value)
     except ValueError:
         return "an integer too long to print"
-    return text if len(text) <= 80 else text[:77] + "..."
+    return text if len(text) <= width else text[:width - 3] + "..."
 
 
 def is_number(value: Any) -> bool:
