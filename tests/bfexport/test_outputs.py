@@ -28,13 +28,6 @@ HANG_GUARD_S = 120  # reading a named pipe blocks forever; this only ends such a
 
 
 @pytest.fixture()
-def onnx_file(checkpoint: Path, tmp_path: Path) -> Path:
-    path = tmp_path / "model.onnx"
-    assert run(["convert", str(checkpoint), "-o", str(path)]) == 0
-    return path
-
-
-@pytest.fixture()
 def no_work(monkeypatch: pytest.MonkeyPatch) -> None:
     """Training, calibration, export and deploy's preparation fail the test if they start."""
     def started(*args: object, **kwargs: object) -> None:
