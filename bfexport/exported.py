@@ -17,7 +17,7 @@ import numpy as np
 import onnx
 
 from bfexport.errors import BfexportError
-from bfexport.files import atomic_file, regular_file
+from bfexport.files import atomic_file, loads_json, regular_file
 from bfexport.flavors import FLAVORS, ExportConfig, flavor_named
 from bfexport.model import BudgetFormerConfig
 from bfexport.names import (
@@ -107,11 +107,10 @@ def load_exported(path: str | Path) -> ExportedModel:
         raise BfexportError(f"{path}: not a bfexport model (no {KEY_CONFIG} metadata); "
                             "export it with `bfexport convert`")
     try:
-        raw = json.loads(meta[KEY_CONFIG])
-        heads = json.loads(meta[KEY_HEADS]) if KEY_HEADS in meta else None
-    except (json.JSONDecodeError, RecursionError) as e:
-        what = "nested too deeply" if isinstance(e, RecursionError) else str(e)
-        raise BfexportError(f"{path}: corrupt bfexport metadata ({what})") from None
+        raw = loads_json(meta[KEY_CONFIG], KEY_CONFIG)
+        heads = loads_json(meta[KEY_HEADS], KEY_HEADS) if KEY_HEADS in meta else None
+    except (json.JSONDecodeError, BfexportError) as e:  # BfexportError: nested too deeply, an integer too long
+        raise BfexportError(f"{path}: corrupt bfexport metadata ({e})") from None
     if not isinstance(raw, dict):
         raise BfexportError(f"{path}: corrupt bfexport metadata ({KEY_CONFIG} is not a JSON object)")
     try:

@@ -69,3 +69,16 @@ def test_texts_given_through_the_api_are_checked_too(tokenizer) -> None:
         encode(tokenizer, ["fine", "bad \udc80"], 16)
     with pytest.raises(BfexportError, match="text 0: expected a string, got int"):
         encode(tokenizer, [3], 16)  # type: ignore[list-item]
+
+
+@pytest.mark.parametrize("metadata", [DEEP, '{"vocab_size": ' + "7" * 5001 + "}"])
+def test_onnx_metadata_is_read_by_the_same_reader(onnx_file: Path, tmp_path: Path, metadata: str) -> None:
+    import onnx
+
+    from bfexport.exported import load_exported, save_onnx, set_metadata
+    from bfexport.names import KEY_CONFIG
+
+    proto = onnx.load(str(onnx_file))
+    set_metadata(proto, {KEY_CONFIG: metadata})
+    with pytest.raises(BfexportError, match=f"corrupt bfexport metadata \\({KEY_CONFIG}: "):
+        load_exported(save_onnx(proto, tmp_path / "bad.onnx"))
