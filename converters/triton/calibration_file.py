@@ -28,10 +28,10 @@ def target_text(target: dict[str, Any]) -> str:
     return f"p{target.get('percentile')} <= {target.get('ms')} ms"
 
 
-def apply_calibration(path: Path, exported: ExportedModel, model: Any,
-                      allow_unmet_target: bool) -> tuple[ExportedModel, dict[str, Any]]:
-    """The export with the calibrated defaults, after checking the calibration belongs to it."""
-    result = load_calibration(path, allow_unmet_target)
+def apply_calibration(path: Path, result: CalibrationResult, exported: ExportedModel,
+                      model: Any) -> tuple[ExportedModel, dict[str, Any]]:
+    """The export with the calibrated defaults of `result` (load_calibration(path)), after checking
+    the calibration belongs to it."""
     try:
         result.check_model(exported)
     except BfexportError:

@@ -84,6 +84,7 @@ def check_repository(repo: str | Path, *, models: list[str] | None = None) -> Re
         raise BfexportError(f"{repo}: no model written by bfexport deploy (none has a {META_FILE}); "
                             f"found {', '.join(sorted(metas))}")
     sessions: dict[Path, Any] = {}
+    tokenizers: dict[Path, tuple[Any, Any]] = {}
     for name, model in found.items():
         check = checks[name]
         check.kind = model.kind
@@ -95,9 +96,9 @@ def check_repository(repo: str | Path, *, models: list[str] | None = None) -> Re
             elif check.kind in ("tensorrt_plan", "tensorrt"):
                 check_plan(model, check)
             elif check.kind == "python":
-                check_tokenizer(model, check)
+                check_tokenizer(model, check, tokenizers)
             elif check.kind == "ensemble":
-                check_ensemble(model, found, check, sessions)
+                check_ensemble(model, found, check, sessions, tokenizers)
             else:
                 check.notes.append(f"{check.kind} models are not checked beyond the schema")
         except Exception as e:  # noqa: BLE001 - a broken model is a finding, not a crash

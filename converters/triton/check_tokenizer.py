@@ -31,7 +31,20 @@ def model_py_is_ours(version_dir: Path) -> bool:
         return f.read(len(ours) + 1) == ours
 
 
-def check_tokenizer(model: ModelDir, check: ModelCheck) -> None:
+def _loaded(model: ModelDir, tokenizers: dict[Path, tuple[Any, Any]]) -> tuple[Any, Any]:
+    """bfexport's tokenizer model initialized on `model` (its latest version), and bfexport.data's
+    tokenizer of that version's tokenizer.json: built once per check, shared by the tokenizer's
+    check and the ensemble's."""
+    version = model.version_dirs()[-1]
+    if model.path not in tokenizers:
+        from bfexport import data
+
+        tokenizers[model.path] = (load_tokenizer_model(model.path, model.config, version.name),
+                                  data.tokenizer_from_str((version / TOKENIZER_JSON).read_text(encoding="utf-8")))
+    return tokenizers[model.path]
+
+
+def check_tokenizer(model: ModelDir, check: ModelCheck, tokenizers: dict[Path, tuple[Any, Any]]) -> None:
     params = string_parameters(model.config)
     if params.get("bfexport_role") != "tokenizer":
         check.notes.append("not a bfexport tokenizer model: Python models are checked beyond the schema only "
@@ -47,8 +60,7 @@ def check_tokenizer(model: ModelDir, check: ModelCheck) -> None:
         check.errors.append(f"{version[-1].name}/model.py differs from the one bfexport deploy writes: not run "
                             "(modified, or written by an earlier bfexport; redeploy with --force to restore it)")
         return
-    instance = load_tokenizer_model(model.path, model.config, version[-1].name)
-    tokenizer = data.tokenizer_from_str((version[-1] / TOKENIZER_JSON).read_text(encoding="utf-8"))
+    instance, tokenizer = _loaded(model, tokenizers)
     max_length = int(params["max_length"])
     outputs = model.ios("output")
     has_budgets = "default_budget_thresholds" in params
@@ -102,7 +114,8 @@ def _other_thresholds(defaults: np.ndarray) -> np.ndarray:
     return np.where(np.abs(defaults - 0.3) < 1e-6, 0.8, 0.3).astype(np.float32)
 
 
-def check_ensemble(model: ModelDir, found: dict[str, ModelDir], check: ModelCheck, sessions: dict[Path, Any]) -> None:
+def check_ensemble(model: ModelDir, found: dict[str, ModelDir], check: ModelCheck, sessions: dict[Path, Any],
+                   tokenizers: dict[Path, tuple[Any, Any]]) -> None:
     inputs, outputs = model.ios("input"), model.ios("output")
     steps = list(model.config.ensemble_scheduling.step)
     if not steps:
@@ -158,11 +171,11 @@ def check_ensemble(model: ModelDir, found: dict[str, ModelDir], check: ModelChec
     if check.errors:
         return
     check.passed.append("steps wired consistently (names, dtypes, optional inputs, max_batch_size)")
-    _simulate_ensemble(model, steps, found, check, sessions)
+    _simulate_ensemble(model, steps, found, check, sessions, tokenizers)
 
 
 def _simulate_ensemble(model: ModelDir, steps: list[Any], found: dict[str, ModelDir],
-                       check: ModelCheck, sessions: dict[Path, Any]) -> None:
+                       check: ModelCheck, sessions: dict[Path, Any], tokenizers: dict[Path, tuple[Any, Any]]) -> None:
     """Run text -> tokenizer (stand-in) -> ONNX model, and compare with encode() + the model direct."""
     kinds = [found[s.model_name].kind for s in steps]
     if kinds != ["python", "onnxruntime_onnx"] or model.meta.get("role") != "ensemble":
@@ -174,9 +187,8 @@ def _simulate_ensemble(model: ModelDir, steps: list[Any], found: dict[str, Model
     if not tok_model.version_dirs() or not model_py_is_ours(tok_model.version_dirs()[-1]):
         check.notes.append(f"not run end to end: {tok_model.name}'s model.py is not the one bfexport writes")
         return
-    instance = load_tokenizer_model(tok_model.path, tok_model.config, tok_model.version_dirs()[-1].name)
+    instance, tokenizer = _loaded(tok_model, tokenizers)
     loaded = session(clf_model.version_dirs()[-1] / MODEL_FILES["onnxruntime"], sessions)
-    tokenizer = data.tokenizer_from_str((tok_model.version_dirs()[-1] / TOKENIZER_JSON).read_text(encoding="utf-8"))
     max_length = int(string_parameters(tok_model.config)["max_length"])
     defaults = onnx_defaults(loaded)
     budgets = "budget_thresholds" in model.ios("input")

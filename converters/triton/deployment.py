@@ -83,9 +83,10 @@ def deploy(source: str | Path, repo: str | Path, options: DeployOptions | None =
         from converters.tensorrt import import_tensorrt
 
         import_tensorrt()  # the clear install error, before any work
+    calibration = None
     if options.calibration is not None:
         regular_file(options.calibration, "calibration file not found")
-        load_calibration(options.calibration, options.allow_unmet_target)  # a bad one is refused before any work
+        calibration = load_calibration(options.calibration, options.allow_unmet_target)  # refused before any work
     dirs = dict(zip(ROLES, (name, name + TOKENIZER_SUFFIX, name + ENSEMBLE_SUFFIX), strict=True))
     outputs = [Output(repo / d, kind=MODEL_DIRS[role], make_parents=True) for role, d in dirs.items()]
     inputs = {"SOURCE": source, "--calibration": options.calibration}
@@ -96,7 +97,7 @@ def deploy(source: str | Path, repo: str | Path, options: DeployOptions | None =
         raise BfexportError(f"{repo}: is a mount point (another filesystem than {parent}), so the new model "
                             "directories cannot be moved in atomically; deploy to a directory beside it and move them")
 
-    prepared = prepare(source, options)
+    prepared = prepare(source, options, calibration)
     notes: list[str] = []
     if prepared.calibration is not None and not prepared.calibration["target_met"]:
         notes.append(f"{options.calibration} did not meet its target {target_text(prepared.calibration['target'])}: "

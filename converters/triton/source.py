@@ -10,6 +10,7 @@ from typing import Any
 
 import onnx
 
+from bfexport.calibration_result import CalibrationResult
 from bfexport.errors import BfexportError
 from bfexport.exported import ExportedModel, load_exported
 from bfexport.names import BUDGET_INPUTS
@@ -63,18 +64,18 @@ def budget_inputs_required(proto: onnx.ModelProto) -> onnx.ModelProto:
     return out
 
 
-def prepare(source: str | Path, options: DeployOptions) -> Prepared:
-    """Load or export the model, apply the calibration, and make the file Triton will serve."""
+def prepare(source: str | Path, options: DeployOptions, calibration: CalibrationResult | None) -> Prepared:
+    """Load or export the model, apply the calibration (options.calibration, loaded), and make the
+    file Triton will serve."""
     source = Path(source)
     exported, model, tokenizer_json = load_source(source, options.backend)
     if options.backend == "onnxruntime" and exported.kind.custom_op:
         raise BfexportError(f"{source}: the trt-plugin flavor needs the BudgetedAttention custom op, which "
                             "Triton's ONNX Runtime backend does not have; deploy the adaptive export, or use "
                             "--backend tensorrt")
-    calibration = None
-    if options.calibration is not None:
-        exported, calibration = apply_calibration(Path(options.calibration), exported, model,
-                                                  options.allow_unmet_target)
+    applied = None
+    if options.calibration is not None and calibration is not None:
+        exported, applied = apply_calibration(Path(options.calibration), calibration, exported, model)
     graph_inputs = {i.name for i in exported.proto.graph.input}
     has_budgets = all(name in graph_inputs for name in BUDGET_INPUTS)
     if not has_budgets:
@@ -87,4 +88,4 @@ def prepare(source: str | Path, options: DeployOptions) -> Prepared:
     info = {"path": str(source), "kind": "checkpoint" if source.is_dir() else "onnx", "flavor": exported.flavor}
     return Prepared(proto, exported, tokenizer_json, mode,
                     exported.default_thresholds if has_budgets else None,
-                    exported.default_caps if has_budgets else None, calibration, info)
+                    exported.default_caps if has_budgets else None, applied, info)

@@ -7,25 +7,19 @@ from pathlib import Path
 
 import pytest
 
-from bfexport.checkpoint import save_checkpoint
 from bfexport.cli import run
 from bfexport.errors import BfexportError
-from converters.triton import DeployOptions, check_repository, deploy
+from converters.triton import check_repository
 from converters.triton.build import tokenizer_model_py
 from converters.triton.check_tokenizer import model_py_is_ours
 from converters.triton.layout import META_FILE
 from converters.triton.offline_backend import load_tokenizer_model, run_tokenizer_model, text_request
 from converters.triton.schema import parse_config
-from tests.factories import tiny_model
 
 
-@pytest.fixture(scope="module")
-def repo(tmp_path_factory: pytest.TempPathFactory, tokenizer) -> Path:
-    work = tmp_path_factory.mktemp("check")
-    ckpt = save_checkpoint(tiny_model(vocab_size=tokenizer.get_vocab_size()), work / "ckpt",
-                           tokenizer_json=tokenizer.to_str())
-    deploy(ckpt, work / "models", DeployOptions(name="m"))
-    return work / "models"
+@pytest.fixture()
+def repo(tiny_repo: Path) -> Path:
+    return tiny_repo
 
 
 @pytest.fixture()

@@ -14,12 +14,9 @@ import numpy as np
 import pytest
 
 from bfexport import data
-from bfexport.checkpoint import save_checkpoint
-from converters.triton import DeployOptions, deploy
 from converters.triton.build import tokenizer_model_py
 from converters.triton.schema import config_json, parse_config
 from tests.converters.triton import backend_stand_in
-from tests.factories import tiny_model
 
 # model.py as this bfexport writes it; `deploy --check` accepts a model.py only when it is these
 # bytes, so a change here makes every repository deployed before it fail its check until it is
@@ -27,13 +24,9 @@ from tests.factories import tiny_model
 MODEL_PY_SHA256 = "ccde5427e2354ea0873b4290765e3ed2bec707043090d428097a7eccaaae2e9b"
 
 
-@pytest.fixture(scope="module")
-def repo(tmp_path_factory: pytest.TempPathFactory, tokenizer) -> Path:
-    work = tmp_path_factory.mktemp("tokenizer-model")
-    ckpt = save_checkpoint(tiny_model(vocab_size=tokenizer.get_vocab_size()), work / "ckpt",
-                           tokenizer_json=tokenizer.to_str())
-    deploy(ckpt, work / "models", DeployOptions(name="m"))
-    return work / "models"
+@pytest.fixture()
+def repo(tiny_repo: Path) -> Path:
+    return tiny_repo
 
 
 @pytest.fixture()
