@@ -22,6 +22,7 @@ from rich.console import Console
 
 from bfexport.benchmark import (
     BERT_BASE,
+    FULL,
     FUSION_MODES,
     SHIPPED,
     BenchModel,
@@ -48,7 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--checkpoint", help="time this checkpoint's weights as the shipped model "
                                              "(default: random weights of the shipped shape)")
     parser.add_argument("--repeats", type=int, default=15, help="interleaved rounds per cell, at least (15)")
-    parser.add_argument("--min-time", type=float, default=3.0, help="seconds per cell, at least (3)")
+    parser.add_argument("--min-time", type=float, default=FULL.min_time_s,
+                        help=f"seconds per cell, at least ({FULL.min_time_s:g})")
     parser.add_argument("--bert-layers", type=int, default=BERT_BASE.n_layers,
                         help=f"layers of the BERT-base-shaped model ({BERT_BASE.n_layers}; 12 is the real depth)")
     parser.add_argument("--fusions", choices=FUSION_MODES, default="dense",
@@ -68,8 +70,8 @@ def main(argv: list[str] | None = None) -> int:
         out = args.out
     else:
         models = [shipped, bert_shape(args.bert_layers)]
-        sweep = dict(seqs=[128, 512], threads=[1, 2], batch_sizes=[1, 8], repeats=args.repeats, warmup=3,
-                     min_time_s=args.min_time)
+        sweep = dict(seqs=FULL.seqs, threads=FULL.threads, batch_sizes=FULL.batch_sizes, repeats=args.repeats,
+                     warmup=3, min_time_s=args.min_time)
         out = args.out or RESULTS
 
     warn_if_busy(load_average(), STDERR)
@@ -77,11 +79,12 @@ def main(argv: list[str] | None = None) -> int:
         result = run_benchmark(models, fusions=args.fusions, progress=report, **sweep)
     result.settings["command"] = shlex.join(["python", "benchmarks/head_skipping.py", *(argv or sys.argv[1:])])
     result.settings["quick"] = args.quick
-    print_result(result.to_dict(), REPORT)
+    data = result.to_dict()
+    print_result(data, REPORT)
 
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
-        write_json(out / "head_skipping.json", result.to_dict())
+        write_json(out / "head_skipping.json", data)
         with atomic_file(out / "head_skipping.md") as tmp:
             tmp.write_text(f"Command: `{result.settings['command']}`\n\n" + to_markdown(result, check_targets(result)))
         print(f"wrote {out / 'head_skipping.json'} and {out / 'head_skipping.md'}", file=sys.stderr)

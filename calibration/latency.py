@@ -24,7 +24,7 @@ per batch in a rotating order so drift hits all of them alike; and medians are u
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -40,6 +40,13 @@ from calibration.evaluate import Config
 from calibration.inputs import CalibrationData
 
 Batch = tuple[np.ndarray, np.ndarray]  # (input_ids, attention_mask), int64 (B, S)
+
+
+def time_ms(call: Callable[[int, int], object], configs: Sequence[Config], batches: Sequence[Batch], *,
+            repeats: int, warmup: int, sync: Callable[[], object] | None = None) -> np.ndarray:
+    """Milliseconds of each call(config index, batch index), shape (repeats, len(configs), len(batches)):
+    the shared loop (bfexport.timing.time_interleaved), every runtime's `measure` in one unit."""
+    return 1e3 * time_interleaved(call, len(configs), len(batches), repeats=repeats, warmup=warmup, sync=sync)
 
 
 class LatencyRuntime(ABC):
@@ -73,7 +80,7 @@ class LatencyRuntime(ABC):
     def measure(self, batches: Sequence[Batch], configs: Sequence[Config], repeats: int,
                 warmup: int = 1) -> np.ndarray:
         """Milliseconds per call, shape (repeats, len(configs), len(batches)); configurations
-        interleaved per batch so that they see the same machine state (bfexport.timing.time_interleaved)."""
+        interleaved per batch so that they see the same machine state (time_ms)."""
 
     def fresh(self) -> LatencyRuntime:
         """The same runtime in a new session (for re-measurement)."""
@@ -103,9 +110,7 @@ class OrtCpuRuntime(LatencyRuntime):
                    BUDGET_THRESHOLDS: np.asarray([c.thresholds], dtype=np.float32),
                    HEAD_CAPS: np.asarray([c.caps], dtype=np.int64)} for ids, mask in batches] for c in configs]
         run = self.session.run
-        seconds = time_interleaved(lambda c, m: run([LOGITS], feeds[c][m]), len(configs), len(batches),
-                                   repeats=repeats, warmup=warmup)
-        return 1e3 * seconds
+        return time_ms(lambda c, m: run([LOGITS], feeds[c][m]), configs, batches, repeats=repeats, warmup=warmup)
 
 
 # ---- measurement batches --------------------------------------------------------------------

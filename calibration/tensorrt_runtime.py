@@ -28,9 +28,8 @@ import torch
 from bfexport.errors import BfexportError
 from bfexport.exported import ExportedModel
 from bfexport.names import ATTENTION_MASK, BUDGET_THRESHOLDS, HEAD_CAPS, INPUT_IDS
-from bfexport.timing import time_interleaved
 from calibration.evaluate import Config
-from calibration.latency import Batch, LatencyRuntime
+from calibration.latency import Batch, LatencyRuntime, time_ms
 from calibration.torch_runtime import cuda_missing
 from converters.onnx import TrtPluginExport
 from converters.tensorrt import build_engine, import_tensorrt
@@ -90,9 +89,7 @@ class TensorRTRuntime(LatencyRuntime):
                 ctx.set_tensor_address(name, t.data_ptr())
             ctx.execute_async_v3(self.stream.cuda_stream)
 
-        seconds = time_interleaved(call, len(configs), len(batches), repeats=repeats, warmup=warmup,
-                                   sync=self.stream.synchronize)
-        return 1e3 * seconds
+        return time_ms(call, configs, batches, repeats=repeats, warmup=warmup, sync=self.stream.synchronize)
 
     def _load(self, batches: Sequence[Batch]) -> None:
         """Deserialize the engine, first building it with a profile that fits `batches` if there is none."""

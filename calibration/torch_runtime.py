@@ -25,9 +25,8 @@ import onnx
 import torch
 
 from bfexport.exported import ExportedModel
-from bfexport.timing import time_interleaved
 from calibration.evaluate import Config
-from calibration.latency import Batch, LatencyRuntime
+from calibration.latency import Batch, LatencyRuntime, time_ms
 from converters.onnx.rebuild import float_type, rebuild_model
 
 
@@ -73,9 +72,7 @@ class TorchRuntime(LatencyRuntime):
             self.model(*inputs[m], thresholds=budgets[c][0], caps=budgets[c][1])
 
         with torch.inference_mode(), _threads(self.threads):
-            seconds = time_interleaved(call, len(configs), len(batches), repeats=repeats, warmup=warmup,
-                                       sync=self.sync)
-        return 1e3 * seconds
+            return time_ms(call, configs, batches, repeats=repeats, warmup=warmup, sync=self.sync)
 
 
 class TorchCpuRuntime(TorchRuntime):

@@ -65,6 +65,15 @@ def _parity_feeds(config: BudgetFormerConfig) -> dict[str, np.ndarray]:
     return feeds
 
 
+def _model_info(bench: BenchModel, fusions: str, dense_variants: list[str]) -> dict[str, Any]:
+    """What a run records of one model: name, source, shape, fusions; dense variants, optimizer
+    ops and notes as the graphs are built."""
+    cfg = bench.model.config
+    return {"name": bench.name, "source": bench.source, "d_model": cfg.d_model, "n_heads": cfg.n_heads,
+            "n_layers": cfg.n_layers, "d_ff": cfg.d_ff, "max_length": cfg.max_length, "fusions": fusions,
+            "dense_variants": dense_variants, "optimizer": {}, "notes": []}
+
+
 def prepare_graphs(bench: BenchModel, ks: Sequence[int], fusions: str = "dense") -> tuple[list[Graph], dict[str, Any]]:
     """Every graph to time for one model, checked against its unfused twin; plus what was built.
 
@@ -74,10 +83,7 @@ def prepare_graphs(bench: BenchModel, ks: Sequence[int], fusions: str = "dense")
     if fusions not in FUSION_MODES:
         raise BfexportError(f"fusions must be one of {', '.join(FUSION_MODES)}, got {fusions!r}")
     model, cfg = bench.model, bench.model.config
-    info: dict[str, Any] = {"name": bench.name, "source": bench.source, "d_model": cfg.d_model,
-                            "n_heads": cfg.n_heads, "n_layers": cfg.n_layers, "d_ff": cfg.d_ff,
-                            "max_length": cfg.max_length, "fusions": fusions, "dense_variants": [],
-                            "optimizer": {}, "notes": []}
+    info = _model_info(bench, fusions, dense_variants=[])
     plain = export(model, DenseExport())
     candidates: list[tuple[str, type[ExportConfig], onnx.ModelProto, int | None]] = [
         ("dense", DenseExport, plain, None)]
@@ -127,10 +133,7 @@ def quick_graphs(bench: BenchModel) -> tuple[list[Graph], dict[str, Any]]:
     """The model as it serves (bench.exported as is, else its default export: adaptive, or dense
     for a dense-trained model) and, unless that is dense, a dense export of the same weights."""
     model, cfg, exported = bench.model, bench.model.config, bench.exported
-    info: dict[str, Any] = {"name": bench.name, "source": bench.source, "d_model": cfg.d_model,
-                            "n_heads": cfg.n_heads, "n_layers": cfg.n_layers, "d_ff": cfg.d_ff,
-                            "max_length": cfg.max_length, "fusions": "none", "dense_variants": ["dense"],
-                            "optimizer": {}, "notes": []}
+    info = _model_info(bench, "none", dense_variants=["dense"])
     rows: dict[str, np.ndarray] = {}
     if exported is not None:
         kind, payload = exported.kind, exported.proto.SerializeToString()

@@ -61,7 +61,7 @@ def to_markdown(result: BenchmarkResult, targets: list[TargetCheck] | None = Non
     if targets:
         lines += ["", "## Targets", "", "| target | threshold | worst | result |", "| --- | --- | --- | --- |"]
         for t in targets:
-            worst = _worst(t)
+            worst = _worst(t.threshold, t.measurements, cell=True)
             verdict = "not measured" if t.passed is None else ("pass" if t.passed else "**fail**")
             lines.append(f"| {t.name} | {t.threshold} | {worst} | {verdict} |")
     for cell in result.cells:
@@ -73,14 +73,15 @@ def to_markdown(result: BenchmarkResult, targets: list[TargetCheck] | None = Non
     return "\n".join(lines) + "\n"
 
 
-def _worst(t: TargetCheck) -> str:
-    if not t.measurements:
+def _worst(threshold: str, measurements: list[dict[str, Any]], *, cell: bool) -> str:
+    """The measurement furthest on the wrong side of a target (the lowest of a ">=" one, else the
+    highest), as text; with `cell`, the cell it was measured on too."""
+    if not measurements:
         return ""
-    if t.threshold.startswith(">="):
-        m = min(t.measurements, key=lambda m: m["value"])
-        return f"{m['value']:.3f} ({m['cell']})"
-    m = max(t.measurements, key=lambda m: m["value"])
-    return f"{m['value'] * 100:+.1f}% ({m['cell']})"
+    at_least = threshold.startswith(">=")
+    m = (min if at_least else max)(measurements, key=lambda m: m["value"])
+    text = f"{m['value']:.3f}" if at_least else f"{m['value'] * 100:+.1f}%"
+    return f"{text} ({m['cell']})" if cell else text
 
 
 # ---- rich tables, from BenchmarkResult.to_dict() ------------------------------------------
@@ -115,16 +116,10 @@ def print_targets(targets: list[dict[str, Any]], out: Console) -> None:
     for h in ("target", "threshold", "cells", "worst", "result"):
         table.add_column(h)
     for t in targets:
-        values = [m["value"] for m in t["measurements"]]
-        if not values:
-            worst = ""
-        elif t["threshold"].startswith(">="):
-            worst = f"{min(values):.3f}"
-        else:
-            worst = f"{max(values) * 100:+.1f}%"
         verdict = ("not measured" if t["passed"] is None else "[green]pass[/green]" if t["passed"]
                    else "[red]fail[/red]")
-        table.add_row(t["name"], t["threshold"], str(len(values)), worst, verdict)
+        table.add_row(t["name"], t["threshold"], str(len(t["measurements"])),
+                      _worst(t["threshold"], t["measurements"], cell=False), verdict)
     out.print(table)
 
 

@@ -47,7 +47,7 @@ from bfexport.benchmark.graphs import Graph, budget_feeds, cpu_session, prepare_
 from bfexport.benchmark.models import BenchModel, random_model, timing_copy
 from bfexport.benchmark.result import BenchmarkResult
 from bfexport.benchmark.rows import Cell, Row, compute_rows, ideal_batch, ideal_speedup
-from bfexport.benchmark.settings import MAX_BATCH_ACTIVATION, ModelShape, budgets, per_sample_caps
+from bfexport.benchmark.settings import FULL, MAX_BATCH_ACTIVATION, ModelShape, budgets, per_sample_caps
 from bfexport.cost import computed_heads
 from bfexport.errors import BfexportError
 from bfexport.flavors import AdaptiveExport, DenseExport, ExportConfig
@@ -138,9 +138,10 @@ def _check_heads(session: Any, feeds: dict[str, np.ndarray], expected: np.ndarra
                            f"{counts.tolist()} heads; the forced budget did not take")
 
 
-def run_benchmark(models: Sequence[BenchModel | ModelShape], *, seqs: Sequence[int] = (128, 512),
-                  threads: Sequence[int] = (1, 2), batch_sizes: Sequence[int] = (1, 8), repeats: int = 15,
-                  warmup: int = 3, min_time_s: float = 3.0, fusions: str = "dense", seed: int = 0,
+def run_benchmark(models: Sequence[BenchModel | ModelShape], *, seqs: Sequence[int] = FULL.seqs,
+                  threads: Sequence[int] = FULL.threads, batch_sizes: Sequence[int] = FULL.batch_sizes,
+                  repeats: int = 15, warmup: int = 3, min_time_s: float = FULL.min_time_s, fusions: str = "dense",
+                  seed: int = 0,
                   max_batch_activation: int | None = MAX_BATCH_ACTIVATION, full: bool = True,
                   progress: Progress | None = None, clock: Clock = time.perf_counter_ns) -> BenchmarkResult:
     """Time every flavor side by side on each model, and compare with the best dense graph

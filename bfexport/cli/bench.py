@@ -22,7 +22,7 @@ from bfexport.benchmark import (
     run_benchmark,
     warn_if_busy,
 )
-from bfexport.cli.args import THREADS, console, detail, emit, json_option, report_console
+from bfexport.cli.args import console, detail, emit, json_option, report_console, threads_option
 from bfexport.errors import BfexportError
 
 
@@ -32,8 +32,7 @@ from bfexport.errors import BfexportError
                                           "seq 128 and 512, 1 and 2 threads, batch 1 and 8 (minutes).")
 @click.option("--seq", "seqs", type=click.IntRange(min=1), multiple=True,
               help="Sequence length (repeatable) [default: the model's max_length; --full: 128, 512].")
-@click.option("--threads", "threads", type=THREADS, multiple=True,
-              help="ONNX Runtime intra-op threads (repeatable) [default: 1; --full: 1, 2].")
+@threads_option("ONNX Runtime intra-op threads (repeatable) [default: 1; --full: 1, 2].", multiple=True)
 @click.option("--batch", "batch_sizes", type=click.IntRange(min=1), multiple=True,
               help="Batch size (repeatable) [default: 1; --full: 1, 8]; with --full above 1 every sample gets "
                    "its own k.")
