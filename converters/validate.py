@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
+import onnx
 import tokenizers
 import torch
 
@@ -25,6 +26,7 @@ from bfexport.errors import BfexportError
 from bfexport.model import BudgetFormerForSequenceClassification
 from bfexport.names import LOGITS, SELECTED_HEADS
 from bfexport.runtime import OnnxClassifier
+from converters.onnx.rebuild import float_type
 
 TOLERANCE = {"fp32": 1e-4, "fp16": 2e-2}
 
@@ -111,7 +113,7 @@ def validate(model: BudgetFormerForSequenceClassification, classifier: OnnxClass
     cfg, exported = model.config, classifier.exported
     fixed = exported.fixed_heads
     ids, mask = data.encode(classifier.tokenizer, texts, cfg.max_length)
-    fp16 = any(init.data_type == 10 for init in exported.proto.graph.initializer)  # TensorProto.FLOAT16
+    fp16 = float_type(exported) == onnx.TensorProto.FLOAT16
     atol = TOLERANCE["fp16" if fp16 else "fp32"] if atol is None else float(atol)
     max_abs = max_rel = 0.0
     agree = pairs = same_label = samples = outside = non_finite = 0

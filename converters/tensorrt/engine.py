@@ -27,7 +27,7 @@ from typing import Any
 from bfexport.errors import BfexportError
 from bfexport.exported import load_exported
 from bfexport.files import atomic_file
-from bfexport.names import ATTENTION_MASK, BUDGET_THRESHOLDS, HEAD_CAPS, INPUT_IDS, PLUGIN_ID, PLUGIN_NAME
+from bfexport.names import ATTENTION_MASK, BUDGET_THRESHOLDS, HEAD_CAPS, INPUT_IDS, PLUGIN_ID
 from converters.tensorrt.loader import import_tensorrt
 from converters.tensorrt.plugin import register_plugin
 
@@ -113,7 +113,7 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, *, min_batch: i
     cfg = exported.config
     profile = Profile(min_batch, opt_batch, max_batch, min_seq, opt_seq, cfg.max_length if max_seq is None else max_seq)
     plugins = []
-    if any(n.op_type == PLUGIN_NAME for n in exported.proto.graph.node):
+    if exported.kind.custom_op:
         register_plugin()
         plugins.append(PLUGIN_ID)
 
