@@ -41,14 +41,6 @@ def fingerprint(exported: ExportedModel) -> str:
     return h.hexdigest()
 
 
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def plain(obj: Any) -> Any:
     """JSON-ready copy: numpy scalars and arrays become Python numbers and lists."""
     def default(o: Any) -> Any:

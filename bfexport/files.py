@@ -15,6 +15,7 @@ device, named pipe or socket, never an input of the same run or a path inside or
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -320,3 +321,12 @@ def _nodes(value: Any) -> Iterator[tuple[str, int, Any]]:
             stack.extend((f"{path}.{k}" if path else str(k), depth + 1, v) for k, v in reversed(node.items()))
         elif isinstance(node, list):
             stack.extend((f"{path}[{i}]", depth + 1, v) for i, v in reversed(list(enumerate(node))))
+
+
+def file_sha256(path: str | Path) -> str:
+    """The SHA-256 of a file, read in 1 MiB chunks (exported models can be large)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -22,9 +22,10 @@ import tokenizers
 
 from bfexport import data as bfdata
 from bfexport import summary
-from bfexport.calibration_result import CalibrationResult, file_sha256, fingerprint
+from bfexport.calibration_result import CalibrationResult, fingerprint
 from bfexport.errors import BfexportError
 from bfexport.exported import ExportedModel, load_exported
+from bfexport.files import file_sha256
 from bfexport.machine import machine
 from bfexport.names import ATTENTION_MASK, BUDGET_THRESHOLDS, HEAD_CAPS, INPUT_IDS, SELECTED_HEADS
 from bfexport.runtime import OnnxClassifier

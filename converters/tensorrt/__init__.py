@@ -10,11 +10,10 @@ from converters.tensorrt.engine import (
     Profile,
     build_engine,
     engine_metadata,
-    file_sha256,
     metadata_path,
     profile_shapes,
 )
 from converters.tensorrt.loader import INSTALL_HINT, MIN_TENSORRT, import_tensorrt
 
-__all__ = ["INSTALL_HINT", "MIN_TENSORRT", "Profile", "build_engine", "engine_metadata", "file_sha256",
-           "import_tensorrt", "metadata_path", "profile_shapes"]
+__all__ = ["INSTALL_HINT", "MIN_TENSORRT", "Profile", "build_engine", "engine_metadata", "import_tensorrt",
+           "metadata_path", "profile_shapes"]

@@ -18,7 +18,6 @@ missing-TensorRT error are tested.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -26,7 +25,7 @@ from typing import Any
 
 from bfexport.errors import BfexportError
 from bfexport.exported import load_exported
-from bfexport.files import atomic_file
+from bfexport.files import atomic_file, file_sha256
 from bfexport.names import ATTENTION_MASK, BUDGET_THRESHOLDS, HEAD_CAPS, INPUT_IDS, PLUGIN_ID
 from converters.tensorrt.loader import import_tensorrt
 from converters.tensorrt.plugin import register_plugin
@@ -62,14 +61,6 @@ def profile_shapes(profile: Profile, n_layers: int, *, max_length: int | None = 
     rows = ((1, n_layers), (1, n_layers), (p.max_batch, n_layers))
     shapes = {INPUT_IDS: tokens, ATTENTION_MASK: tokens, BUDGET_THRESHOLDS: rows, HEAD_CAPS: rows}
     return {name: shapes[name] for name in inputs if name in shapes}
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def engine_metadata(onnx_path: Path, profile: Profile, shapes: dict[str, Any], *, flavor: str | None,
