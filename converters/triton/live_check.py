@@ -110,7 +110,7 @@ def served_copy(repo: Path, models: list[dict[str, Any]], work: Path, stand_in: 
     """The models' directories copied under work/repo; with stand_in, each onnxruntime_onnx
     classifier becomes a python-backend model running its model.onnx (ort_model.py)."""
     copy = work / "repo"
-    copy.mkdir()
+    copy.mkdir(parents=True)
     for meta in models:
         for name in meta["models"].values():
             shutil.copytree(repo / name, copy / name, symlinks=False)
