@@ -57,6 +57,12 @@ def _buckets(ctx: click.Context, param: click.Parameter, value: str | None) -> t
 @click.option("--server", is_flag=True,
               help="With --check: also serve DIR on a real tritonserver (127.0.0.1, free ports) and compare texts and "
                    "ids, every budget kind and concurrent requests with OnnxClassifier, and bad requests (400).")
+@click.option("--serve", "serve_dir", type=click.Path(), default=None, metavar="DIR",
+              help="Serve the repository DIR on a real tritonserver on 127.0.0.1 until Ctrl-C (the server of "
+                   "--tritonserver / the serve extra; model.onnx through an ONNX Runtime python-backend stand-in "
+                   "when it has no onnxruntime backend; DIR itself is not changed).")
+@click.option("--http-port", type=click.IntRange(1, 65535), default=None,
+              help="For --serve: the HTTP port [default: a free one, printed].")
 @click.option("--tritonserver", type=click.Path(dir_okay=False), default=None, metavar="PATH",
               help="The tritonserver binary for --server [default: tritonserver on PATH, else the one of the serve "
                    "extra (nvidia-pytriton) of this Python or of --stub-python's].")
@@ -72,7 +78,8 @@ def _buckets(ctx: click.Context, param: click.Parameter, value: str | None) -> t
 @json_option
 def command(source: str | None, repo: str | None, name: str | None, backend: str, calibration: str | None,
             allow_unmet_target: bool, max_batch_size: int, instances: int, dynamic_batching: bool | None, force: bool,
-            pad_buckets: tuple[int, ...] | None, check_dir: str | None, server: bool, tritonserver: str | None,
+            pad_buckets: tuple[int, ...] | None, check_dir: str | None, server: bool, serve_dir: str | None,
+            http_port: int | None, tritonserver: str | None,
             stub_python: str | None, client_threads: int, requests: int, data_path: str | None, samples: int,
             as_json: bool) -> None:
     """Write a Triton Inference Server model repository for SOURCE (a checkpoint directory or an
@@ -93,9 +100,18 @@ def command(source: str | None, repo: str | None, name: str | None, backend: str
       bfexport deploy ckpt --repo models --name sections --calibration calibration.json
       bfexport deploy --check models
       bfexport deploy --check models --server --stub-python stub-env/bin/python
+      bfexport deploy --serve models --http-port 8000
     """
     from converters.triton import DeployOptions, deploy
 
+    if serve_dir is not None:
+        if source is not None or repo is not None or check_dir is not None:
+            raise BfexportError("--serve DIR serves an existing repository: give no SOURCE, --repo or --check")
+        from converters.triton.live_check import LiveOptions, serve
+
+        serve(serve_dir, LiveOptions(tritonserver=tritonserver, stub_python=stub_python),
+              lambda line: console.print(line, markup=False, highlight=False), http_port)
+        return
     if check_dir is not None:
         if source is not None or repo is not None:
             raise BfexportError("--check DIR checks an existing repository: give no SOURCE and no --repo")

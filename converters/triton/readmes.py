@@ -112,11 +112,18 @@ ensemble inputs arrived in 2022 (server core PR #51), so use a recent one. Check
 
 Without Docker, `pip install 'bfexport[serve]'` installs the `nvidia-pytriton` wheel, which
 bundles tritonserver 2.51 with the Python backend only: no ONNX Runtime backend, so the
-`onnxruntime_onnx` classifiers here do not load on it. On it, `bfexport deploy --check <this
-directory> --server` serves this repository's models (each model.onnx through a Python-backend
-model that runs ONNX Runtime, in a temporary copy) and compares every answer with bfexport's own.
-By hand, tritonserver needs `--backend-directory` (its default is /opt/tritonserver/backends)
-holding a python backend with the stub built for the Python the models import from:
+`onnxruntime_onnx` classifiers here do not load on it as they are. With it:
+
+```
+bfexport deploy --serve <this directory> --http-port 8000      # until Ctrl-C
+bfexport deploy --check <this directory> --server              # serve, compare with bfexport, stop
+```
+
+Both serve a temporary copy in which each model.onnx runs through a Python-backend model that
+runs ONNX Runtime (this directory is not changed); `--check --server` also compares every answer
+with bfexport's own. By hand, tritonserver needs `--backend-directory` (its default is
+/opt/tritonserver/backends) holding a python backend with the stub built for the Python the
+models import from; on the wheel's server, that serves the Python-backend models (the tokenizers):
 
 ```
 python3.11 -m venv serve && serve/bin/pip install 'nvidia-pytriton==0.7.0' tokenizers   # brings numpy < 2

@@ -13,6 +13,7 @@ then stops the server (SIGINT, then SIGKILL after a grace period) and ends the s
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -22,7 +23,9 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -153,6 +156,24 @@ def _children(pid: int) -> dict[int, list[str]]:
     return out
 
 
+@contextlib.contextmanager
+def terminate_as_interrupt() -> Iterator[None]:
+    """Within it, SIGTERM raises KeyboardInterrupt (in the main thread), so that a terminated
+    check stops its server as Ctrl-C does."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def running(pid: int) -> bool:
     """Whether process `pid` exists and is not a zombie (one that exited and waits to be reaped)."""
     try:
@@ -182,13 +203,14 @@ class TritonServer:
 
     @classmethod
     def start(cls, repo: str | Path, binary: ServerBinary, stub: StubPython, *, timeout: float = 60.0,
-              extra_args: list[str] | None = None) -> TritonServer:
+              http_port: int | None = None, extra_args: list[str] | None = None) -> TritonServer:
         """Start tritonserver on `repo` (explicit model-control mode, no model loaded) on free
-        loopback ports and wait until it is ready (at most `timeout` seconds)."""
+        loopback ports (HTTP on `http_port` when given) and wait until it is ready (at most
+        `timeout` seconds)."""
         work = Path(tempfile.mkdtemp(prefix="bfexport-triton-"))
         try:
             backends = _backends_for(binary, stub, work)
-            ports = [free_port() for _ in range(3)]
+            ports = [http_port or free_port(), free_port(), free_port()]
             env = dict(os.environ, PATH=f"{stub.executable.parent}{os.pathsep}{os.environ.get('PATH', '')}")
             libs = binary.path.resolve().parents[3] / "nvidia_pytriton.libs"
             if libs.is_dir():  # a copied backend loads libtritonserver's siblings by path, not by RPATH
