@@ -141,7 +141,7 @@ def _backends_for(binary: ServerBinary, stub: StubPython, work: Path) -> Path:
     return target.parent
 
 
-def _children(pid: int) -> dict[int, list[str]]:
+def child_processes(pid: int) -> dict[int, list[str]]:
     """The live processes whose parent is `pid`, with their command lines."""
     out: dict[int, list[str]] = {}
     for entry in Path("/proc").iterdir():
@@ -277,13 +277,13 @@ class TritonServer:
         except InferError as e:
             raise BfexportError(f"tritonserver could not load {model}: {e.message.strip()}") from None
         finally:
-            self.stubs.update(_children(self.pid))
+            self.stubs.update(child_processes(self.pid))
 
     def stop(self, grace: float = 15.0) -> None:
         """SIGINT the server, SIGKILL it after `grace` seconds; then SIGKILL any stub it left and
         remove the shared-memory regions those stubs named. Safe to call twice."""
         if self.process.poll() is None:
-            self.stubs.update(_children(self.pid))
+            self.stubs.update(child_processes(self.pid))
             os.kill(self.pid, signal.SIGINT)
             try:
                 self.process.wait(grace)
