@@ -177,7 +177,10 @@ def _print_check(report: dict[str, Any]) -> None:
         console.print(f"{'[green]ok[/green]' if live['ok'] else '[red]FAIL[/red]'} live server "
                       f"({escape(live['server'].get('binary', '?'))})")
         _print_findings(live)
-    console.print("[green]repository ok[/green]" if report["ok"] else "[red]repository check failed[/red]")
+    errors = [f"{m['name']}: {e}" for m in report["models"] for e in m["errors"]] + (live or {}).get("errors", [])
+    console.print("[green]repository ok[/green]" if report["ok"] else
+                  f"[red]repository check failed[/red]: {escape(errors[0]) if errors else '?'}"
+                  + (f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""), highlight=False)
 
 
 def _print_deploy(result: dict[str, Any]) -> None:

@@ -212,8 +212,9 @@ class TritonServer:
             backends = _backends_for(binary, stub, work)
             ports = [http_port or free_port(), free_port(), free_port()]
             env = dict(os.environ, PATH=f"{stub.executable.parent}{os.pathsep}{os.environ.get('PATH', '')}")
-            libs = binary.path.resolve().parents[3] / "nvidia_pytriton.libs"
-            if libs.is_dir():  # a copied backend loads libtritonserver's siblings by path, not by RPATH
+            parents = binary.path.resolve().parents  # the wheel: site-packages/pytriton/tritonserver/bin/
+            libs = parents[3] / "nvidia_pytriton.libs" if len(parents) > 3 else None
+            if libs is not None and libs.is_dir():  # a copied backend finds the wheel's libraries by path only
                 env["LD_LIBRARY_PATH"] = f"{libs}{os.pathsep}{env.get('LD_LIBRARY_PATH', '')}"
             args = [str(binary.path), f"--model-repository={Path(repo).resolve()}",
                     f"--backend-directory={backends}", f"--cache-directory={work / 'caches'}",
@@ -284,15 +285,16 @@ class TritonServer:
         remove the shared-memory regions those stubs named. Safe to call twice."""
         if self.process.poll() is None:
             self.stubs.update(child_processes(self.pid))
-            os.kill(self.pid, signal.SIGINT)
+            self.process.send_signal(signal.SIGINT)
             try:
                 self.process.wait(grace)
             except subprocess.TimeoutExpired:
-                os.kill(self.pid, signal.SIGKILL)
+                self.process.kill()
                 self.process.wait()
         for pid, cmdline in self.stubs.items():
             if _alive(pid, cmdline):
-                os.kill(pid, signal.SIGKILL)
+                with contextlib.suppress(ProcessLookupError):  # it may end between the look and the kill
+                    os.kill(pid, signal.SIGKILL)
         deadline = time.monotonic() + 5.0
         while any(_alive(p, c) for p, c in self.stubs.items()) and time.monotonic() < deadline:
             time.sleep(0.05)
