@@ -1,16 +1,17 @@
 """Does Triton's dynamic batcher merge single-text requests once the tokenizer pads to length
 buckets? Throughput, p50/p99 latency and the classifier's mean batch size at 1, 4 and 16
-concurrent clients, bucketed (the default: 16, 32, ..., max_length) vs exact-length padding, on a
-real tritonserver (loopback only, bounded request counts).
+concurrent clients, bucketed (--pad-buckets pow2: 16, 32, ..., max_length), fine buckets (8, 16,
+24, 32, 48, ...) and exact-length padding (the default on ONNX Runtime), on a real tritonserver
+(loopback only, bounded request counts).
 
-Both deploys go into one repository (NAME_bucketed, NAME_exact, max_batch_size 8, dynamic
-batching), served by one server; each point sends the same natural texts, one per request,
+The deploys go into one repository (sections_bucketed, sections_fine, sections_exact,
+max_batch_size 8, dynamic batching), served by one server; each point sends the same natural texts, one per request,
 through the text ensemble; the variants alternate within each round so that load on the machine
 hits both alike. Without an onnxruntime backend in the server (the nvidia-pytriton wheel), the
 classifier runs in ONNX Runtime through the python backend (the live check's stand-in), as
-results.json says.
+the results file says.
 
-    python benchmarks/triton_batching.py --stub-python .venv-serve/bin/python           # ~2 minutes
+    python benchmarks/triton_batching.py --stub-python .venv-serve/bin/python           # ~4 minutes
     python benchmarks/triton_batching.py --quick                                        # smoke run, writes nothing
 """
 
@@ -33,10 +34,11 @@ from bfexport import data
 from bfexport.timing import summarize
 from converters.triton import DeployOptions, deploy
 from converters.triton.live_check import LiveOptions, bfexport_models, find_live_server, served_copy
+from converters.triton.options import POWERS_OF_TWO
 from converters.triton.server import TritonServer
 
 ROOT = Path(__file__).resolve().parent.parent
-VARIANTS = {"bucketed": None, "exact": ()}  # DeployOptions.pad_buckets
+VARIANTS = {"bucketed": POWERS_OF_TWO, "fine": (8, 16, 24, 32, 48, 64, 96, 128, 192), "exact": ()}  # pad_buckets
 
 
 def point(server: TritonServer, model: str, ensemble: str, texts: list[str], clients: int,
@@ -76,30 +78,33 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=400, help="requests per point and round")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--clients", default="1,4,16")
+    parser.add_argument("--variants", default=",".join(VARIANTS), help="bucketed (--pad-buckets pow2: 16, 32, ...), "
+                        "fine (8, 16, 24, 32, 48, ... 192), exact (the default on ONNX Runtime)")
     parser.add_argument("--quick", action="store_true", help="60 requests, 1 round, nothing written")
     parser.add_argument("--out", default=str(ROOT / "benchmarks/results/triton_batching.json"))
     args = parser.parse_args()
     requests, rounds = (60, 1) if args.quick else (args.requests, args.rounds)
     clients = [int(c) for c in args.clients.split(",")]
+    variants = {name: VARIANTS[name] for name in args.variants.split(",")}
     texts = [e.text for e in data.read_examples(args.data, limit=1000)]
     found = find_live_server(LiveOptions(tritonserver=args.tritonserver, stub_python=args.stub_python))
     work = Path(tempfile.mkdtemp(prefix="bfexport-bench-triton-"))
     try:
         repo = work / "repo"
-        for variant, buckets in VARIANTS.items():
+        for variant, buckets in variants.items():
             deploy(args.checkpoint, repo, DeployOptions(name=f"sections_{variant}", pad_buckets=buckets))
         models = bfexport_models(repo)
         copy = served_copy(repo, models, work / "served", not found[0].has_onnxruntime)
-        results: dict[str, dict[str, list[dict[str, float]]]] = {v: {str(c): [] for c in clients} for v in VARIANTS}
+        results: dict[str, dict[str, list[dict[str, float]]]] = {v: {str(c): [] for c in clients} for v in variants}
         load_before = list(os.getloadavg())
         with TritonServer.start(copy, *found) as server:
             for meta in models:
                 server.load(*meta["models"].values())
-            for variant in VARIANTS:  # warm-up: every instance, every bucket
+            for variant in variants:  # warm-up: every instance, every bucket
                 point(server, f"sections_{variant}", f"sections_{variant}_text", texts, 4, 80)
             for round_ in range(rounds):
                 for c in clients:
-                    order = list(VARIANTS) if round_ % 2 == 0 else list(reversed(VARIANTS))
+                    order = list(variants) if round_ % 2 == 0 else list(reversed(variants))
                     for variant in order:
                         got = point(server, f"sections_{variant}", f"sections_{variant}_text", texts, c, requests)
                         results[variant][str(c)].append(got)
@@ -113,7 +118,7 @@ def main() -> None:
              "| --- | --- | --- | --- | --- | --- |"]
     combined: dict[str, dict[str, dict[str, float]]] = {}
     for c in clients:
-        for variant in VARIANTS:
+        for variant in variants:
             runs = results[variant][str(c)]
             total = sum(r["requests"] for r in runs)
             merged = {"requests_per_s": total / sum(r["wall_s"] for r in runs),
@@ -130,6 +135,7 @@ def main() -> None:
            "server": str(found[0].path), "onnxruntime_backend": found[0].has_onnxruntime,
            "classifier_served_by": "onnxruntime backend" if found[0].has_onnxruntime else
            "python backend running ONNX Runtime (converters/triton/ort_model.py)",
+           "pad_buckets": {v: [b for b in buckets if b < 256] for v, buckets in variants.items()},
            "requests_per_point_and_round": requests, "rounds": rounds, "texts": f"{args.data} (first 1000)",
            "combined": combined, "runs": results, "cpu_count": os.cpu_count(),
            "platform": platform.platform(), "loadavg_before": load_before, "loadavg_after": load_after,

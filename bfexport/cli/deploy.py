@@ -12,11 +12,15 @@ from bfexport.errors import BfexportError
 
 
 def _buckets(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[int, ...] | None:
-    """--pad-buckets: "auto" (None: powers of two), "exact" (()), or comma-separated lengths."""
+    """--pad-buckets: "auto" (None: by backend), "pow2", "exact" (()), or comma-separated lengths."""
+    from converters.triton.options import POWERS_OF_TWO
+
     if value is None or value == "auto":
         return None
     if value == "exact":
         return ()
+    if value == "pow2":
+        return POWERS_OF_TWO
     try:
         return tuple(int(v) for v in value.split(","))
     except ValueError:
@@ -48,12 +52,14 @@ def _buckets(ctx: click.Context, param: click.Parameter, value: str | None) -> t
               help="Replace model directories of the same names that bfexport deploy wrote (a directory it did not "
                    "write, or one holding SOURCE, is never replaced).")
 @click.option("--pad-buckets", "pad_buckets", default="auto", show_default=True, callback=_buckets,
-              metavar="auto|exact|N,N,...",
+              metavar="auto|exact|pow2|N,N,...",
               help="Lengths the tokenizer pads each request to (the smallest that holds its longest text), so that "
-                   "the dynamic batcher can merge requests of different lengths; auto: 16, 32, 64, ... up to "
-                   "max_length; exact: each request's longest text (merges only equal lengths).")
+                   "the dynamic batcher can merge requests of different lengths (it merges only equal shapes). "
+                   "exact: each request's longest text; pow2: 16, 32, 64, ... up to max_length; auto: exact for "
+                   "onnxruntime (CPU; buckets measured slower there), pow2 for tensorrt.")
 @click.option("--check", "check_dir", type=click.Path(), default=None, metavar="DIR",
-              help="Only check the repository DIR offline (schema, ONNX Runtime run, tokenizer model); no SOURCE.")
+              help="Only check the repository DIR offline (schema, ONNX Runtime run, tokenizer model); no SOURCE. "
+                   "With --server, also on a real Triton server.")
 @click.option("--server", is_flag=True,
               help="With --check: also serve DIR on a real tritonserver (127.0.0.1, free ports) and compare texts and "
                    "ids, every budget kind and concurrent requests with OnnxClassifier, and bad requests (400).")
@@ -64,17 +70,18 @@ def _buckets(ctx: click.Context, param: click.Parameter, value: str | None) -> t
 @click.option("--http-port", type=click.IntRange(1, 65535), default=None,
               help="For --serve: the HTTP port [default: a free one, printed].")
 @click.option("--tritonserver", type=click.Path(dir_okay=False), default=None, metavar="PATH",
-              help="The tritonserver binary for --server [default: tritonserver on PATH, else the one of the serve "
-                   "extra (nvidia-pytriton) of this Python or of --stub-python's].")
+              help="The tritonserver binary for --server / --serve [default: tritonserver on PATH, else the one "
+                   "of the serve extra (nvidia-pytriton) of this Python or of --stub-python's].")
 @click.option("--stub-python", type=click.Path(dir_okay=False), default=None, envvar="BFEXPORT_STUB_PYTHON",
               metavar="PATH", show_envvar=True,
-              help="For --server: the python of the environment Triton's python-backend stub runs in (its bin/ goes "
-                   "first on the server's PATH): numpy < 2, tokenizers, onnxruntime [default: this Python].")
+              help="For --server / --serve: the python of the environment Triton's python-backend stub runs in "
+                   "(its bin/ goes first on the server's PATH): numpy < 2, tokenizers, onnxruntime [default: this "
+                   "Python].")
 @click.option("--threads", "client_threads", type=click.IntRange(1, 256), default=8, show_default=True,
               help="For --server: concurrent client threads.")
 @click.option("--requests", type=click.IntRange(1, 10_000), default=200, show_default=True,
               help="For --server: requests per client thread.")
-@data_options("whose texts --server sends (default: built-in sample texts).", samples=200)
+@data_options("--server sends its texts (default: built-in sample texts).", samples=200)
 @json_option
 def command(source: str | None, repo: str | None, name: str | None, backend: str, calibration: str | None,
             allow_unmet_target: bool, max_batch_size: int, instances: int, dynamic_batching: bool | None, force: bool,
@@ -83,7 +90,8 @@ def command(source: str | None, repo: str | None, name: str | None, backend: str
             stub_python: str | None, client_threads: int, requests: int, data_path: str | None, samples: int,
             as_json: bool) -> None:
     """Write a Triton Inference Server model repository for SOURCE (a checkpoint directory or an
-    exported .onnx), or check one with --check DIR.
+    exported .onnx), check one with --check DIR (and --server: on a real Triton server), or serve
+    one with --serve DIR.
 
     \b
     DIR/NAME/            the classifier (ids in; logits, head_counts out)

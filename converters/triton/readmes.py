@@ -68,7 +68,11 @@ def _padding(buckets: list[int]) -> list[str]:
         return ["Each request is padded to its own longest text (`--pad-buckets exact`). Triton's dynamic "
                 "batcher merges only requests whose inputs have the same shape, so single-text requests of "
                 "different lengths run one by one on the classifier; send several texts per request to batch "
-                "them, or redeploy with length buckets (the default).", ""]
+                "them. Length buckets (`bfexport deploy --pad-buckets pow2` or `--pad-buckets 32,64,128`) let "
+                "requests of similar length merge, at the cost of computing the padding: on CPU instances "
+                "that measured slower than exact lengths (bfexport's benchmarks/triton_batching.py: the classifier's "
+                "mean batch rose from 1.0 to 1.5 at 16 concurrent clients, throughput fell), so exact is the "
+                "default there; measure on your traffic and hardware.", ""]
     return [f"Each request is padded to the smallest of the lengths {', '.join(map(str, buckets))} that holds its "
             "longest text (`bfexport deploy --pad-buckets`). Triton's dynamic batcher merges only requests whose "
             "inputs have the same shape: padded to their exact length, single-text requests almost never merge; "
