@@ -99,21 +99,29 @@ def check_stub_python(executable: str | Path | None = None) -> StubPython:
     python = Path(executable) if executable is not None else Path(sys.executable)
     if not python.is_file() or not os.access(python, os.X_OK):
         raise BfexportError(f"--stub-python {python}: not an executable file")
+    return _probe_stub(python, "--stub-python" if executable is not None else "this Python (no --stub-python)")
+
+
+def _probe_stub(python: Path, label: str) -> StubPython:
     python3 = python.parent / "python3"
     if not python3.is_file():
-        raise BfexportError(f"--stub-python {python}: no python3 beside it (the stub runs the first python3 on "
+        raise BfexportError(f"{label} {python}: no python3 beside it (the stub runs the first python3 on "
                             "PATH; give a virtualenv's bin/python)")
     try:
         probe = subprocess.run([str(python3), "-c", _STUB_PROBE], capture_output=True, text=True, timeout=120)
     except (OSError, subprocess.TimeoutExpired) as e:
-        raise BfexportError(f"--stub-python {python3}: could not run it ({e})") from None
+        raise BfexportError(f"{label} {python3}: could not run it ({e})") from None
     if probe.returncode != 0:
         last = (probe.stderr.strip().splitlines() or ["?"])[-1]
-        raise BfexportError(f"--stub-python {python3}: needs {', '.join(STUB_PACKAGES)} ({last}); e.g. python3.11 "
+        raise BfexportError(f"{label} {python3}: needs {', '.join(STUB_PACKAGES)} ({last}); e.g. python3.11 "
                             "-m venv stub && stub/bin/pip install 'numpy<2' tokenizers onnxruntime")
-    info = json.loads(probe.stdout)
-    if int(info["numpy"].split(".")[0]) >= 2:
-        raise BfexportError(f"--stub-python {python3}: has numpy {info['numpy']}; this Triton build's python "
+    try:
+        info = json.loads(probe.stdout.strip().splitlines()[-1])
+        major = int(str(info["numpy"]).split(".")[0])
+    except (ValueError, IndexError, KeyError, TypeError, AttributeError):
+        raise BfexportError(f"{label} {python3}: not a Python that answers the environment probe") from None
+    if major >= 2:
+        raise BfexportError(f"{label} {python3}: has numpy {info['numpy']}; this Triton build's python "
                             "backend needs numpy < 2 (give a virtualenv with 'numpy<2' tokenizers onnxruntime)")
     return StubPython(python3, info["version"], info["numpy"])
 
