@@ -14,11 +14,18 @@ from bfexport.names import BUDGET_INPUTS
 from converters.triton.build import tokenizer_model_py
 from converters.triton.layout import MODEL_FILES, ROW_OUTPUTS, TOKENIZER_JSON, TOKENIZER_MODEL_FILE
 from converters.triton.model_dir import ModelCheck, ModelDir, dims_match, labels_file, onnx_defaults, session
-from converters.triton.offline_backend import load_tokenizer_model, run_tokenizer_model, text_request
+from converters.triton.offline_backend import INVALID_ARG, load_tokenizer_model, run_tokenizer_model, text_request
+from converters.triton.options import padded_width
 from converters.triton.schema import NUMPY_TYPES, dtype_name, full_dims, string_parameters
 
 CHECK_TEXTS = ["A Library for PARSING json documents", "Gäme about spâce ships, and lasers!", "", "x",
                " ".join(["documentation for the network tools"] * 40)]
+
+
+def padded(encoded: tuple[np.ndarray, np.ndarray], buckets: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """encode()'s ids and mask right-padded with 0 to the tokenizer's length bucket."""
+    extra = padded_width(encoded[0].shape[1], buckets) - encoded[0].shape[1]
+    return np.pad(encoded[0], ((0, 0), (0, extra))), np.pad(encoded[1], ((0, 0), (0, extra)))
 
 
 def model_py_is_ours(version_dir: Path) -> bool:
@@ -64,6 +71,7 @@ def check_tokenizer(model: ModelDir, check: ModelCheck, tokenizers: dict[Path, t
     max_length = int(params["max_length"])
     outputs = model.ios("output")
     has_budgets = "default_budget_thresholds" in params
+    buckets = [int(b) for b in json.loads(params.get("pad_buckets", "[]"))]
     half = len(CHECK_TEXTS) // 2
     requests = [{"text": text_request(CHECK_TEXTS[:half], model.mbs)},
                 {"text": text_request(CHECK_TEXTS[half:], model.mbs)}]
@@ -77,10 +85,11 @@ def check_tokenizer(model: ModelDir, check: ModelCheck, tokenizers: dict[Path, t
             check.errors.append(f"tokenizer returned an error: {response.error().message()}")
             continue
         got = {t.name(): t.as_numpy() for t in response.output_tensors()}
-        ids, mask = data.encode(tokenizer, texts, max_length)
+        ids, mask = padded(data.encode(tokenizer, texts, max_length), buckets)
         got_ids, got_mask = got.get("input_ids"), got.get("attention_mask")
         if got_ids is None or got_mask is None or not (np.array_equal(got_ids, ids) and np.array_equal(got_mask, mask)):
-            check.errors.append("tokenizer ids / mask differ from bfexport.data.encode")
+            check.errors.append("tokenizer ids / mask differ from bfexport.data.encode's padded to the request's "
+                                f"length bucket (pad_buckets {buckets})")
         for name, value in got.items():
             io = outputs.get(name)
             if io is None:
@@ -102,8 +111,8 @@ def check_tokenizer(model: ModelDir, check: ModelCheck, tokenizers: dict[Path, t
     if has_budgets:
         bad = run_tokenizer_model(instance, [{"text": text_request(["x"], model.mbs),
                                            "budget_thresholds": np.full((1, thresholds.size), 2.0, np.float32)}])
-        if bad[0].has_error():
-            check.passed.append("an out-of-range budget gets an error response")
+        if bad[0].has_error() and bad[0].error().code() == INVALID_ARG:
+            check.passed.append("an out-of-range budget gets an INVALID_ARG error response (HTTP 400)")
         else:
             check.errors.append("an out-of-range budget_thresholds was accepted")
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from bfexport.names import BUDGET_INPUTS
 from converters.triton.layout import LABELS_FILE, OUTPUTS, PLATFORMS, ROW_OUTPUTS
-from converters.triton.options import DeployOptions
+from converters.triton.options import DeployOptions, pad_buckets
 from converters.triton.schema import ModelConfig, schema
 from converters.triton.source import Prepared
 
@@ -83,7 +83,7 @@ def tokenizer_config(name: str, prepared: Prepared, options: DeployOptions) -> M
     mbs = options.max_batch_size
     inputs, outputs = [_text(mbs)], _ids("output", mbs)
     params: dict[str, Any] = {"bfexport_role": "tokenizer", "max_length": str(cfg.max_length), "unk_token": "[UNK]",
-                              "n_heads": str(cfg.n_heads)}
+                              "n_heads": str(cfg.n_heads), "pad_buckets": pad_buckets(options, cfg.max_length)}
     if prepared.budget_inputs != "none":
         inputs += _budgets("input", BUDGET_INPUTS, cfg.n_layers, mbs, optional=True)
         outputs += _budgets("output", (ROW_OUTPUTS["budget_thresholds"], ROW_OUTPUTS["head_caps"]), cfg.n_layers, mbs)

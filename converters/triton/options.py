@@ -22,6 +22,7 @@ class DeployOptions:
     dynamic_batching: bool | None = None
     force: bool = False
     allow_unmet_target: bool = False  # apply a calibration whose target was not met (see load_calibration)
+    pad_buckets: tuple[int, ...] | None = None  # tokenizer padding lengths; None: powers of two (pad_buckets())
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
@@ -35,12 +36,36 @@ class DeployOptions:
         if self.dynamic_batching and self.max_batch_size == 0:
             raise BfexportError("--dynamic-batching needs --max-batch-size >= 1 (Triton batches only models "
                                 "that declare a batch dimension)")
+        if self.pad_buckets is not None and (
+                not isinstance(self.pad_buckets, tuple)
+                or not all(isinstance(b, int) and not isinstance(b, bool) and b >= 1 for b in self.pad_buckets)):
+            raise BfexportError(f"--pad-buckets must be positive integers, got {self.pad_buckets!r}")
         if self.backend == "tensorrt" and self.max_batch_size == 0:
             raise BfexportError("--backend tensorrt needs --max-batch-size >= 1 (it sets the engine's batch profile)")
 
     @property
     def batching(self) -> bool:
         return self.max_batch_size > 0 if self.dynamic_batching is None else self.dynamic_batching
+
+
+def pad_buckets(options: DeployOptions, max_length: int) -> list[int]:
+    """The tokenizer's padding lengths: the given ones up to max_length (and max_length itself),
+    or by default 16, 32, 64, ... up to max_length; [] means exact length (options.pad_buckets ())."""
+    if options.pad_buckets is None:
+        given, length = [], 16
+        while length < max_length:
+            given.append(length)
+            length *= 2
+    elif not options.pad_buckets:
+        return []
+    else:
+        given = [b for b in options.pad_buckets if b < max_length]
+    return sorted(set(given)) + [max_length]
+
+
+def padded_width(longest: int, buckets: list[int]) -> int:
+    """The width the tokenizer pads a request to: the smallest bucket holding its longest row."""
+    return next((bucket for bucket in buckets if bucket >= longest), longest)
 
 
 def check_name(name: str) -> str:
@@ -50,7 +75,17 @@ def check_name(name: str) -> str:
     return name
 
 
+GENERIC_NAMES = {"checkpoint", "checkpoints", "ckpt", "model", "models", "best", "last", "final", "output",
+                 "outputs", "out", "export", "exported", "onnx", "tmp"}
+
+
 def default_name(source: Path) -> str:
-    stem = source.stem if source.is_file() else source.resolve().name
-    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", stem).strip("._-")[:80]
-    return name if name and NAME_PATTERN.fullmatch(name) else "budgetformer"
+    """The source's name (a checkpoint directory's, an .onnx file's stem), or its parent directory's
+    when that name says nothing (checkpoint, model, out, ...): examples/debian-sections/checkpoint
+    deploys as debian-sections; "budgetformer" when neither says anything."""
+    path = source.resolve()
+    for part in (path.stem if source.is_file() else path.name, path.parent.name):
+        name = re.sub(r"[^A-Za-z0-9_.-]+", "_", part).strip("._-")[:80]
+        if name and name.lower() not in GENERIC_NAMES and NAME_PATTERN.fullmatch(name):
+            return name
+    return "budgetformer"

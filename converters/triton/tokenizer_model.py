@@ -2,10 +2,14 @@
 
 text (TYPE_STRING) -> input_ids, attention_mask (int64), with bfexport.data.encode's rules: the
 WordPiece tokenizer in tokenizer.json beside this file, no special tokens, truncation to
-max_length, right padding with 0 to the longest text of each request, and an empty text as a
-single [UNK]. Optional budget_thresholds / head_caps inputs (one row per text, or one row for the
-request) come out as row_thresholds / row_caps with one row per text; absent, the calibrated
-defaults from the config's parameters are used. Needs `pip install tokenizers` where Triton runs.
+max_length, and an empty text as a single [UNK]. Each request is right-padded with 0 to the
+smallest length bucket (config parameter pad_buckets, a JSON list; [] pads to the longest text)
+that holds its longest text, so that Triton's dynamic batcher, which merges only same-shape
+requests, can batch requests of different lengths. Optional budget_thresholds / head_caps inputs
+(one row per text; one row for the whole request too when max_batch_size is 0) come out as
+row_thresholds / row_caps with one row per text; absent, the calibrated defaults from the
+config's parameters are used. A bad request gets INVALID_ARG (HTTP 400) and one message. Needs
+`tokenizers` and numpy in the Python environment of Triton's python-backend stub.
 """
 
 import json
@@ -30,6 +34,8 @@ class TritonPythonModel:
         self.tokenizer.no_truncation()
         self.max_length = int(params["max_length"])
         self.n_heads = int(params["n_heads"])
+        self.buckets = sorted(json.loads(params.get("pad_buckets", "[]")))
+        self.one_row_per_request = int(config.get("max_batch_size", 0)) == 0  # else Triton wants one row per text
         self.unk_id = self.tokenizer.token_to_id(params.get("unk_token", "[UNK]"))
         if self.unk_id is None:
             raise ValueError("tokenizer.json has no " + params.get("unk_token", "[UNK]") + " token")
@@ -52,10 +58,13 @@ class TritonPythonModel:
         responses = []
         for request, (start, count) in zip(requests, spans, strict=True):
             try:
+                if count == 0:
+                    raise ValueError("text: the request holds no text")
                 tensors = self._outputs(request, rows[start:start + count])
                 responses.append(pb_utils.InferenceResponse(output_tensors=tensors))
             except ValueError as error:
-                responses.append(pb_utils.InferenceResponse(output_tensors=[], error=pb_utils.TritonError(str(error))))
+                invalid = pb_utils.TritonError(str(error), pb_utils.TritonError.INVALID_ARG)
+                responses.append(pb_utils.InferenceResponse(output_tensors=[], error=invalid))
         return responses
 
     def _token_ids(self, texts):
@@ -79,7 +88,8 @@ class TritonPythonModel:
         return rows
 
     def _outputs(self, request, rows):
-        width = max((len(row) for row in rows), default=0)
+        longest = max(len(row) for row in rows)
+        width = next((bucket for bucket in self.buckets if bucket >= longest), longest)
         ids = np.zeros((len(rows), width), dtype=np.int64)
         mask = np.zeros((len(rows), width), dtype=np.int64)
         for i, row in enumerate(rows):
@@ -94,10 +104,14 @@ class TritonPythonModel:
     def _rows(self, request, name, dtype, count):
         default = self.defaults[name]
         given = pb_utils.get_input_tensor_by_name(request, name)
-        values = default if given is None else np.asarray(given.as_numpy())
-        if values.ndim != 2 or values.shape[1] != default.shape[1] or values.shape[0] not in (1, count):
-            raise ValueError(name + ": expected " + str(default.shape[1]) + " values per text (one row per text), "
-                             "got shape " + str(list(values.shape)))
+        if given is None:
+            return np.repeat(default, count, axis=0)
+        values = np.asarray(given.as_numpy())
+        rows, layers = ((1, count) if self.one_row_per_request else (count,)), default.shape[1]
+        if values.ndim != 2 or values.shape[1] != layers or values.shape[0] not in rows:
+            per = "one row per text" + (" or one for the request" if self.one_row_per_request else "")
+            raise ValueError(name + ": expected shape [" + str(count) + ", " + str(layers) + "] (" + per
+                             + " of " + str(layers) + " values), got " + str(list(values.shape)))
         if name == "budget_thresholds" and not np.all((values > 0) & (values <= 1)):
             raise ValueError("budget_thresholds must lie in (0, 1]")
         if name == "head_caps" and not np.all((values >= 1) & (values <= self.n_heads)):

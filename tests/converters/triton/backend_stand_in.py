@@ -22,8 +22,17 @@ class Tensor:
 
 
 class TritonError(Exception):
+    UNKNOWN, INTERNAL, NOT_FOUND, INVALID_ARG, UNAVAILABLE, UNSUPPORTED, ALREADY_EXISTS = range(7)
+
+    def __init__(self, message: str, code: int = 1) -> None:  # Triton's default code: INTERNAL (HTTP 500)
+        super().__init__(message)
+        self._code = code
+
     def message(self) -> str:
         return str(self.args[0])
+
+    def code(self) -> int:
+        return self._code
 
 
 class InferenceResponse:

@@ -37,11 +37,11 @@ def snapshot(root: Path) -> dict[str, str]:
 
 def test_deploy_never_replaces_its_source(checkpoint: Path, tmp_path: Path, no_prepare: None,
                                           capsys: pytest.CaptureFixture[str]) -> None:
-    """The default name is the checkpoint's directory name: --repo PARENT would put NAME on it."""
+    """A model named as its checkpoint directory, in --repo PARENT, would sit on the checkpoint."""
     before = snapshot(tmp_path)
     for force in ([], ["--force"]):
         capsys.readouterr()
-        assert run(["deploy", str(checkpoint), "--repo", str(tmp_path), *force]) == 2
+        assert run(["deploy", str(checkpoint), "--repo", str(tmp_path), "--name", checkpoint.name, *force]) == 2
         err = capsys.readouterr().err
         assert f"{checkpoint}: is the input SOURCE {checkpoint}" in err and "use --force" not in err
     assert snapshot(tmp_path) == before
