@@ -25,6 +25,12 @@ from bfexport.errors import BfexportError
 @click.option("--allow-unmet-target", is_flag=True,
               help="Deploy a --calibration whose target was not met (refused otherwise, as calibrate refuses "
                    "--write-model then); the output notes it.")
+@click.option("--ladder", type=click.Path(dir_okay=False), default=None, metavar="FILE",
+              help="ladder.json from `bfexport calibrate --ladder-*`: also write NAME_slo, a budget controller that "
+                   "serves text at the ladder rung holding --slo-p99-ms.")
+@click.option("--slo-p99-ms", type=float, default=None, metavar="MS",
+              help="The p99 latency NAME_slo holds, stepping down the ladder under load and back up after (with "
+                   "--ladder).")
 @click.option("--max-batch-size", type=click.IntRange(min=0), default=8, show_default=True,
               help="Triton max_batch_size. With 0 (no batching) the ids-in model's budget inputs are optional; "
                    "otherwise required there (optional on NAME_text either way).")
@@ -40,7 +46,7 @@ from bfexport.errors import BfexportError
 @json_option
 def command(source: str | None, repo: str | None, name: str | None, backend: str, calibration: str | None,
             allow_unmet_target: bool, max_batch_size: int, instances: int, dynamic_batching: bool | None, force: bool,
-            check_dir: str | None, as_json: bool) -> None:
+            check_dir: str | None, as_json: bool, ladder: str | None, slo_p99_ms: float | None) -> None:
     """Write a Triton Inference Server model repository for SOURCE (a checkpoint directory or an
     exported .onnx), or check one with --check DIR.
 
@@ -74,7 +80,8 @@ def command(source: str | None, repo: str | None, name: str | None, backend: str
         raise BfexportError("give SOURCE (checkpoint directory or .onnx) and --repo DIR, or --check DIR")
     options = DeployOptions(name=name, backend=backend, calibration=calibration,
                             allow_unmet_target=allow_unmet_target, max_batch_size=max_batch_size,
-                            instances=instances, dynamic_batching=dynamic_batching, force=force)
+                            instances=instances, dynamic_batching=dynamic_batching, force=force, ladder=ladder,
+                            slo_p99_ms=slo_p99_ms)
     with console.status(f"writing the Triton repository ({backend})"):
         result = deploy(source, repo, options)
     emit(result.to_dict(), as_json, _print_deploy)

@@ -22,7 +22,7 @@ import numpy as np
 import triton_python_backend_utils as pb_utils
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from budget_controller import BatchClock, BudgetController, ControllerSettings  # noqa: E402
+from budget_controller import BatchClock, BudgetController, ControllerSettings  # type: ignore[import-not-found]  # noqa: E402,E501
 
 BUDGETS = ("budget_thresholds", "head_caps")
 TOKENIZER_OUTPUTS = ("input_ids", "attention_mask", "row_thresholds", "row_caps")
@@ -55,7 +55,8 @@ class TritonPythonModel:
             own = [pb_utils.get_input_tensor_by_name(request, name) for name in BUDGETS]
             if any(t is not None for t in own):
                 text = pb_utils.get_input_tensor_by_name(request, "text").as_numpy()
-                budgets = [pb_utils.Tensor(name, t.as_numpy()) for name, t in zip(BUDGETS, own) if t is not None]
+                budgets = [pb_utils.Tensor(name, t.as_numpy())
+                           for name, t in zip(BUDGETS, own, strict=True) if t is not None]
                 responses[i] = self._respond(self._serve(text, budgets), -1)
                 self.controller.record_own_budget()
             else:
@@ -79,12 +80,12 @@ class TritonPythonModel:
         result = self._serve(np.concatenate(texts), self._rows(rung, sum(len(t) for t in texts)))
         if isinstance(result, dict):
             start = 0
-            for i, text in zip(indices, texts):
+            for i, text in zip(indices, texts, strict=True):
                 part = {name: value[start:start + len(text)] for name, value in result.items()}
                 responses[i] = self._respond(part, rung)
                 start += len(text)
             return
-        for i, text in zip(indices, texts):
+        for i, text in zip(indices, texts, strict=True):
             responses[i] = self._respond(self._serve(text, self._rows(rung, len(text))), rung)
 
     def _rows(self, rung, count):
