@@ -7,8 +7,20 @@ from typing import Any
 import click
 from rich.markup import escape
 
-from bfexport.cli.args import EXIT_FAILED_CHECK, console, emit, json_option
+from bfexport.cli.args import EXIT_FAILED_CHECK, console, data_options, emit, json_option
 from bfexport.errors import BfexportError
+
+
+def _buckets(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[int, ...] | None:
+    """--pad-buckets: "auto" (None: powers of two), "exact" (()), or comma-separated lengths."""
+    if value is None or value == "auto":
+        return None
+    if value == "exact":
+        return ()
+    try:
+        return tuple(int(v) for v in value.split(","))
+    except ValueError:
+        raise click.BadParameter(f"{value!r}: give auto, exact or lengths such as 16,32,64,128") from None
 
 
 @click.command("deploy")
@@ -41,12 +53,34 @@ from bfexport.errors import BfexportError
 @click.option("--force", is_flag=True,
               help="Replace model directories of the same names that bfexport deploy wrote (a directory it did not "
                    "write, or one holding SOURCE, is never replaced).")
+@click.option("--pad-buckets", "pad_buckets", default="auto", show_default=True, callback=_buckets,
+              metavar="auto|exact|N,N,...",
+              help="Lengths the tokenizer pads each request to (the smallest that holds its longest text), so that "
+                   "the dynamic batcher can merge requests of different lengths; auto: 16, 32, 64, ... up to "
+                   "max_length; exact: each request's longest text (merges only equal lengths).")
 @click.option("--check", "check_dir", type=click.Path(), default=None, metavar="DIR",
               help="Only check the repository DIR offline (schema, ONNX Runtime run, tokenizer model); no SOURCE.")
+@click.option("--server", is_flag=True,
+              help="With --check: also serve DIR on a real tritonserver (127.0.0.1, free ports) and compare texts and "
+                   "ids, every budget kind and concurrent requests with OnnxClassifier, and bad requests (400).")
+@click.option("--tritonserver", type=click.Path(dir_okay=False), default=None, metavar="PATH",
+              help="The tritonserver binary for --server [default: tritonserver on PATH, else the one of the serve "
+                   "extra (nvidia-pytriton) of this Python or of --stub-python's].")
+@click.option("--stub-python", type=click.Path(dir_okay=False), default=None, envvar="BFEXPORT_STUB_PYTHON",
+              metavar="PATH", show_envvar=True,
+              help="For --server: the python of the environment Triton's python-backend stub runs in (its bin/ goes "
+                   "first on the server's PATH): numpy < 2, tokenizers, onnxruntime [default: this Python].")
+@click.option("--threads", "client_threads", type=click.IntRange(1, 256), default=8, show_default=True,
+              help="For --server: concurrent client threads.")
+@click.option("--requests", type=click.IntRange(1, 10_000), default=200, show_default=True,
+              help="For --server: requests per client thread.")
+@data_options("whose texts --server sends (default: built-in sample texts).", samples=200)
 @json_option
 def command(source: str | None, repo: str | None, name: str | None, backend: str, calibration: str | None,
             allow_unmet_target: bool, max_batch_size: int, instances: int, dynamic_batching: bool | None, force: bool,
-            check_dir: str | None, as_json: bool, ladder: str | None, slo_p99_ms: float | None) -> None:
+            pad_buckets: tuple[int, ...] | None, check_dir: str | None, server: bool, tritonserver: str | None,
+            stub_python: str | None, client_threads: int, requests: int, data_path: str | None, samples: int,
+            as_json: bool, ladder: str | None, slo_p99_ms: float | None) -> None:
     """Write a Triton Inference Server model repository for SOURCE (a checkpoint directory or an
     exported .onnx), or check one with --check DIR.
 
@@ -64,39 +98,75 @@ def command(source: str | None, repo: str | None, name: str | None, backend: str
     Examples:
       bfexport deploy ckpt --repo models --name sections --calibration calibration.json
       bfexport deploy --check models
+      bfexport deploy --check models --server --stub-python stub-env/bin/python
     """
-    from converters.triton import DeployOptions, check_repository, deploy
+    from converters.triton import DeployOptions, deploy
 
     if check_dir is not None:
         if source is not None or repo is not None:
             raise BfexportError("--check DIR checks an existing repository: give no SOURCE and no --repo")
-        with console.status("checking the model repository"):
-            report = check_repository(check_dir)
-        emit(report.to_dict(), as_json, _print_check)
-        if not report.ok:
-            raise click.exceptions.Exit(EXIT_FAILED_CHECK)
+        _check(check_dir, server, tritonserver, stub_python, client_threads, requests, data_path, samples, as_json)
         return
+    if server or tritonserver or data_path:
+        raise BfexportError("--server, --tritonserver and --data go with --check DIR")
     if source is None or repo is None:
         raise BfexportError("give SOURCE (checkpoint directory or .onnx) and --repo DIR, or --check DIR")
     options = DeployOptions(name=name, backend=backend, calibration=calibration,
                             allow_unmet_target=allow_unmet_target, max_batch_size=max_batch_size,
-                            instances=instances, dynamic_batching=dynamic_batching, force=force, ladder=ladder,
-                            slo_p99_ms=slo_p99_ms)
+                            instances=instances, dynamic_batching=dynamic_batching, force=force,
+                            pad_buckets=pad_buckets, ladder=ladder, slo_p99_ms=slo_p99_ms)
     with console.status(f"writing the Triton repository ({backend})"):
         result = deploy(source, repo, options)
     emit(result.to_dict(), as_json, _print_deploy)
+
+
+def _check(check_dir: str, server: bool, tritonserver: str | None, stub_python: str | None, threads: int,
+           requests: int, data_path: str | None, samples: int, as_json: bool) -> None:
+    """--check DIR [--server]: the offline check, then (when it passes) the live one."""
+    from bfexport.data import read_examples
+    from converters.triton import check_repository
+    from converters.triton.live_check import LiveOptions, check_live, find_live_server
+
+    if server:  # the server, its stub environment and the texts, before any other work
+        texts = [e.text for e in read_examples(data_path, limit=samples)] if data_path else []
+        options = LiveOptions(tritonserver=tritonserver, stub_python=stub_python, threads=threads,
+                              requests=requests, texts=texts)
+        found = find_live_server(options)
+    elif tritonserver or data_path:
+        raise BfexportError("--tritonserver and --data go with --server")
+    with console.status("checking the model repository"):
+        report = check_repository(check_dir)
+    result = report.to_dict()
+    ok = report.ok
+    if server and ok:
+        live = check_live(check_dir, options, lambda line: console.print(line, markup=False, highlight=False),
+                          found)
+        result["server"] = live.to_dict()
+        ok = result["ok"] = live.ok
+    emit(result, as_json, _print_check)
+    if not ok:
+        raise click.exceptions.Exit(EXIT_FAILED_CHECK)
+
+
+def _print_findings(found: dict[str, Any]) -> None:
+    for line in found["passed"]:
+        console.print(f"    ok    {escape(line)}", highlight=False)
+    for line in found["errors"]:
+        console.print(f"    [red]error[/red] {escape(line)}", highlight=False)
+    for line in found["notes"]:
+        console.print(f"    note  {escape(line)}", highlight=False)
 
 
 def _print_check(report: dict[str, Any]) -> None:
     for model in report["models"]:
         state = "[red]FAIL[/red]" if model["errors"] else "[green]ok[/green]"
         console.print(f"{state} {escape(model['name'])} ({escape(model['kind'])})")
-        for line in model["passed"]:
-            console.print(f"    ok    {escape(line)}", highlight=False)
-        for line in model["errors"]:
-            console.print(f"    [red]error[/red] {escape(line)}", highlight=False)
-        for line in model["notes"]:
-            console.print(f"    note  {escape(line)}", highlight=False)
+        _print_findings(model)
+    live = report.get("server")
+    if live is not None:
+        console.print(f"{'[green]ok[/green]' if live['ok'] else '[red]FAIL[/red]'} live server "
+                      f"({escape(live['server'].get('binary', '?'))})")
+        _print_findings(live)
     console.print("[green]repository ok[/green]" if report["ok"] else "[red]repository check failed[/red]")
 
 
@@ -114,5 +184,5 @@ def _print_deploy(result: dict[str, Any]) -> None:
     console.print(f"offline check passed ({passed} checks)", highlight=False)
     for note in result["notes"]:
         console.print(f"[yellow]note[/yellow]: {escape(note)}", highlight=False)
-    console.print(f"start it: tritonserver --model-repository={result['repo']} (see {result['repo']}/README.md)",
-                  highlight=False)
+    console.print(f"serve it: see {result['repo']}/README.md; check it on a real server: bfexport deploy --check "
+                  f"{result['repo']} --server", highlight=False)

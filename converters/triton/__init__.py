@@ -11,7 +11,8 @@ Three models are written (one directory each; version 1):
                    outputs logits (labels.txt attached) and head_counts.
   NAME_tokenizer/  a Python-backend model: TYPE_STRING `text` in, input_ids / attention_mask out
                    (bfexport.data.encode's rules: no special tokens, truncation to max_length,
-                   right padding within each request, an empty text -> one [UNK]); it also passes
+                   right padding to the request's length bucket (pad_buckets, so that the dynamic
+                   batcher merges requests), an empty text -> one [UNK]); it also passes
                    the request's budget_thresholds / head_caps through, or the calibrated defaults.
   NAME_text/       an ensemble wiring text -> NAME_tokenizer -> NAME; budget_thresholds and
                    head_caps are OPTIONAL ensemble inputs (Triton supports optional ensemble
@@ -70,6 +71,15 @@ Modules:
   offline_backend  run the tokenizer model offline for --check (stand-in triton_python_backend_utils)
   check_tokenizer  the check of bfexport's tokenizer model and of an ensemble
   check            check_repository(): every model directory, checked by its kind
+  http_client      a standard-library client of Triton's HTTP API (ready, load, infer, statistics)
+  server           a real tritonserver on 127.0.0.1: find it, check the stub's Python, start, load, stop by PID
+  ort_model        the python-backend ONNX Runtime stand-in the live check serves model.onnx with (runs in Triton)
+  live_cases       the live check's requests (texts, ids, budgets, concurrency, bad requests) and their verdicts
+  live_check       check_live(): a repository served by a real tritonserver, compared with OnnxClassifier
+
+`bfexport deploy --check DIR --server` adds check_live to the offline check: a real tritonserver
+(--tritonserver, one on PATH, or the nvidia-pytriton wheel of the `serve` extra) serves a temporary
+copy of DIR's models; see live_check.
 """
 
 from converters.triton.check import RepoCheck, check_repository

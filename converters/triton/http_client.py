@@ -17,9 +17,10 @@ from typing import Any
 
 import numpy as np
 
-DATATYPES = {np.dtype(np.float32): "FP32", np.dtype(np.float64): "FP64", np.dtype(np.int64): "INT64",
-             np.dtype(np.int32): "INT32", np.dtype(np.bool_): "BOOL", np.dtype(np.object_): "BYTES"}
-NUMPY = {name: dtype for dtype, name in DATATYPES.items()}
+DATATYPES: dict[np.dtype[Any], str] = {
+    np.dtype(np.float32): "FP32", np.dtype(np.float64): "FP64", np.dtype(np.int64): "INT64",
+    np.dtype(np.int32): "INT32", np.dtype(np.bool_): "BOOL", np.dtype(np.object_): "BYTES"}
+NUMPY: dict[str, np.dtype[Any]] = {name: dtype for dtype, name in DATATYPES.items()}
 
 
 class InferError(Exception):

@@ -5,6 +5,7 @@ budgets, compared with OnnxClassifier on each text alone; concurrent traffic; ba
 from __future__ import annotations
 
 import random
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -177,9 +178,13 @@ def concurrent(client: TritonClient, target: Target, reference: Reference, texts
                per_thread: int, seed: int) -> tuple[Tally, float]:
     """`threads` clients sending `per_thread` one-text requests each (random text and budget kind);
     returns the tally and the wall time."""
+    stop = threading.Event()
+
     def worker(index: int) -> Tally:
         rng, tally = random.Random(seed * 1000 + index), Tally()
         for _ in range(per_thread):
+            if stop.is_set():
+                break
             text = rng.choice(texts)
             kind = rng.choice(["default", "budget"]) if target.budgets else "default"
             budget = Budget() if kind == "default" else random_budget(rng, 1, target.layers, target.heads, False)
@@ -197,7 +202,8 @@ def concurrent(client: TritonClient, target: Target, reference: Reference, texts
         results = list(pool.map(worker, range(threads)))
         wall = time.perf_counter() - start
     finally:
-        pool.shutdown(wait=False, cancel_futures=True)  # on Ctrl-C: no request starts after this
+        stop.set()  # on Ctrl-C or a failure: no request starts after this
+        pool.shutdown(wait=False, cancel_futures=True)
     total = Tally()
     for result in results:
         total.add(result)

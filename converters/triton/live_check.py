@@ -44,7 +44,15 @@ from converters.triton.live_cases import (
     text_inputs,
 )
 from converters.triton.schema import parse_config, render_config
-from converters.triton.server import TritonServer, check_stub_python, find_server, shm_regions
+from converters.triton.server import (
+    ServerBinary,
+    StubPython,
+    TritonServer,
+    check_stub_python,
+    find_server,
+    running,
+    shm_regions,
+)
 
 
 @dataclass(frozen=True)
@@ -167,19 +175,26 @@ def _bad_requests(check: LiveCheck, client: TritonClient, target: Target) -> Non
             check.errors.append(f"after the bad request {what}, a good request failed: {e}")
 
 
+def find_live_server(options: LiveOptions) -> tuple[ServerBinary, StubPython]:
+    """The server binary and the stub's Python environment, checked (BfexportError otherwise):
+    cheap, so a caller can fail before any other work."""
+    stub = check_stub_python(options.stub_python)
+    return find_server(options.tritonserver, stub), stub
+
+
 def check_live(repo: str | Path, options: LiveOptions | None = None,
-               progress: Callable[[str], None] = lambda _: None) -> LiveCheck:
+               progress: Callable[[str], None] = lambda _: None,
+               found: tuple[ServerBinary, StubPython] | None = None) -> LiveCheck:
     """Serve `repo` (written by bfexport deploy) on a real tritonserver and compare it with
     OnnxClassifier; see the module doc. Problems found are reported; a missing server, stub
-    environment or bfexport model is a BfexportError."""
+    environment or bfexport model is a BfexportError. `found`: find_live_server's answer."""
     options = options or LiveOptions()
     repo = Path(repo)
     models = [m for m in bfexport_models(repo) if m.get("backend") == "onnxruntime"]
     if not models:
         raise BfexportError(f"{repo}: no ONNX Runtime classifier written by bfexport deploy to serve "
                             "(TensorRT plans need a GPU server)")
-    stub = check_stub_python(options.stub_python)
-    binary = find_server(options.tritonserver, stub)
+    binary, stub = found or find_live_server(options)
     check = LiveCheck(str(repo))
     stand_in = not binary.has_onnxruntime
     if stand_in:
@@ -204,7 +219,7 @@ def check_live(repo: str | Path, options: LiveOptions | None = None,
                 _serve_checks(check, server.client(), _target(meta), _reference(repo, meta), texts, options,
                               progress)
             check.server["stubs"] = sorted(server.stubs)
-        left = [pid for pid in check.server.get("stubs", []) if Path(f"/proc/{pid}").exists()]
+        left = [pid for pid in check.server.get("stubs", []) if running(pid)]
         regions = shm_regions() - shm_before
         if left or regions or server.process.poll() is None:
             check.errors.append(f"after stopping: processes {left}, shared-memory regions {sorted(regions)}")

@@ -49,7 +49,7 @@ class TritonPythonModel:
                 for i in members:
                     count = len(next(iter(feeds[i].values())))
                     tensors = [pb_utils.Tensor(n, np.ascontiguousarray(r[start:start + count]))
-                               for n, r in zip(self.outputs, results)]
+                               for n, r in zip(self.outputs, results, strict=True)]
                     responses[i] = pb_utils.InferenceResponse(output_tensors=tensors)
                     start += count
             except Exception as error:  # noqa: BLE001 - an ONNX Runtime failure is the request's error

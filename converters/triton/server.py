@@ -28,7 +28,7 @@ from pathlib import Path
 from types import TracebackType
 
 from bfexport.errors import BfexportError
-from converters.triton.http_client import TritonClient
+from converters.triton.http_client import InferError, TritonClient
 
 SHM_DIR = Path("/dev/shm")
 SHM_PREFIX = "triton_python_backend_shm_region_"
@@ -153,6 +153,14 @@ def _children(pid: int) -> dict[int, list[str]]:
     return out
 
 
+def running(pid: int) -> bool:
+    """Whether process `pid` exists and is not a zombie (one that exited and waits to be reaped)."""
+    try:
+        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except (OSError, IndexError):
+        return False
+
+
 def _alive(pid: int, cmdline: list[str]) -> bool:
     try:
         return (Path("/proc") / str(pid) / "cmdline").read_bytes().decode(errors="replace").split("\0") == cmdline
@@ -241,9 +249,13 @@ class TritonServer:
         """Load models through the repository API (explicit mode); a failure names the model and
         the server's reason."""
         client = self.client(timeout=300.0)
-        for model in models:
-            client.load(model)
-        self.stubs.update(_children(self.pid))  # the stubs: stopped with the server, or by PID after it
+        try:
+            for model in models:
+                client.load(model)
+        except InferError as e:
+            raise BfexportError(f"tritonserver could not load {model}: {e.message.strip()}") from None
+        finally:
+            self.stubs.update(_children(self.pid))
 
     def stop(self, grace: float = 15.0) -> None:
         """SIGINT the server, SIGKILL it after `grace` seconds; then SIGKILL any stub it left and

@@ -456,3 +456,30 @@ def test_config_text_round_trip_and_text_escapes() -> None:
     assert parsed.HasField("dynamic_batching")
     with pytest.raises(BfexportError, match="not a valid Triton ModelConfig"):
         parse_config("input [ { name: \"x\" ")
+
+
+def test_default_model_names_skip_directory_names_that_say_nothing(tmp_path: Path) -> None:
+    from converters.triton.options import default_name
+
+    ckpt = tmp_path / "debian-sections" / "checkpoint"
+    ckpt.mkdir(parents=True)
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "model.onnx").write_bytes(b"")
+    (tmp_path / "out" / "sections v2.onnx").write_bytes(b"")
+    assert default_name(ckpt) == "debian-sections"
+    assert default_name(tmp_path / "debian-sections") == "debian-sections"
+    assert default_name(tmp_path / "out" / "sections v2.onnx") == "sections_v2"
+    assert default_name(tmp_path / "out" / "model.onnx") == "budgetformer"  # model, out: nothing said
+
+
+def test_pad_buckets_default_to_powers_of_two_up_to_max_length() -> None:
+    from converters.triton.options import pad_buckets, padded_width
+
+    assert pad_buckets(DeployOptions(), 256) == [16, 32, 64, 128, 256]
+    assert pad_buckets(DeployOptions(), 100) == [16, 32, 64, 100]
+    assert pad_buckets(DeployOptions(pad_buckets=(48, 8, 300)), 256) == [8, 48, 256]
+    assert pad_buckets(DeployOptions(pad_buckets=()), 256) == []
+    assert [padded_width(n, [16, 32, 64]) for n in (1, 16, 17, 64, 70)] == [16, 16, 32, 64, 70]
+    for bad in ((0,), (True,), (2.5,)):
+        with pytest.raises(BfexportError, match="--pad-buckets must be positive integers"):
+            DeployOptions(pad_buckets=bad)  # type: ignore[arg-type]

@@ -20,8 +20,9 @@ from tests.converters.triton import backend_stand_in
 
 # model.py as this bfexport writes it; `deploy --check` accepts a model.py only when it is these
 # bytes, so a change here makes every repository deployed before it fail its check until it is
-# redeployed (the check says so). Changed once: 684b474b... tokenized whole texts before truncating.
-MODEL_PY_SHA256 = "ccde5427e2354ea0873b4290765e3ed2bec707043090d428097a7eccaaae2e9b"
+# redeployed (the check says so). Changed twice: 684b474b... tokenized whole texts before truncating;
+# ccde5427... padded to the longest text, answered bad requests with INTERNAL (HTTP 500).
+MODEL_PY_SHA256 = "b9e1a7da19edde7f810bd63ce6e926657caa4e3ca3ec09b1d8c2982d1c7c2192"
 
 
 @pytest.fixture()
@@ -95,3 +96,42 @@ def test_long_texts_are_cut_before_tokenizing_to_the_same_ids(tokenizer_model, r
     # the 1M-character text is cut to a prefix; the one-word 10,001-character text is tokenized
     # whole, as it must be (its one token could end anywhere), by doubling prefixes
     assert max(seen) <= 2 * len(texts[3]) and len(huge) not in seen
+
+
+def test_pads_each_request_to_its_length_bucket(tokenizer_model, repo: Path, tokenizer) -> None:
+    instance = initialized(tokenizer_model, repo / "m_tokenizer")
+    assert instance.buckets == [16, 32]  # the default for max_length 32: 16, 32, ... up to max_length
+    short, long = ["zzz", "Gäme"], [" ".join(["documentation for the network tools"] * 20)]
+    widths = []
+    for buckets in ([16, 32], []):
+        instance.buckets = buckets
+        for texts in (short, long):
+            [response] = instance.execute([backend_stand_in.Request(text=texts_in(texts))])
+            ids, mask = data.encode(tokenizer, texts, instance.max_length)
+            got_ids, got_mask = response.tensors["input_ids"], response.tensors["attention_mask"]
+            width = ids.shape[1]
+            widths.append(got_ids.shape[1])
+            assert np.array_equal(got_ids[:, :width], ids) and np.array_equal(got_mask[:, :width], mask)
+            assert not got_ids[:, width:].any() and not got_mask[:, width:].any()
+    short_width = data.encode(tokenizer, short, 32)[0].shape[1]
+    assert short_width < 16 and widths == [16, 32, short_width, 32]
+
+
+def test_bad_requests_get_invalid_arg_and_one_message(tokenizer_model, repo: Path) -> None:
+    instance = initialized(tokenizer_model, repo / "m_tokenizer")
+    layers = instance.defaults["budget_thresholds"].shape[1]
+    responses = instance.execute([
+        backend_stand_in.Request(text=texts_in(["a"]), budget_thresholds=np.full((1, layers), 1.5, np.float32)),
+        backend_stand_in.Request(text=texts_in([])),
+        backend_stand_in.Request(text=texts_in(["a", "b"]), budget_thresholds=np.full((1, layers), 0.5, np.float32)),
+        backend_stand_in.Request(text=texts_in(["a"]), head_caps=np.zeros((1, layers), np.int64)),
+        backend_stand_in.Request(text=texts_in(["a"]))])
+    messages = [r.error().message() for r in responses[:4]]
+    assert all(r.error().code() == backend_stand_in.TritonError.INVALID_ARG for r in responses[:4])
+    assert messages[0] == "budget_thresholds must lie in (0, 1]"
+    assert messages[1] == "text: the request holds no text"
+    # batching (max_batch_size > 0): one row per text, never one row for the request
+    assert messages[2] == f"budget_thresholds: expected shape [2, {layers}] (one row per text of {layers} values), " \
+                          f"got [1, {layers}]"
+    assert messages[3].startswith("head_caps must lie in [1, ")
+    assert not responses[4].has_error()  # a good request in the same batch is answered
