@@ -5,10 +5,11 @@ arrivals stepped up past the full model's capacity and back down.
 All three variants are the same Python-backend controller model (NAME_slo, BLS: tokenizer then
 classifier), so they pay the same serving overheads; the fixed ones are copies whose ladder holds
 only the top rung or only the cheapest one. The capacity is measured first (closed loop, the
-full model), the target p99 (unless --target-p99-ms) is 3 x the full model's unloaded p99. Each
-request's latency counts from its scheduled arrival, so queueing in the client counts too, and
-requests are attributed to the step they arrived in (a backlog spills into the next step, as
-real traffic would). Texts and labels are the shipped test split, sent in the same seeded order
+full model), the target p99 (unless --target-p99-ms) is 3 x the full model's unloaded p99. At
+each load the three variants run one after the other (the order rotating per step; each drains
+before the next starts), so they see the same machine; the controller keeps its state from
+step to step. Each request's latency counts from its scheduled arrival, so queueing in the
+client counts too. Texts and labels are the shipped test split, sent in the same seeded order
 to every variant. Loopback only; the server is stopped by PID on every exit path.
 
     python benchmarks/slo_load.py --quick --json                  # under a minute
@@ -63,6 +64,7 @@ def build(work: Path, ladder_path: Path, stand_in_needed: bool, target_ms: float
     repo = work / "repo"
     deploy(CHECKPOINT, repo, DeployOptions(name=NAME, ladder=ladder_path, slo_p99_ms=target_ms,
                                            max_batch_size=max_batch, instances=instances))
+    (work / "served").mkdir()
     copy = served_copy(repo, bfexport_models(repo), work / "served", stand_in_needed)
     rungs = json.loads(parse_config((copy / f"{NAME}_slo" / CONFIG_FILE).read_text()).parameters["ladder"]
                        .string_value)
@@ -112,57 +114,44 @@ def closed_loop(client: TritonClient, model: str, texts: list[str], threads: int
     return {"rps": len(ms) / wall, "p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99))}
 
 
-def open_loop(client: TritonClient, model: str, texts: list[str], labels: list[int], loads: list[float],
-              capacity: float, step_s: float, seed: int, pool: ThreadPoolExecutor) -> list[dict[str, Any]]:
-    """Poisson arrivals at load x capacity for step_s per load, in order, without pausing between
-    steps; per step: p50/p99 from scheduled arrival, throughput, accuracy, rung mix, errors."""
+def open_loop(client: TritonClient, model: str, texts: list[str], labels: list[int], rate: float, step_s: float,
+              seed: int, first_text: int, pool: ThreadPoolExecutor) -> dict[str, Any]:
+    """Poisson arrivals at `rate` per second for step_s (the same seeded arrivals and texts for every
+    variant), then wait for every answer; p50/p99 from scheduled arrival, throughput, accuracy,
+    rung mix, errors."""
     rng = np.random.default_rng(seed)
-    schedule: list[tuple[float, int]] = []  # (arrival offset s, step index)
-    t = 0.0
-    for step, load in enumerate(loads):
-        end = (step + 1) * step_s
-        while True:
-            t += rng.exponential(1.0 / (load * capacity))
-            if t >= end:
-                t = end
-                break
-            schedule.append((t, step))
-    results: list[dict[str, Any]] = [{} for _ in schedule]
+    offsets = np.cumsum(rng.exponential(1.0 / rate, size=int(rate * step_s * 2) + 16))
+    offsets = offsets[offsets < step_s]
+    results: list[dict[str, Any]] = [{} for _ in offsets]
 
     def one(i: int, due: float) -> None:
-        text = texts[i % len(texts)]
+        k = (first_text + i) % len(texts)
         try:
-            pred, rung = infer(client, model, text)
+            pred, rung = infer(client, model, texts[k])
             results[i] = {"latency": time.perf_counter() - due, "done": time.perf_counter(),
-                          "correct": pred == labels[i % len(labels)], "rung": rung}
+                          "correct": pred == labels[k], "rung": rung}
         except (InferError, OSError) as e:
             results[i] = {"error": str(e)[:200], "done": time.perf_counter()}
 
     start = time.perf_counter() + 0.05
     futures: list[Future[None]] = []
-    for i, (offset, _) in enumerate(schedule):
-        due = start + offset
+    for i, offset in enumerate(offsets):
+        due = start + float(offset)
         pause = due - time.perf_counter()
         if pause > 0:
             time.sleep(pause)
         futures.append(pool.submit(one, i, due))
     for f in futures:
         f.result(timeout=120)
-    steps = []
-    for step, load in enumerate(loads):
-        rows = [r for r, (_, s) in zip(results, schedule, strict=True) if s == step]
-        ok = [r for r in rows if "latency" in r]
-        ms = np.array([r["latency"] for r in ok]) * 1e3
-        done = [r["done"] for r in ok]
-        window = max(done) - (start + step * step_s) if done else 0.0
-        mix = {str(k): v / len(ok) for k, v in sorted(_count([r["rung"] for r in ok]).items())} if ok else {}
-        steps.append({"load": load, "offered_rps": round(load * capacity, 2), "requests": len(rows),
-                      "errors": len(rows) - len(ok),
-                      "p50_ms": float(np.percentile(ms, 50)) if len(ms) else None,
-                      "p99_ms": float(np.percentile(ms, 99)) if len(ms) else None,
-                      "throughput": len(ok) / window if window > 0 else None,
-                      "accuracy": float(np.mean([r["correct"] for r in ok])) if ok else None, "rung_mix": mix})
-    return steps
+    ok = [r for r in results if "latency" in r]
+    ms = np.array([r["latency"] for r in ok]) * 1e3
+    window = max(r["done"] for r in ok) - start if ok else 0.0
+    mix = {str(k): v / len(ok) for k, v in sorted(_count([r["rung"] for r in ok]).items())} if ok else {}
+    return {"requests": len(results), "errors": len(results) - len(ok),
+            "p50_ms": float(np.percentile(ms, 50)) if len(ms) else None,
+            "p99_ms": float(np.percentile(ms, 99)) if len(ms) else None,
+            "throughput": len(ok) / window if window > 0 else None,
+            "accuracy": float(np.mean([r["correct"] for r in ok])) if ok else None, "rung_mix": mix}
 
 
 def _count(values: list[int]) -> dict[int, int]:
@@ -252,17 +241,20 @@ def main() -> int:
             set_target(copy, target)
             server.load(f"{NAME}_slo")
             closed_loop(client, f"{NAME}_slo", texts, 1, 1.0)  # warm-up at low load: the controller stays on top
-            by_variant = {}
-            for variant in VARIANTS:
-                model = f"{NAME}_slo" if variant == "adaptive" else f"{NAME}_{variant}"
-                say(f"{variant}: loads {loads} x {capacity:.0f} req/s, {step_s:g} s each")
-                by_variant[variant] = open_loop(client, model, texts, labels, loads, capacity, step_s, args.seed, pool)
-                time.sleep(1.0)  # drained; the next variant starts idle
+            by_variant: dict[str, list[dict[str, Any]]] = {v: [] for v in VARIANTS}
+            for step, load in enumerate(loads):
+                # side by side: every variant at this load, in an order that rotates per step, so that
+                # drift of this shared machine hits them alike; the controller keeps its state between steps
+                for variant in VARIANTS[step % 3:] + VARIANTS[:step % 3]:
+                    model = f"{NAME}_slo" if variant == "adaptive" else f"{NAME}_{variant}"
+                    say(f"step {step}: {variant} at {load:g} x {capacity:.0f} req/s for {step_s:g} s")
+                    by_variant[variant].append(open_loop(client, model, texts, labels, load * capacity, step_s,
+                                                         args.seed + step, step * 10_000, pool))
     finally:
         shutil.rmtree(work, ignore_errors=True)
     steps = []
     for i, load in enumerate(loads):
-        step: dict[str, Any] = {"load": load, "offered_rps": by_variant["adaptive"][i]["offered_rps"]}
+        step: dict[str, Any] = {"load": load, "offered_rps": round(load * capacity, 2)}
         for variant in VARIANTS:
             s = by_variant[variant][i]
             step[variant] = {k: s[k] for k in ("p50_ms", "p99_ms", "throughput", "accuracy", "requests", "errors")}

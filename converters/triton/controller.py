@@ -13,7 +13,8 @@ The rule, evaluated before each batch:
   is the queue length), or the recent p99 exceeds `down_at` x target, or the last two latencies
   both exceed the target;
 - cool (step up one rung, toward the full model): at most `queue_up` requests together and every
-  recent latency under `up_at` x target (an idle window counts as cool);
+  recent latency, scaled by how much slower the rung above served a request when it last ran
+  (learned online, per instance), under `up_at` x target (an idle window counts as cool);
 - hysteresis: down_at > up_at, and a move needs `dwell_down_s` / `dwell_up_s` since the last
   one (stepping up waits longer); only latencies recorded since the last move count, so a rung is
   judged on its own latencies.
@@ -101,6 +102,7 @@ class BudgetController:
         self.last_move = -math.inf
         self._recent: deque[tuple[float, float]] = deque()  # (time, latency ms) since the last move
         self.counters = Counters(per_rung=[0] * settings.n_rungs)
+        self.service_ms: list[float | None] = [None] * settings.n_rungs  # per request, moving average per rung
 
     def choose(self, waiting: int) -> int:
         """The rung for a batch of `waiting` requests (moves at most one rung per call)."""
@@ -111,7 +113,9 @@ class BudgetController:
         hot = waiting >= s.queue_down or (len(latencies) >= s.min_samples and _p99(latencies) > s.down_at *
                                           s.target_p99_ms) or (len(latencies) >= 2 and
                                                                min(latencies[-2:]) > s.target_p99_ms)
-        cool = waiting <= s.queue_up and all(ms < s.up_at * s.target_p99_ms for ms in latencies)
+        above = self._slowdown_above()
+        cool = waiting <= s.queue_up and (not latencies or all(ms * above < s.up_at * s.target_p99_ms
+                                                                for ms in latencies))
         if hot and self.rung < s.n_rungs - 1 and since >= s.dwell_down_s:
             self._move(now, self.rung + 1)
             self.counters.moves_down += 1
@@ -121,11 +125,15 @@ class BudgetController:
         self.counters.batches += 1
         return self.rung
 
-    def record(self, latency_ms: float, rung: int, count: int = 1) -> None:
-        """Feed back a served batch: its latency (ms) and the rung it ran at; latencies of an
-        earlier rung than the current one are counted but not judged."""
+    def record(self, latency_ms: float, rung: int, count: int = 1, service_ms: float | None = None) -> None:
+        """Feed back a served batch of `count` requests: its latency (ms), the rung it ran at and,
+        when known, the time the batch took to serve; latencies of an earlier rung than the current
+        one are counted but not judged."""
         if 0 <= rung < self.settings.n_rungs:
             self.counters.per_rung[rung] += count
+            if service_ms is not None and count > 0:
+                per_request, old = service_ms / count, self.service_ms[rung]
+                self.service_ms[rung] = per_request if old is None else 0.8 * old + 0.2 * per_request
         if rung == self.rung:
             self._recent.append((self.clock(), float(latency_ms)))
 
@@ -136,9 +144,20 @@ class BudgetController:
     def snapshot(self) -> dict[str, Any]:
         """The counters and the state, for the log."""
         out = asdict(self.counters)
-        out.update(rung=self.rung, recent=len(self._recent))
+        out.update(rung=self.rung, recent=len(self._recent),
+                   service_ms=[None if v is None else round(v, 3) for v in self.service_ms])
         out["decisions"] = out["decisions"][-8:]
         return out
+
+    def _slowdown_above(self) -> float:
+        """How much slower the rung above served a request than this one (at least 1); infinite while
+        this rung has served nothing yet, so no latency of it counts as cool before it is known."""
+        if self.rung == 0:
+            return 1.0
+        above, here = self.service_ms[self.rung - 1], self.service_ms[self.rung]
+        if here is None or here <= 0:
+            return math.inf
+        return max(1.0, above / here) if above is not None else 1.0
 
     def _move(self, now: float, rung: int) -> None:
         self.rung, self.last_move = rung, now
@@ -169,6 +188,7 @@ class BatchClock:
         self._previous_end = -math.inf
         self._previous_s = 0.0
         self._start = 0.0
+        self.service_ms = 0.0  # the last batch's own service time
 
     def start(self) -> None:
         self._start = self.clock()
@@ -180,4 +200,5 @@ class BatchClock:
         busy = self._start - self._previous_end <= self.busy_gap_s
         latency = service + (self._previous_s if busy else 0.0)
         self._previous_end, self._previous_s = end, service
+        self.service_ms = 1e3 * service
         return 1e3 * latency

@@ -65,7 +65,7 @@ class TritonPythonModel:
             self._serve_rung([requests[i] for i in controlled], controlled, rung, responses)
         latency_ms = self.clock.stop()
         if controlled:
-            self.controller.record(latency_ms, rung, count=len(controlled))
+            self.controller.record(latency_ms, rung, count=len(controlled), service_ms=self.clock.service_ms)
         if rung != before or time.monotonic() - self.logged_at >= self.log_every_s:
             self._log()
         return responses

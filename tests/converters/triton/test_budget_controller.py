@@ -33,7 +33,7 @@ def serve(c: BudgetController, clock: FakeClock, latency_ms: float, *, waiting: 
     for _ in range(batches):
         rung = c.choose(waiting)
         clock.advance(step_s)
-        c.record(latency_ms, rung, count=waiting)
+        c.record(latency_ms, rung, count=waiting, service_ms=latency_ms * waiting)
         rungs.append(rung)
     return rungs
 
@@ -140,3 +140,22 @@ def test_batch_clock_adds_the_previous_batch_when_the_instance_was_busy() -> Non
     bc.start()
     clock.advance(0.005)
     assert bc.stop() == pytest.approx(5.0)
+
+
+def test_steps_up_only_when_the_slower_rung_above_is_predicted_to_stay_cool() -> None:
+    c, clock = controller(dwell_up_s=0.0)
+    c.record(10.0, 0, service_ms=40.0)  # the top rung served a request in 40 ms
+    assert c.choose(6) == 1  # a burst: down to rung 1, which serves the 6 in 60 ms (10 ms a request)
+    c.record(30.0, 1, count=6, service_ms=60.0)
+    for _ in range(20):  # rung 1 serves in 10 ms: the top rung is 4x slower
+        c.choose(1)
+        clock.advance(0.05)
+        c.record(20.0, 1, service_ms=10.0)
+    assert c.rung == 1  # 20 ms x 4 = 80 ms, over up_at (0.5) x 100 ms: stays down
+    for _ in range(5):
+        c.choose(1)
+        clock.advance(0.05)
+        c.record(10.0, 1, service_ms=10.0)
+    clock.advance(2.5)  # the 20 ms latencies leave the window
+    c.record(10.0, 1, service_ms=10.0)
+    assert c.choose(1) == 0  # 10 ms x 4 = 40 ms < 50 ms: up
