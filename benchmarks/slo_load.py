@@ -233,8 +233,8 @@ def main() -> int:
             for variant in ("fixed_full", "fixed_cheapest"):
                 closed_loop(client, f"{NAME}_{variant}", texts, 4, 1.0)  # warm-up
             unloaded = closed_loop(client, f"{NAME}_fixed_full", texts, 1, 1.5)
-            capacity = closed_loop(client, f"{NAME}_fixed_full", texts, 16, 2.0 if args.quick else 4.0)["rps"]
-            cheap_capacity = closed_loop(client, f"{NAME}_fixed_cheapest", texts, 16, 2.0 if args.quick else 4.0)["rps"]
+            capacity = closed_loop(client, f"{NAME}_fixed_full", texts, 8, 2.0 if args.quick else 4.0)["rps"]
+            cheap_capacity = closed_loop(client, f"{NAME}_fixed_cheapest", texts, 8, 2.0 if args.quick else 4.0)["rps"]
             target = args.target_p99_ms or round(3 * unloaded["p99_ms"], 1)
             say(f"full model: unloaded p50 {unloaded['p50_ms']:.1f} ms p99 {unloaded['p99_ms']:.1f} ms, capacity "
                 f"{capacity:.0f} req/s (cheapest rung {cheap_capacity:.0f} req/s); target p99 {target} ms")

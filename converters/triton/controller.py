@@ -14,7 +14,9 @@ The rule, evaluated before each batch:
   both exceed the target;
 - cool (step up one rung, toward the full model): at most `queue_up` requests together and every
   recent latency, scaled by how much slower the rung above served a request when it last ran
-  (learned online, per instance), under `up_at` x target (an idle window counts as cool);
+  (learned online, per instance), under `up_at` x target (an idle window counts as cool), and
+  the recent request rate times the rung above's service time (the utilisation it would run
+  at) under `up_utilization`, since a rung that cannot keep up with the arrivals builds a queue;
 - hysteresis: down_at > up_at, and a move needs `dwell_down_s` / `dwell_up_s` since the last
   one (stepping up waits longer); only latencies recorded since the last move count, so a rung is
   judged on its own latencies.
@@ -44,9 +46,10 @@ class ControllerSettings:
     queue_up: int = 1  # step up only when at most this many arrive together
     dwell_down_s: float = 0.2  # least time between a move and a step down
     dwell_up_s: float = 1.0  # least time between a move and a step up
+    up_utilization: float = 0.6  # step up only if the rung above would be busy less than this fraction of the time
 
     def __post_init__(self) -> None:
-        for name in ("target_p99_ms", "window_s", "down_at", "up_at"):
+        for name in ("target_p99_ms", "window_s", "down_at", "up_at", "up_utilization"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
                     or value <= 0:
@@ -101,6 +104,8 @@ class BudgetController:
         self.rung = 0
         self.last_move = -math.inf
         self._recent: deque[tuple[float, float]] = deque()  # (time, latency ms) since the last move
+        self._served: deque[tuple[float, int]] = deque()  # (time, requests) in the window, across moves
+        self._first_served: float | None = None
         self.counters = Counters(per_rung=[0] * settings.n_rungs)
         self.service_ms: list[float | None] = [None] * settings.n_rungs  # per request, moving average per rung
 
@@ -115,7 +120,8 @@ class BudgetController:
                                                                min(latencies[-2:]) > s.target_p99_ms)
         above = self._slowdown_above()
         cool = waiting <= s.queue_up and (not latencies or all(ms * above < s.up_at * s.target_p99_ms
-                                                                for ms in latencies))
+                                                                for ms in latencies)) \
+            and self._utilization_above() < s.up_utilization
         if hot and self.rung < s.n_rungs - 1 and since >= s.dwell_down_s:
             self._move(now, self.rung + 1)
             self.counters.moves_down += 1
@@ -129,6 +135,10 @@ class BudgetController:
         """Feed back a served batch of `count` requests: its latency (ms), the rung it ran at and,
         when known, the time the batch took to serve; latencies of an earlier rung than the current
         one are counted but not judged."""
+        now = self.clock()
+        self._served.append((now, count))
+        if self._first_served is None:
+            self._first_served = now
         if 0 <= rung < self.settings.n_rungs:
             self.counters.per_rung[rung] += count
             if service_ms is not None and count > 0:
@@ -159,6 +169,15 @@ class BudgetController:
             return math.inf
         return max(1.0, above / here) if above is not None else 1.0
 
+    def _utilization_above(self) -> float:
+        """The fraction of the time the rung above would be busy at the recent request rate (0 when unknown)."""
+        above = self.service_ms[self.rung - 1] if self.rung > 0 else None
+        if above is None or self._first_served is None:
+            return 0.0
+        span = min(self.settings.window_s, self.clock() - self._first_served)  # shorter while the instance is young
+        rate = sum(count for _, count in self._served) / max(span, 1e-3)  # requests per second
+        return rate * above / 1e3
+
     def _move(self, now: float, rung: int) -> None:
         self.rung, self.last_move = rung, now
         self._recent.clear()
@@ -167,6 +186,8 @@ class BudgetController:
     def _forget(self, now: float) -> None:
         while self._recent and self._recent[0][0] < now - self.settings.window_s:
             self._recent.popleft()
+        while self._served and self._served[0][0] < now - self.settings.window_s:
+            self._served.popleft()
 
 
 def _p99(values: list[float]) -> float:

@@ -159,3 +159,19 @@ def test_steps_up_only_when_the_slower_rung_above_is_predicted_to_stay_cool() ->
     clock.advance(2.5)  # the 20 ms latencies leave the window
     c.record(10.0, 1, service_ms=10.0)
     assert c.choose(1) == 0  # 10 ms x 4 = 40 ms < 50 ms: up
+
+
+def test_steps_up_only_when_the_rung_above_could_keep_up_with_the_arrivals() -> None:
+    c, clock = controller(dwell_up_s=0.0, up_utilization=0.6)
+    c.record(5.0, 0, service_ms=20.0)  # the top rung: 20 ms a request, so at most 50 requests/s
+    assert c.choose(6) == 1
+    for _ in range(80):  # 40 requests/s, one at a time, served fast at rung 1: the top rung would be 80% busy
+        clock.advance(0.025)
+        c.record(4.0, 1, service_ms=4.0)
+        assert c.choose(1) == 1
+    for _ in range(30):  # arrivals slow to 10 requests/s: 20% busy
+        clock.advance(0.1)
+        c.record(4.0, 1, service_ms=4.0)
+        if c.choose(1) == 0:
+            break
+    assert c.rung == 0 and c.counters.moves_up == 1
