@@ -16,7 +16,7 @@ The rule, evaluated before each batch:
   recent latency, scaled by how much slower the rung above served a request when it last ran
   (learned online, per instance), under `up_at` x target (an idle window counts as cool), and
   the recent request rate times the rung above's service time (the utilisation it would run
-  at) under `up_utilization`, since a rung that cannot keep up with the arrivals builds a queue;
+  at) under `up_utilization` (0.8), since a rung that cannot keep up with the arrivals builds a queue;
 - hysteresis: down_at > up_at, and a move needs `dwell_down_s` / `dwell_up_s` since the last
   one (stepping up waits longer); only latencies recorded since the last move count, so a rung is
   judged on its own latencies.
@@ -46,7 +46,7 @@ class ControllerSettings:
     queue_up: int = 1  # step up only when at most this many arrive together
     dwell_down_s: float = 0.2  # least time between a move and a step down
     dwell_up_s: float = 1.0  # least time between a move and a step up
-    up_utilization: float = 0.6  # step up only if the rung above would be busy less than this fraction of the time
+    up_utilization: float = 0.8  # step up only if the rung above would be busy less than this fraction of the time
 
     def __post_init__(self) -> None:
         for name in ("target_p99_ms", "window_s", "down_at", "up_at", "up_utilization"):
