@@ -4,7 +4,8 @@ Set up (see the README.md that `bfexport deploy` writes into the repository):
 
     pip install 'tritonclient[http]'        # or: pip install 'bfexport[deploy]'
     bfexport deploy ckpt --repo models --name sections [--calibration calibration.json]
-    docker run ... tritonserver --model-repository=/models    # see models/README.md
+    docker run ... tritonserver --model-repository=/models    # see models/README.md, or, without Docker:
+    bfexport deploy --serve models --http-port 8000           # pip install 'bfexport[serve]'
 
 Text in, through the ensemble that tokenizes on the server:
 

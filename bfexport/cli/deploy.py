@@ -12,11 +12,15 @@ from bfexport.errors import BfexportError
 
 
 def _buckets(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[int, ...] | None:
-    """--pad-buckets: "auto" (None: powers of two), "exact" (()), or comma-separated lengths."""
+    """--pad-buckets: "auto" (None: by backend), "pow2", "exact" (()), or comma-separated lengths."""
+    from converters.triton.options import POWERS_OF_TWO
+
     if value is None or value == "auto":
         return None
     if value == "exact":
         return ()
+    if value == "pow2":
+        return POWERS_OF_TWO
     try:
         return tuple(int(v) for v in value.split(","))
     except ValueError:
@@ -54,35 +58,46 @@ def _buckets(ctx: click.Context, param: click.Parameter, value: str | None) -> t
               help="Replace model directories of the same names that bfexport deploy wrote (a directory it did not "
                    "write, or one holding SOURCE, is never replaced).")
 @click.option("--pad-buckets", "pad_buckets", default="auto", show_default=True, callback=_buckets,
-              metavar="auto|exact|N,N,...",
+              metavar="auto|exact|pow2|N,N,...",
               help="Lengths the tokenizer pads each request to (the smallest that holds its longest text), so that "
-                   "the dynamic batcher can merge requests of different lengths; auto: 16, 32, 64, ... up to "
-                   "max_length; exact: each request's longest text (merges only equal lengths).")
+                   "the dynamic batcher can merge requests of different lengths (it merges only equal shapes). "
+                   "exact: each request's longest text; pow2: 16, 32, 64, ... up to max_length; auto: exact for "
+                   "onnxruntime (CPU; buckets measured slower there), pow2 for tensorrt.")
 @click.option("--check", "check_dir", type=click.Path(), default=None, metavar="DIR",
-              help="Only check the repository DIR offline (schema, ONNX Runtime run, tokenizer model); no SOURCE.")
+              help="Only check the repository DIR offline (schema, ONNX Runtime run, tokenizer model); no SOURCE. "
+                   "With --server, also on a real Triton server.")
 @click.option("--server", is_flag=True,
               help="With --check: also serve DIR on a real tritonserver (127.0.0.1, free ports) and compare texts and "
                    "ids, every budget kind and concurrent requests with OnnxClassifier, and bad requests (400).")
+@click.option("--serve", "serve_dir", type=click.Path(), default=None, metavar="DIR",
+              help="Serve the repository DIR on a real tritonserver on 127.0.0.1 until Ctrl-C (the server of "
+                   "--tritonserver / the serve extra; model.onnx through an ONNX Runtime python-backend stand-in "
+                   "when it has no onnxruntime backend; DIR itself is not changed).")
+@click.option("--http-port", type=click.IntRange(1, 65535), default=None,
+              help="For --serve: the HTTP port [default: a free one, printed].")
 @click.option("--tritonserver", type=click.Path(dir_okay=False), default=None, metavar="PATH",
-              help="The tritonserver binary for --server [default: tritonserver on PATH, else the one of the serve "
-                   "extra (nvidia-pytriton) of this Python or of --stub-python's].")
+              help="The tritonserver binary for --server / --serve [default: tritonserver on PATH, else the one "
+                   "of the serve extra (nvidia-pytriton) of this Python or of --stub-python's].")
 @click.option("--stub-python", type=click.Path(dir_okay=False), default=None, envvar="BFEXPORT_STUB_PYTHON",
               metavar="PATH", show_envvar=True,
-              help="For --server: the python of the environment Triton's python-backend stub runs in (its bin/ goes "
-                   "first on the server's PATH): numpy < 2, tokenizers, onnxruntime [default: this Python].")
+              help="For --server / --serve: the python of the environment Triton's python-backend stub runs in "
+                   "(its bin/ goes first on the server's PATH): numpy < 2, tokenizers, onnxruntime [default: this "
+                   "Python].")
 @click.option("--threads", "client_threads", type=click.IntRange(1, 256), default=8, show_default=True,
               help="For --server: concurrent client threads.")
 @click.option("--requests", type=click.IntRange(1, 10_000), default=200, show_default=True,
               help="For --server: requests per client thread.")
-@data_options("whose texts --server sends (default: built-in sample texts).", samples=200)
+@data_options("--server sends its texts (default: built-in sample texts).", samples=200)
 @json_option
 def command(source: str | None, repo: str | None, name: str | None, backend: str, calibration: str | None,
             allow_unmet_target: bool, max_batch_size: int, instances: int, dynamic_batching: bool | None, force: bool,
-            pad_buckets: tuple[int, ...] | None, check_dir: str | None, server: bool, tritonserver: str | None,
+            pad_buckets: tuple[int, ...] | None, check_dir: str | None, server: bool, serve_dir: str | None,
+            http_port: int | None, tritonserver: str | None,
             stub_python: str | None, client_threads: int, requests: int, data_path: str | None, samples: int,
             as_json: bool, ladder: str | None, slo_p99_ms: float | None) -> None:
     """Write a Triton Inference Server model repository for SOURCE (a checkpoint directory or an
-    exported .onnx), or check one with --check DIR.
+    exported .onnx), check one with --check DIR (and --server: on a real Triton server), or serve
+    one with --serve DIR.
 
     \b
     DIR/NAME/            the classifier (ids in; logits, head_counts out)
@@ -99,9 +114,18 @@ def command(source: str | None, repo: str | None, name: str | None, backend: str
       bfexport deploy ckpt --repo models --name sections --calibration calibration.json
       bfexport deploy --check models
       bfexport deploy --check models --server --stub-python stub-env/bin/python
+      bfexport deploy --serve models --http-port 8000
     """
     from converters.triton import DeployOptions, deploy
 
+    if serve_dir is not None:
+        if source is not None or repo is not None or check_dir is not None:
+            raise BfexportError("--serve DIR serves an existing repository: give no SOURCE, --repo or --check")
+        from converters.triton.live_check import LiveOptions, serve
+
+        serve(serve_dir, LiveOptions(tritonserver=tritonserver, stub_python=stub_python),
+              lambda line: console.print(line, markup=False, highlight=False), http_port)
+        return
     if check_dir is not None:
         if source is not None or repo is not None:
             raise BfexportError("--check DIR checks an existing repository: give no SOURCE and no --repo")
@@ -167,7 +191,10 @@ def _print_check(report: dict[str, Any]) -> None:
         console.print(f"{'[green]ok[/green]' if live['ok'] else '[red]FAIL[/red]'} live server "
                       f"({escape(live['server'].get('binary', '?'))})")
         _print_findings(live)
-    console.print("[green]repository ok[/green]" if report["ok"] else "[red]repository check failed[/red]")
+    errors = [f"{m['name']}: {e}" for m in report["models"] for e in m["errors"]] + (live or {}).get("errors", [])
+    console.print("[green]repository ok[/green]" if report["ok"] else
+                  f"[red]repository check failed[/red]: {escape(errors[0]) if errors else '?'}"
+                  + (f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""), highlight=False)
 
 
 def _print_deploy(result: dict[str, Any]) -> None:

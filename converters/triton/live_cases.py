@@ -80,6 +80,10 @@ class Reference:
 
 def compare(reference: Reference, texts: list[str], budget: Budget, got: dict[str, Any], what: str) -> Tally:
     tally = Tally()
+    shapes = {name: list(np.shape(got[name])) if name in got else [] for name in ("logits", "head_counts")}
+    if any(not shape or shape[0] != len(texts) for shape in shapes.values()):
+        return Tally(rows=len(texts), mismatches=len(texts),
+                     examples=[f"{what}: {len(texts)} texts, got outputs of shapes {shapes}"])
     for i, text in enumerate(texts):
         row = (None if budget.thresholds is None else budget.thresholds[min(i, len(budget.thresholds) - 1)],
                None if budget.caps is None else budget.caps[min(i, len(budget.caps) - 1)])

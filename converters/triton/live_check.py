@@ -52,6 +52,7 @@ from converters.triton.server import (
     find_server,
     running,
     shm_regions,
+    terminate_as_interrupt,
 )
 
 
@@ -110,7 +111,7 @@ def served_copy(repo: Path, models: list[dict[str, Any]], work: Path, stand_in: 
     """The models' directories copied under work/repo; with stand_in, each onnxruntime_onnx
     classifier becomes a python-backend model running its model.onnx (ort_model.py)."""
     copy = work / "repo"
-    copy.mkdir()
+    copy.mkdir(parents=True)
     for meta in models:
         for name in meta["models"].values():
             shutil.copytree(repo / name, copy / name, symlinks=False)
@@ -182,6 +183,36 @@ def find_live_server(options: LiveOptions) -> tuple[ServerBinary, StubPython]:
     return find_server(options.tritonserver, stub), stub
 
 
+def serve(repo: str | Path, options: LiveOptions | None = None, progress: Callable[[str], None] = lambda _: None,
+          http_port: int | None = None) -> int:
+    """Serve `repo`'s bfexport models on a real tritonserver (127.0.0.1; ONNX Runtime stand-in when
+    the server lacks the onnxruntime backend) until Ctrl-C or SIGTERM; returns the server's exit code."""
+    options = options or LiveOptions()
+    repo = Path(repo)
+    models = bfexport_models(repo)
+    if not models:
+        raise BfexportError(f"{repo}: no model written by bfexport deploy")
+    binary, stub = find_live_server(options)
+    work = Path(tempfile.mkdtemp(prefix="bfexport-serve-"))
+    try:
+        copy = served_copy(repo, models, work, not binary.has_onnxruntime)
+        with terminate_as_interrupt(), TritonServer.start(copy, binary, stub, timeout=options.timeout,
+                                                          http_port=http_port) as server:
+            for meta in models:
+                server.load(*meta["models"].values())
+            names = ", ".join(n for meta in models for n in meta["models"].values())
+            progress(f"serving {names} on http://{server.url} (tritonserver pid {server.pid}"
+                     + ("" if binary.has_onnxruntime else ", model.onnx through the ONNX Runtime stand-in")
+                     + "); Ctrl-C stops it")
+            try:
+                return server.process.wait()
+            except KeyboardInterrupt:
+                progress("stopping")
+                return 0
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def check_live(repo: str | Path, options: LiveOptions | None = None,
                progress: Callable[[str], None] = lambda _: None,
                found: tuple[ServerBinary, StubPython] | None = None) -> LiveCheck:
@@ -208,7 +239,7 @@ def check_live(repo: str | Path, options: LiveOptions | None = None,
     try:
         copy = served_copy(repo, models, work, stand_in)
         progress(f"starting {binary.path} (stub Python {stub.executable}, numpy {stub.numpy})")
-        with TritonServer.start(copy, binary, stub, timeout=options.timeout) as server:
+        with terminate_as_interrupt(), TritonServer.start(copy, binary, stub, timeout=options.timeout) as server:
             check.server = {"binary": str(binary.path), "pid": server.pid, "http_port": server.http_port,
                             "stub_python": str(stub.executable), "onnxruntime_backend": not stand_in}
             progress(f"tritonserver pid {server.pid} ready on {server.url}")

@@ -23,7 +23,7 @@ class DeployOptions:
     dynamic_batching: bool | None = None
     force: bool = False
     allow_unmet_target: bool = False  # apply a calibration whose target was not met (see load_calibration)
-    pad_buckets: tuple[int, ...] | None = None  # tokenizer padding lengths; None: powers of two (pad_buckets())
+    pad_buckets: tuple[int, ...] | None = None  # tokenizer padding lengths; None: by backend (pad_buckets())
     ladder: str | Path | None = None  # ladder.json: also write the budget controller NAME_slo (with slo_p99_ms)
     slo_p99_ms: float | None = None
 
@@ -52,19 +52,21 @@ class DeployOptions:
         return self.max_batch_size > 0 if self.dynamic_batching is None else self.dynamic_batching
 
 
+POWERS_OF_TWO = tuple(2 ** i for i in range(4, 21))  # 16, 32, 64, ...: --pad-buckets pow2
+
+
 def pad_buckets(options: DeployOptions, max_length: int) -> list[int]:
-    """The tokenizer's padding lengths: the given ones up to max_length (and max_length itself),
-    or by default 16, 32, 64, ... up to max_length; [] means exact length (options.pad_buckets ())."""
-    if options.pad_buckets is None:
-        given, length = [], 16
-        while length < max_length:
-            given.append(length)
-            length *= 2
-    elif not options.pad_buckets:
+    """The tokenizer's padding lengths: the given ones below max_length, then max_length; [] means
+    each request's own longest text. By default [] on ONNX Runtime (CPU instances), where buckets
+    measured slower (benchmarks/triton_batching.py: the padding cost more than the batching saved),
+    and powers of two on TensorRT (GPU instances, where batching is what the engine is built for;
+    unmeasured)."""
+    given = options.pad_buckets
+    if given is None:
+        given = POWERS_OF_TWO if options.backend == "tensorrt" else ()
+    if not given:
         return []
-    else:
-        given = [b for b in options.pad_buckets if b < max_length]
-    return sorted(set(given)) + [max_length]
+    return sorted({b for b in given if b < max_length}) + [max_length]
 
 
 def padded_width(longest: int, buckets: list[int]) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from converters.triton.layout import LABELS_FILE, PLATFORMS, README_MARKER
-from converters.triton.options import DeployOptions
+from converters.triton.options import DeployOptions, pad_buckets
 from converters.triton.source import Prepared
 
 TRITON_IMAGE = "nvcr.io/nvidia/tritonserver:<yy.mm>-py3"
@@ -28,11 +28,10 @@ def model_readme(name: str, prepared: Prepared, options: DeployOptions, tokenize
                   f"{cfg.max_length} tokens, right padding within the request, an empty text as one [UNK]); "
                   f"`{name}` classifies. Outputs: `logits` [batch, {cfg.n_labels}] and `head_counts` "
                   f"[batch, {L}] (the heads each layer ran for each text).", "",
-                  "Each request is padded to its own longest text, and Triton's dynamic batcher only merges "
-                  "requests whose inputs have the same shape, so requests of different padded lengths run as "
-                  "separate batches on the classifier; send several texts per request to batch them.", "",
-                  f"`{tokenizer}` needs the `tokenizers` package in Triton's Python environment (tokenizer.json "
-                  f"was written with tokenizers {tokenizer_version()}; use that version or a later one).", ""]
+                  *_padding(pad_buckets(options, cfg.max_length)),
+                  f"`{tokenizer}` needs the `tokenizers` package and numpy in the Python environment of Triton's "
+                  f"python-backend stub (tokenizer.json was written with tokenizers {tokenizer_version()}; use that "
+                  "version or a later one); the repository's README.md says how to provide it.", ""]
     if prepared.budget_inputs != "none":
         lines += ["## Budgets per request", "",
                   f"`budget_thresholds` (FP32) and `head_caps` (INT64) hold {L} values per text (one per layer); "
@@ -63,6 +62,28 @@ def model_readme(name: str, prepared: Prepared, options: DeployOptions, tokenize
     return "\n".join(lines)
 
 
+def _padding(buckets: list[int]) -> list[str]:
+    """The README paragraph on the tokenizer's padding and what it does to batching."""
+    if not buckets:
+        return ["Each request is padded to its own longest text (`--pad-buckets exact`). Triton's dynamic "
+                "batcher merges only requests whose inputs have the same shape, so single-text requests of "
+                "different lengths run one by one on the classifier; send several texts per request to batch "
+                "them. Length buckets (`bfexport deploy --pad-buckets pow2` or `--pad-buckets 32,64,128`) let "
+                "requests of similar length merge, at the cost of computing the padding: on CPU instances "
+                "that measured slower than exact lengths (bfexport's benchmarks/triton_batching.py: the classifier's "
+                "mean batch rose from 1.0 to 1.5 at 16 concurrent clients, throughput fell), so exact is the "
+                "default there; measure on your traffic and hardware.", ""]
+    return [f"Each request is padded to the smallest of the lengths {', '.join(map(str, buckets))} that holds its "
+            "longest text (`bfexport deploy --pad-buckets`). Triton's dynamic batcher merges only requests whose "
+            "inputs have the same shape: padded to their exact length, single-text requests almost never merge; "
+            "padded to a bucket, requests of similar length can. The price is the padding: a text just past a "
+            "bucket boundary is computed at up to twice its length (the padded tokens are masked, so results do "
+            "not change). Merging pays only when requests queue up together (concurrent clients) and one batched "
+            "run costs less than its requests run one by one; a lone client gets the padding and no batching. "
+            "Measure on your traffic (bfexport's benchmarks/triton_batching.py): `--pad-buckets exact` pads each "
+            "request to its longest text, `--pad-buckets 32,64,128` picks the lengths.", ""]
+
+
 def repo_readme(repo_models: list[dict[str, Any]]) -> str:
     models = "\n".join(f"- `{m['name']}` ({m['backend']}): `{m['name']}/README.md`"
                        + (f", text in via `{m['ensemble']}`" if m.get("ensemble") else "") for m in repo_models)
@@ -76,8 +97,8 @@ BudgetFormer classifiers deployed by `bfexport deploy`:
 
 ## Start Triton
 
-With the official container (it has the ONNX Runtime, TensorRT and Python backends). The
-tokenizer models need the `tokenizers` package, which the image does not have:
+With NVIDIA's container (it has the ONNX Runtime, TensorRT and Python backends; the production
+setup). The tokenizer models need the `tokenizers` package, which the image does not have:
 
 ```
 cat > Dockerfile <<'EOF'
@@ -90,8 +111,41 @@ docker run --rm {'--gpus all ' if gpu else ''}-p 8000:8000 -p 8001:8001 -p 8002:
 ```
 
 Run it from this directory (or change the `-v` path). `<yy.mm>` is a Triton release: optional
-ensemble inputs arrived in 2022 (server core PR #51), so use a recent one. Without Docker:
-`tritonserver --model-repository=/path/to/this/directory`. Check: `curl localhost:8000/v2/health/ready`.
+ensemble inputs arrived in 2022 (server core PR #51), so use a recent one. Check:
+`curl localhost:8000/v2/health/ready`.
+
+Without Docker, `pip install 'bfexport[serve]'` installs the `nvidia-pytriton` wheel, which
+bundles tritonserver 2.51 with the Python backend only: no ONNX Runtime backend, so the
+`onnxruntime_onnx` classifiers here do not load on it as they are. With it:
+
+```
+bfexport deploy --serve <this directory> --http-port 8000      # until Ctrl-C
+bfexport deploy --check <this directory> --server              # serve, compare with bfexport, stop
+```
+
+Both serve a temporary copy in which each model.onnx runs through a Python-backend model that
+runs ONNX Runtime (this directory is not changed); `--check --server` also compares every answer
+with bfexport's own. By hand, tritonserver needs `--backend-directory` (its default is
+/opt/tritonserver/backends) holding a python backend with the stub built for the Python the
+models import from; on the wheel's server, that serves the Python-backend models (the tokenizers):
+
+```
+python3.11 -m venv serve && serve/bin/pip install 'nvidia-pytriton==0.7.0' tokenizers   # brings numpy < 2
+SP=$(serve/bin/python -c 'import os, pytriton; print(os.path.dirname(pytriton.__file__))')
+mkdir -p backends && cp -r "$SP/tritonserver/backends/python" backends/
+cp "$SP/tritonserver/python_backend_stubs/3.11/triton_python_backend_stub" backends/python/
+PATH="$PWD/serve/bin:$PATH" LD_LIBRARY_PATH="$SP/../nvidia_pytriton.libs" "$SP/tritonserver/bin/tritonserver" \\
+    --model-repository=/path/to/this/directory --backend-directory="$PWD/backends" \\
+    --http-address=127.0.0.1 --grpc-address=127.0.0.1 --metrics-address=127.0.0.1 --allow-gpu-metrics=false
+```
+
+The Python environment of the python-backend stub: the stub ignores PYTHONPATH and imports from
+the first `python3` on the server's PATH (or from the `EXECUTION_ENV_PATH` parameter of a model's
+config). The tokenizer models need `tokenizers` and numpy there; with the 2.51 build of the wheel
+numpy must be < 2 (numpy 2 kills the stub on the first text request while the model still reports
+READY; every later request fails with "Stub process is not healthy"). `bfexport deploy --check DIR
+--server --stub-python PATH` checks that environment (numpy < 2, tokenizers, onnxruntime) before
+it starts anything.
 
 ## Clients and budgets
 

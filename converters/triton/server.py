@@ -13,6 +13,7 @@ then stops the server (SIGINT, then SIGKILL after a grace period) and ends the s
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -22,7 +23,9 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -138,7 +141,7 @@ def _backends_for(binary: ServerBinary, stub: StubPython, work: Path) -> Path:
     return target.parent
 
 
-def _children(pid: int) -> dict[int, list[str]]:
+def child_processes(pid: int) -> dict[int, list[str]]:
     """The live processes whose parent is `pid`, with their command lines."""
     out: dict[int, list[str]] = {}
     for entry in Path("/proc").iterdir():
@@ -151,6 +154,24 @@ def _children(pid: int) -> dict[int, list[str]]:
         except (OSError, IndexError, ValueError):
             continue
     return out
+
+
+@contextlib.contextmanager
+def terminate_as_interrupt() -> Iterator[None]:
+    """Within it, SIGTERM raises KeyboardInterrupt (in the main thread), so that a terminated
+    check stops its server as Ctrl-C does."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def running(pid: int) -> bool:
@@ -182,16 +203,18 @@ class TritonServer:
 
     @classmethod
     def start(cls, repo: str | Path, binary: ServerBinary, stub: StubPython, *, timeout: float = 60.0,
-              extra_args: list[str] | None = None) -> TritonServer:
+              http_port: int | None = None, extra_args: list[str] | None = None) -> TritonServer:
         """Start tritonserver on `repo` (explicit model-control mode, no model loaded) on free
-        loopback ports and wait until it is ready (at most `timeout` seconds)."""
+        loopback ports (HTTP on `http_port` when given) and wait until it is ready (at most
+        `timeout` seconds)."""
         work = Path(tempfile.mkdtemp(prefix="bfexport-triton-"))
         try:
             backends = _backends_for(binary, stub, work)
-            ports = [free_port() for _ in range(3)]
+            ports = [http_port or free_port(), free_port(), free_port()]
             env = dict(os.environ, PATH=f"{stub.executable.parent}{os.pathsep}{os.environ.get('PATH', '')}")
-            libs = binary.path.resolve().parents[3] / "nvidia_pytriton.libs"
-            if libs.is_dir():  # a copied backend loads libtritonserver's siblings by path, not by RPATH
+            parents = binary.path.resolve().parents  # the wheel: site-packages/pytriton/tritonserver/bin/
+            libs = parents[3] / "nvidia_pytriton.libs" if len(parents) > 3 else None
+            if libs is not None and libs.is_dir():  # a copied backend finds the wheel's libraries by path only
                 env["LD_LIBRARY_PATH"] = f"{libs}{os.pathsep}{env.get('LD_LIBRARY_PATH', '')}"
             args = [str(binary.path), f"--model-repository={Path(repo).resolve()}",
                     f"--backend-directory={backends}", f"--cache-directory={work / 'caches'}",
@@ -255,22 +278,23 @@ class TritonServer:
         except InferError as e:
             raise BfexportError(f"tritonserver could not load {model}: {e.message.strip()}") from None
         finally:
-            self.stubs.update(_children(self.pid))
+            self.stubs.update(child_processes(self.pid))
 
     def stop(self, grace: float = 15.0) -> None:
         """SIGINT the server, SIGKILL it after `grace` seconds; then SIGKILL any stub it left and
         remove the shared-memory regions those stubs named. Safe to call twice."""
         if self.process.poll() is None:
-            self.stubs.update(_children(self.pid))
-            os.kill(self.pid, signal.SIGINT)
+            self.stubs.update(child_processes(self.pid))
+            self.process.send_signal(signal.SIGINT)
             try:
                 self.process.wait(grace)
             except subprocess.TimeoutExpired:
-                os.kill(self.pid, signal.SIGKILL)
+                self.process.kill()
                 self.process.wait()
         for pid, cmdline in self.stubs.items():
             if _alive(pid, cmdline):
-                os.kill(pid, signal.SIGKILL)
+                with contextlib.suppress(ProcessLookupError):  # it may end between the look and the kill
+                    os.kill(pid, signal.SIGKILL)
         deadline = time.monotonic() + 5.0
         while any(_alive(p, c) for p, c in self.stubs.items()) and time.monotonic() < deadline:
             time.sleep(0.05)

@@ -472,14 +472,26 @@ def test_default_model_names_skip_directory_names_that_say_nothing(tmp_path: Pat
     assert default_name(tmp_path / "out" / "model.onnx") == "budgetformer"  # model, out: nothing said
 
 
-def test_pad_buckets_default_to_powers_of_two_up_to_max_length() -> None:
-    from converters.triton.options import pad_buckets, padded_width
+def test_pad_buckets_default_to_exact_on_cpu_and_powers_of_two_on_tensorrt() -> None:
+    from converters.triton.options import POWERS_OF_TWO, pad_buckets, padded_width
 
-    assert pad_buckets(DeployOptions(), 256) == [16, 32, 64, 128, 256]
-    assert pad_buckets(DeployOptions(), 100) == [16, 32, 64, 100]
+    assert pad_buckets(DeployOptions(), 256) == []
+    assert pad_buckets(DeployOptions(backend="tensorrt"), 256) == [16, 32, 64, 128, 256]
+    assert pad_buckets(DeployOptions(pad_buckets=POWERS_OF_TWO), 100) == [16, 32, 64, 100]
     assert pad_buckets(DeployOptions(pad_buckets=(48, 8, 300)), 256) == [8, 48, 256]
     assert pad_buckets(DeployOptions(pad_buckets=()), 256) == []
     assert [padded_width(n, [16, 32, 64]) for n in (1, 16, 17, 64, 70)] == [16, 16, 32, 64, 70]
     for bad in ((0,), (True,), (2.5,)):
         with pytest.raises(BfexportError, match="--pad-buckets must be positive integers"):
             DeployOptions(pad_buckets=bad)  # type: ignore[arg-type]
+
+
+def test_a_bucketed_deploy_passes_its_offline_check_with_the_buckets_in_its_config(checkpoint: Path,
+                                                                                    tmp_path: Path) -> None:
+    from converters.triton.options import POWERS_OF_TWO
+
+    result = deploy(checkpoint, tmp_path / "models", DeployOptions(name="b", pad_buckets=POWERS_OF_TWO))
+    assert result.check["ok"]
+    config = parse_config((tmp_path / "models" / "b_tokenizer" / "config.pbtxt").read_text())
+    assert json.loads(string_parameters(config)["pad_buckets"]) == [16, 32]  # max_length 32
+    assert any("bfexport.data.encode" in line for m in result.check["models"] for line in m["passed"])

@@ -15,15 +15,18 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from bfexport.cli import run
 from bfexport.errors import BfexportError
+from converters.triton.http_client import TritonClient
 from converters.triton.server import (
     ServerBinary,
     StubPython,
     TritonServer,
     check_stub_python,
+    child_processes,
     find_server,
     running,
     shm_regions,
@@ -110,4 +113,33 @@ def test_a_server_that_cannot_start_is_one_line_and_leaves_nothing(
     regions = shm_regions()
     with pytest.raises(BfexportError, match="tritonserver exited with"):
         TritonServer.start(tmp_path / "missing", *server_env, timeout=30, extra_args=["--strict-readiness=maybe"])
+    assert shm_regions() <= regions
+
+
+def test_serve_answers_until_sigterm_then_leaves_nothing(server_env: tuple[ServerBinary, StubPython],
+                                                         tiny_repo: Path) -> None:
+    regions = shm_regions()
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    process = subprocess.Popen(
+        [sys.executable, "-c", "from bfexport.cli import main; main()", "deploy", "--serve", str(tiny_repo),
+         "--stub-python", str(server_env[1].executable)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+    try:
+        assert process.stderr is not None
+        line = process.stderr.readline()
+        found = re.search(r"on http://(127\.0\.0\.1:\d+) \(tritonserver pid (\d+)", line)
+        assert found, line
+        server = int(found.group(2))
+        text = np.array([[b"a text to classify"]], dtype=np.object_)
+        out = TritonClient(found.group(1)).infer("m_text", {"text": text}, ["logits", "head_counts"])
+        assert out["logits"].shape[0] == 1 and out["head_counts"].shape == (1, 3)
+        stubs = list(child_processes(server))
+        assert stubs and all(running(p) for p in stubs)
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0
+    assert not running(server) and not any(running(p) for p in stubs)
     assert shm_regions() <= regions
