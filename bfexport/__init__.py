@@ -16,6 +16,7 @@ Imports run one way (tests/test_import_direction.py): this package's ground floo
   exported           an exported .onnx: saved atomically, loaded with its metadata, checked
                      against its graph.
   calibration_result calibration.json: what was calibrated, on which model, and applying it.
+  ladder_result      ladder.json: operating points top rung first, each with budgets, accuracy, latency.
   runtime            OnnxClassifier: text in, labels out, a budget per call, one shared session.
   ort_custom_ops     ONNX Runtime's stand-in for the TensorRT plugin node (a Python custom op).
   summary            what inspect reports: architecture, cost per layer, behaviour on data.

@@ -9,7 +9,7 @@ Modules, one job each: targets (what is asked), inputs (data from any source), e
 (running configurations with a per-sample path cache), flops (pricing in FLOPs), latency
 (runtime interface, lookup table, verification), runtimes (ort-cpu, torch-cpu,
 torch-cuda, tensorrt by name), search (global sweep + per-layer local search),
-report (figures),
+report (figures), ladder (several targets in one run, sharing the setup and path cache),
 outputs (writing calibration.json, the calibrated model and the report together, staged), api.
 The calibration.json format itself is bfexport.calibration_result (deploy reads it too).
 """

@@ -50,12 +50,14 @@ class _Scorer:
     reference: np.ndarray  # all-heads predictions
     table: LatencyTable | None = None
     percentile: int = 50
+    latency: bool = False  # price points in predicted ms (a latency target) rather than the FLOPs ratio
 
     def point(self, config: Config, outcome: Outcome) -> Point:
         agreement = float((outcome.preds == self.reference).mean())
         accuracy = float((outcome.preds == self.labels).mean()) if self.labels is not None else None
         ratio = self.flops.ratio(outcome.heads)
-        latency = self.table.percentile(outcome.heads, self.percentile) if self.table is not None else None
+        latency = (self.table.percentile(outcome.heads, self.percentile)
+                   if self.table is not None and self.latency else None)
         return Point(config, latency if latency is not None else ratio, ratio,
                      accuracy if accuracy is not None else agreement, agreement,
                      tuple(round(float(v), 4) for v in outcome.heads.mean(0)), outcome.exact, accuracy, latency)
@@ -111,18 +113,58 @@ def calibrate(model: ModelSource, data: DataSource, target: Target, *, runtime: 
     """
     if not isinstance(target, (FlopsTarget, LatencyTarget)):
         raise BfexportError(f"target must be FlopsTarget(ratio) or LatencyTarget(ms), got {target!r}")
+    check_grid(grid)
+    shared = prepare(model, data, [target], runtime=runtime, threads=threads, batch_size=batch_size, seq_len=seq_len,
+                     samples=samples, eval_batch_size=eval_batch_size, latency_batches=latency_batches,
+                     profile_repeats=profile_repeats, profile_mode=profile_mode, runtime_factory=runtime_factory,
+                     log=log)
+    return calibrate_prepared(shared, target, grid=grid, max_rounds=max_rounds, shortlist=shortlist,
+                              verify_sessions=verify_sessions, verify_repeats=verify_repeats,
+                              max_attempts=max_attempts, head_usage=head_usage)
+
+
+@dataclass
+class Prepared:
+    """What every target calibrated on one model and one data set shares: the tokenized rows,
+    the FLOPs model, the evaluator and its path cache, the latency runtime with its batches and
+    lookup table (when a latency target or a measurement needs them), and the reference points."""
+
+    model: ModelSource
+    exported: ExportedModel
+    cal: CalibrationData
+    evaluator: Evaluator
+    scorer: _Scorer
+    all_heads: Config
+    cheapest: Config
+    rt: LatencyRuntime | None
+    batches: list[Batch] | None
+    threads: int | None
+    batch_size: int
+    started: float
+    say: Callable[[str], None]
+
+
+def prepare(model: ModelSource, data: DataSource, targets: Sequence[Target], *, runtime: str = "ort-cpu",
+            threads: int | None = None, batch_size: int = 1, seq_len: int | None = None, samples: int | None = None,
+            eval_batch_size: int = 32, latency_batches: int = 48, profile_repeats: int = 5,
+            profile_mode: str = "uniform", with_runtime: bool = False,
+            runtime_factory: Callable[..., LatencyRuntime] | None = None,
+            log: Callable[[str], None] | None = None) -> Prepared:
+    """Load, tokenize, open the evaluator and, for latency targets (or with_runtime), the latency
+    runtime and its measurement batches (profiled for latency targets): the work that several
+    targets on the same model and data share (see calibrate for the arguments). Every FLOPs
+    target is checked for feasibility before the model runs."""
     say = log or (lambda _msg: None)
     started = time.perf_counter()
     exported, tokenizer = load_model(model)
     cfg = exported.config
     L, H = cfg.n_layers, cfg.n_heads
-    if not grid or not all(0 < t <= 1 for t in grid):
-        raise BfexportError(f"threshold grid values must lie in (0, 1], got {list(grid)}")
     cal = collect(data, cfg, tokenizer, samples=samples, seq_len=seq_len)
     say(f"{len(cal)} samples from {cal.source} ({'labelled' if cal.labels is not None else 'unlabelled'})")
     flops = FlopsModel(cfg, cal.lengths)
-    if isinstance(target, FlopsTarget):  # priced without running the model: fail before any work
-        _check_flops_feasible(target, flops.ratio(np.ones((len(cal), L), dtype=np.int64)))
+    for target in targets:
+        if isinstance(target, FlopsTarget):  # priced without running the model: fail before any work
+            _check_flops_feasible(target, flops.ratio(np.ones((len(cal), L), dtype=np.int64)))
     evaluator = Evaluator(exported, cal, threads=threads, batch_size=eval_batch_size)
     all_heads, cheapest = Config.uniform(1.0, H, L), Config.uniform(1.0, 1, L)
     ref_outcome, _ = evaluator.outcomes([all_heads, cheapest])
@@ -130,13 +172,34 @@ def calibrate(model: ModelSource, data: DataSource, target: Target, *, runtime: 
 
     rt: LatencyRuntime | None = None
     batches = None
-    if isinstance(target, LatencyTarget):
+    latency = any(isinstance(t, LatencyTarget) for t in targets)
+    if latency or with_runtime:
         factory = runtime_factory or get_runtime(runtime)
         rt = factory(exported, threads)
         groups = latency_groups(len(cal), batch_size, latency_batches)
         batches = make_batches(cal, groups)
-        say(f"profiling {rt.describe()['name']}: {len(batches)} batches of {batch_size}, k = 1..{H}")
-        scorer.table = profile(rt, batches, groups, L, H, repeats=profile_repeats, mode=profile_mode)
+        if latency:
+            say(f"profiling {rt.describe()['name']}: {len(batches)} batches of {batch_size}, k = 1..{H}")
+            scorer.table = profile(rt, batches, groups, L, H, repeats=profile_repeats, mode=profile_mode)
+    return Prepared(model, exported, cal, evaluator, scorer, all_heads, cheapest, rt, batches, threads, batch_size,
+                    started, say)
+
+
+def calibrate_prepared(shared: Prepared, target: Target, *, grid: Sequence[float] = DEFAULT_GRID,
+                       max_rounds: int = 10, shortlist: int = 8, verify_sessions: int = 5, verify_repeats: int = 5,
+                       max_attempts: int = 3, head_usage: bool = False) -> CalibrationResult:
+    """calibrate() for one target on prepared shared state; the evaluator's path cache keeps what
+    earlier targets ran, so a later target runs only the paths they did not."""
+    exported, cal, evaluator, scorer = shared.exported, shared.cal, shared.evaluator, shared.scorer
+    all_heads, cheapest, rt, batches, say = shared.all_heads, shared.cheapest, shared.rt, shared.batches, shared.say
+    started = shared.started
+    shared.started = time.perf_counter()  # a later target's seconds count from here
+    L, H = exported.config.n_layers, exported.config.n_heads
+    check_grid(grid)
+    scorer.latency = isinstance(target, LatencyTarget)
+    if isinstance(target, LatencyTarget):
+        if scorer.table is None:
+            raise BfexportError("a latency target needs a profiled runtime: prepare() it with that target")
         scorer.percentile = target.percentile
         target = target.resolve(scorer.table.forced(H, target.percentile))
     ref_point, min_point = scorer([all_heads, cheapest], True)
@@ -158,8 +221,9 @@ def calibrate(model: ModelSource, data: DataSource, target: Target, *, runtime: 
 
     best = outcome.best
     best_outcome = evaluator.outcomes([best.config])[0]
-    result = _result(exported, model, cal, target, outcome, best, best_outcome, ref_point, min_point, scorer,
-                     evaluator, rt, verification, attempts, time.perf_counter() - started, threads, batch_size)
+    result = _result(exported, shared.model, cal, target, outcome, best, best_outcome, ref_point, min_point, scorer,
+                     evaluator, rt, verification, attempts, time.perf_counter() - started, shared.threads,
+                     shared.batch_size)
     if head_usage:
         assert result.report is not None  # _result always fills it
         result.report["head_usage"] = _head_usage(evaluator, best.config)
@@ -203,6 +267,11 @@ def _latency_search(scorer: _Scorer, target: LatencyTarget, rt: LatencyRuntime, 
     if target.fraction is not None:
         target = replace(target, ms=v["target_ms"])
     return outcome, v, [{**t[2], "chosen": t[0] is outcome} for t in tried], target
+
+
+def check_grid(grid: Sequence[float]) -> None:
+    if not grid or not all(0 < t <= 1 for t in grid):
+        raise BfexportError(f"threshold grid values must lie in (0, 1], got {list(grid)}")
 
 
 def _check_flops_feasible(target: FlopsTarget, lo: float) -> None:

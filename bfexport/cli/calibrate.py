@@ -17,8 +17,10 @@ from bfexport.cli.args import (
     output_options,
     runtime_options,
 )
+from bfexport.errors import BfexportError
 from bfexport.files import Output, check_outputs
 from calibration.api import calibrate, load_model
+from calibration.ladder import calibrate_ladder
 from calibration.outputs import save_outputs
 from calibration.report import REPORT_DIR
 from calibration.runtimes import get_runtime
@@ -58,6 +60,50 @@ def _print(r: dict[str, Any]) -> None:
         console.print(f"  wrote {kind}: {path}")
 
 
+def _ladder_values(text: str, option: str) -> list[float]:
+    try:
+        return [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise BfexportError(f"{option}: expected comma-separated numbers such as 1.0,0.85,0.7, got {text!r}") from None
+
+
+def _print_ladder(r: dict[str, Any]) -> None:
+    unit = "FLOPs ratio" if r["unit"] == "flops_ratio" else "latency fraction"
+    console.print(f"[bold]ladder[/bold] of {len(r['rungs'])} rungs ({unit} targets) for {r['model']['path']} on "
+                  f"{r['data']['samples']} samples in {r['search']['seconds']:.1f} s "
+                  f"(shared setup {r['search']['shared_setup_seconds']:.1f} s)")
+    m = r["measurement"]
+    console.print(f"  latency per call on {r['runtime']['name']}, batch {m['batch_size']}, every rung interleaved in "
+                  f"{m['sessions']} fresh sessions ({m['calls_per_rung']} calls each)")
+    for i, rung in enumerate(r["rungs"]):
+        score = f"accuracy {rung['accuracy']:.4f}" if rung["accuracy"] is not None else \
+            f"agreement {rung['agreement']:.4f}"
+        state = "" if rung["target_met"] else "  [red]target not met[/red]"
+        console.print(f"  rung {i} target {rung['target']:g}: thresholds {rung['thresholds']} caps {rung['caps']}  "
+                      f"{score}  FLOPs {rung['flops_ratio']:.4f}  p50 {rung['latency_ms']['p50']:.3f} ms  "
+                      f"p99 {rung['latency_ms']['p99']:.3f} ms{state}", highlight=False)
+    for kind, path in r.get("outputs", {}).items():
+        console.print(f"  wrote {kind}: {path}")
+
+
+def _run_ladder(model: str, data_path: str, values: list[float], unit: str, percentile: str | None,
+                tolerance: float | None, runtime: str, threads: int | None, batch_size: int, seq_len: int | None,
+                samples: int, output: str, force: bool, as_json: bool) -> None:
+    check_outputs([Output(Path(output), "-o")], {"MODEL": model, "--data": data_path}, force=force)
+    exported, _ = load_model(model)
+    with console.status("calibrating a ladder") as status:
+        ladder, _ = calibrate_ladder(exported, data_path, values, unit=unit,
+                                     percentile=50 if percentile is None else int(percentile), tolerance=tolerance,
+                                     runtime=runtime, threads=threads, batch_size=batch_size, seq_len=seq_len,
+                                     samples=samples, log=lambda msg: status.update(f"calibrating a ladder: {msg}"))
+    ladder.save(output)
+    emit({**ladder.to_json(), "outputs": {"ladder": output}}, as_json, _print_ladder)
+    if not all(r.target_met for r in ladder.rungs):
+        if not as_json:
+            console.print("[red]a rung's target was not met[/red]")
+        raise click.exceptions.Exit(EXIT_FAILED_CHECK)
+
+
 @click.command("calibrate")
 @model_argument
 @data_options("Labelled: maximize accuracy; unlabelled: agreement with all heads.", required=True, samples=1000)
@@ -65,6 +111,11 @@ def _print(r: dict[str, Any]) -> None:
 @click.option("--target-latency-ms", type=float, default=None, help="Latency per call in ms, measured on --runtime.")
 @click.option("--target-latency-fraction", type=float, default=None,
               help="Latency as a fraction of the all-heads latency measured in the same run, e.g. 0.8.")
+@click.option("--ladder-flops", default=None, metavar="R1,R2,...",
+              help="Calibrate a ladder of FLOPs-ratio targets in one run (e.g. 1.0,0.9,0.8,0.7; 1.0 is the full "
+                   "model): one file (-o) with each rung's thresholds, caps, accuracy and measured latency.")
+@click.option("--ladder-latency-fraction", default=None, metavar="F1,F2,...",
+              help="The same with latency targets, as fractions of the all-heads latency (e.g. 1.0,0.7,0.4).")
 @click.option("--percentile", type=click.Choice([str(p) for p in PERCENTILES]), default=None,
               help="Latency percentile the target applies to (default 50).")
 @click.option("--tolerance", type=float, default=None,
@@ -85,7 +136,8 @@ def _print(r: dict[str, Any]) -> None:
 def command(model: str, data_path: str, target_flops: float | None, target_latency_ms: float | None,
             target_latency_fraction: float | None, percentile: str | None, tolerance: float | None, runtime: str,
             threads: int | None, batch_size: int, seq_len: int | None, samples: int, output: str,
-            write_model: str | None, report_dir: str | None, force: bool, as_json: bool) -> None:
+            write_model: str | None, report_dir: str | None, force: bool, as_json: bool, ladder_flops: str | None,
+            ladder_latency_fraction: str | None) -> None:
     """Find per-layer budget thresholds (and head caps) for MODEL that meet a FLOP or latency
     target, losing as little accuracy as possible.
 
@@ -93,7 +145,28 @@ def command(model: str, data_path: str, target_flops: float | None, target_laten
     best single global threshold that meets the target, so it ties or beats it. Latency
     targets are profiled on the runtime (per-layer cost of k heads), searched, then verified
     end to end against all heads in fresh sessions; exit 1 if the verified latency misses.
+
+    With --ladder-flops or --ladder-latency-fraction, every target of the list is calibrated in
+    one run that shares the data, the path cache and the latency profile (each rung is searched
+    as a single target would be), and -o gets one ladder file for `bfexport deploy --ladder`.
     """
+    if ladder_flops is not None or ladder_latency_fraction is not None:
+        if ladder_flops is not None and ladder_latency_fraction is not None:
+            raise BfexportError("give one of --ladder-flops and --ladder-latency-fraction")
+        if any(v is not None for v in (target_flops, target_latency_ms, target_latency_fraction)):
+            raise BfexportError("--ladder-* sets the targets: give no --target-* with it")
+        if write_model is not None or report_dir is not None:
+            raise BfexportError("--write-model and --report apply to a single target; deploy a ladder with "
+                                "`bfexport deploy --ladder FILE`")
+        unit, text, option = (("flops_ratio", ladder_flops, "--ladder-flops") if ladder_flops is not None
+                              else ("latency_fraction", ladder_latency_fraction, "--ladder-latency-fraction"))
+        if unit == "flops_ratio" and percentile is not None:
+            raise BfexportError("--percentile applies to latency targets only")
+        assert text is not None  # chosen above
+        get_runtime(runtime)
+        _run_ladder(model, data_path, _ladder_values(text, option), unit, percentile, tolerance, runtime, threads,
+                    batch_size, seq_len, samples, output, force, as_json)
+        return
     target = target_from_options(flops=target_flops, latency_ms=target_latency_ms,
                                  latency_fraction=target_latency_fraction,
                                  percentile=None if percentile is None else int(percentile), tolerance=tolerance)

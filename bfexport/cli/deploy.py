@@ -41,6 +41,12 @@ def _buckets(ctx: click.Context, param: click.Parameter, value: str | None) -> t
 @click.option("--allow-unmet-target", is_flag=True,
               help="Deploy a --calibration whose target was not met (refused otherwise, as calibrate refuses "
                    "--write-model then); the output notes it.")
+@click.option("--ladder", type=click.Path(dir_okay=False), default=None, metavar="FILE",
+              help="ladder.json from `bfexport calibrate --ladder-*`: also write NAME_slo, a budget controller that "
+                   "serves text at the ladder rung holding --slo-p99-ms.")
+@click.option("--slo-p99-ms", type=float, default=None, metavar="MS",
+              help="The p99 latency NAME_slo holds, stepping down the ladder under load and back up after (with "
+                   "--ladder).")
 @click.option("--max-batch-size", type=click.IntRange(min=0), default=8, show_default=True,
               help="Triton max_batch_size. With 0 (no batching) the ids-in model's budget inputs are optional; "
                    "otherwise required there (optional on NAME_text either way).")
@@ -88,7 +94,7 @@ def command(source: str | None, repo: str | None, name: str | None, backend: str
             pad_buckets: tuple[int, ...] | None, check_dir: str | None, server: bool, serve_dir: str | None,
             http_port: int | None, tritonserver: str | None,
             stub_python: str | None, client_threads: int, requests: int, data_path: str | None, samples: int,
-            as_json: bool) -> None:
+            as_json: bool, ladder: str | None, slo_p99_ms: float | None) -> None:
     """Write a Triton Inference Server model repository for SOURCE (a checkpoint directory or an
     exported .onnx), check one with --check DIR (and --server: on a real Triton server), or serve
     one with --serve DIR.
@@ -132,7 +138,7 @@ def command(source: str | None, repo: str | None, name: str | None, backend: str
     options = DeployOptions(name=name, backend=backend, calibration=calibration,
                             allow_unmet_target=allow_unmet_target, max_batch_size=max_batch_size,
                             instances=instances, dynamic_batching=dynamic_batching, force=force,
-                            pad_buckets=pad_buckets)
+                            pad_buckets=pad_buckets, ladder=ladder, slo_p99_ms=slo_p99_ms)
     with console.status(f"writing the Triton repository ({backend})"):
         result = deploy(source, repo, options)
     emit(result.to_dict(), as_json, _print_deploy)

@@ -76,6 +76,9 @@ Modules:
   ort_model        the python-backend ONNX Runtime stand-in the live check serves model.onnx with (runs in Triton)
   live_cases       the live check's requests (texts, ids, budgets, concurrency, bad requests) and their verdicts
   live_check       check_live(): a repository served by a real tritonserver, compared with OnnxClassifier
+  controller       the load-adaptive budget controller: the rung per batch from queue and latency (pure Python)
+  controller_model NAME_slo's python-backend model: BLS tokenizer -> classifier at the rung (runs in Triton)
+  controller_dir   NAME_slo's directory (deploy --ladder FILE --slo-p99-ms MS): config, files, offline check
 
 `bfexport deploy --check DIR --server` adds check_live to the offline check: a real tritonserver
 (--tritonserver, one on PATH, or the nvidia-pytriton wheel of the `serve` extra) serves a temporary

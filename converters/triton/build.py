@@ -8,7 +8,9 @@ from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
 
+from bfexport.ladder_result import LadderResult
 from converters.triton.configs import ensemble_config, header, model_config, tokenizer_config
+from converters.triton.controller_dir import CONTROLLER_SUFFIX, write_controller
 from converters.triton.layout import (
     CONFIG_FILE,
     ENSEMBLE_SUFFIX,
@@ -38,8 +40,10 @@ def _write_text(path: Path, text: str) -> None:
     path.write_text(text, encoding="utf-8")
 
 
-def build(staging: Path, name: str, prepared: Prepared, options: DeployOptions, notes: list[str]) -> dict[str, str]:
-    """Write the model directories under `staging`; returns {role: model name}."""
+def build(staging: Path, name: str, prepared: Prepared, options: DeployOptions, notes: list[str],
+          ladder: LadderResult | None = None) -> dict[str, str]:
+    """Write the model directories under `staging` (and the budget controller with a ladder);
+    returns {role: model name}."""
     cfg = prepared.exported.config
     models = {"model": name}
     meta = {"format": META_FORMAT, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -67,6 +71,8 @@ def build(staging: Path, name: str, prepared: Prepared, options: DeployOptions, 
     if prepared.tokenizer_json is not None:
         tokenizer, ensemble = name + TOKENIZER_SUFFIX, name + ENSEMBLE_SUFFIX
         models.update(tokenizer=tokenizer, ensemble=ensemble)
+        if ladder is not None:
+            models["controller"] = name + CONTROLLER_SUFFIX
     else:
         notes.append("the model carries no tokenizer: only the ids-in model was written (no text ensemble)")
     _write_text(model_dir / CONFIG_FILE, render_config(model_config(name, prepared, options),
@@ -90,4 +96,6 @@ def build(staging: Path, name: str, prepared: Prepared, options: DeployOptions, 
             ensemble_config(ensemble, name, tokenizer, prepared, options),
             header(f"{ensemble}: text in, {name} out (ensemble)")))
         _write_text(ens_dir / META_FILE, json.dumps({**meta, "role": "ensemble", "models": models}, indent=2) + "\n")
+    if ladder is not None and "controller" in models:
+        write_controller(staging, name, models, prepared, options, ladder, meta)
     return models

@@ -12,6 +12,7 @@ from bfexport.errors import BfexportError
 from bfexport.files import DIRECTORY, REGULAR, read_json, what_is
 from converters.triton.check_onnx import check_onnx, check_plan
 from converters.triton.check_tokenizer import check_ensemble, check_tokenizer
+from converters.triton.controller_dir import check_controller
 from converters.triton.layout import CONFIG_FILE, META_FILE, META_FORMAT
 from converters.triton.model_dir import ModelCheck, ModelDir
 from converters.triton.schema import parse_config, schema
@@ -95,6 +96,8 @@ def check_repository(repo: str | Path, *, models: list[str] | None = None) -> Re
                 check_onnx(model, check, sessions)
             elif check.kind in ("tensorrt_plan", "tensorrt"):
                 check_plan(model, check)
+            elif check.kind == "python" and model.meta.get("role") == "controller":
+                check_controller(model, check, found)
             elif check.kind == "python":
                 check_tokenizer(model, check, tokenizers)
             elif check.kind == "ensemble":

@@ -12,9 +12,11 @@ from typing import Any
 
 from bfexport.errors import BfexportError
 from bfexport.files import Output, apply_umask, check_outputs, regular_file
+from bfexport.ladder_result import LadderResult
 from converters.triton.build import build
 from converters.triton.calibration_file import load_calibration, target_text
 from converters.triton.check import check_repository
+from converters.triton.controller_dir import CONTROLLER_DIR, CONTROLLER_SUFFIX
 from converters.triton.install import install, update_readme
 from converters.triton.layout import ENSEMBLE_SUFFIX, MODEL_DIRS, PLATFORMS, README, ROLES, TOKENIZER_SUFFIX
 from converters.triton.options import DeployOptions, check_name, default_name
@@ -89,7 +91,12 @@ def deploy(source: str | Path, repo: str | Path, options: DeployOptions | None =
         calibration = load_calibration(options.calibration, options.allow_unmet_target)  # refused before any work
     dirs = dict(zip(ROLES, (name, name + TOKENIZER_SUFFIX, name + ENSEMBLE_SUFFIX), strict=True))
     outputs = [Output(repo / d, kind=MODEL_DIRS[role], make_parents=True) for role, d in dirs.items()]
-    inputs = {"SOURCE": source, "--calibration": options.calibration}
+    ladder = None
+    if options.ladder is not None:
+        regular_file(options.ladder, "ladder file not found")
+        ladder = LadderResult.load(options.ladder)  # refused before any work
+        outputs.append(Output(repo / (name + CONTROLLER_SUFFIX), kind=CONTROLLER_DIR, make_parents=True))
+    inputs = {"SOURCE": source, "--calibration": options.calibration, "--ladder": options.ladder}
     check_outputs(outputs, inputs, force=options.force)
     if os.path.lexists(repo / README):
         regular_file(repo / README)  # a README.md directory or pipe would fail after the models are in
@@ -98,13 +105,17 @@ def deploy(source: str | Path, repo: str | Path, options: DeployOptions | None =
                             "directories cannot be moved in atomically; deploy to a directory beside it and move them")
 
     prepared = prepare(source, options, calibration)
+    if ladder is not None:
+        ladder.check_model(prepared.exported)
+        if prepared.tokenizer_json is None or prepared.budget_inputs == "none":
+            raise BfexportError("--ladder needs a model with a tokenizer and budget inputs (an adaptive export)")
     notes: list[str] = []
     if prepared.calibration is not None and not prepared.calibration["target_met"]:
         notes.append(f"{options.calibration} did not meet its target {target_text(prepared.calibration['target'])}: "
                      "deployed anyway (--allow-unmet-target)")
     staging = Path(tempfile.mkdtemp(prefix=f".{repo.name}.", suffix=".deploy-tmp", dir=parent))
     try:
-        models = build(staging, name, prepared, options, notes)
+        models = build(staging, name, prepared, options, notes, ladder)
         written = list(models.values())
         report = check_repository(staging, models=written)
         if not report.ok:

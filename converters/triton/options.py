@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,8 @@ class DeployOptions:
     force: bool = False
     allow_unmet_target: bool = False  # apply a calibration whose target was not met (see load_calibration)
     pad_buckets: tuple[int, ...] | None = None  # tokenizer padding lengths; None: by backend (pad_buckets())
+    ladder: str | Path | None = None  # ladder.json: also write the budget controller NAME_slo (with slo_p99_ms)
+    slo_p99_ms: float | None = None
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
@@ -42,6 +45,7 @@ class DeployOptions:
             raise BfexportError(f"--pad-buckets must be positive integers, got {self.pad_buckets!r}")
         if self.backend == "tensorrt" and self.max_batch_size == 0:
             raise BfexportError("--backend tensorrt needs --max-batch-size >= 1 (it sets the engine's batch profile)")
+        check_slo(self)
 
     @property
     def batching(self) -> bool:
@@ -68,6 +72,22 @@ def pad_buckets(options: DeployOptions, max_length: int) -> list[int]:
 def padded_width(longest: int, buckets: list[int]) -> int:
     """The width the tokenizer pads a request to: the smallest bucket holding its longest row."""
     return next((bucket for bucket in buckets if bucket >= longest), longest)
+
+
+def check_slo(options: DeployOptions) -> None:
+    """--ladder and --slo-p99-ms come together, and the controller reads the queue from the batches
+    Triton hands it, so it needs batching."""
+    if (options.ladder is None) != (options.slo_p99_ms is None):
+        raise BfexportError("--ladder FILE and --slo-p99-ms MS go together (the controller holds that p99 by moving "
+                            "along the ladder)")
+    if options.slo_p99_ms is None:
+        return
+    value = options.slo_p99_ms
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        raise BfexportError(f"--slo-p99-ms must be a positive number of milliseconds, got {value!r}")
+    if options.max_batch_size == 0 or options.dynamic_batching is False:
+        raise BfexportError("--ladder needs --max-batch-size >= 1 and dynamic batching: the controller reads the "
+                            "queue from the batches Triton hands it")
 
 
 def check_name(name: str) -> str:

@@ -1,0 +1,177 @@
+"""The budget controller's rule without a server: a fake clock and fake latencies drive it down
+the ladder under load and back up when load falls, with hysteresis and dwell times, per instance."""
+
+from __future__ import annotations
+
+import pytest
+
+from converters.triton.controller import BatchClock, BudgetController, ControllerSettings
+
+TARGET = 100.0
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def controller(n_rungs: int = 4, **settings: float) -> tuple[BudgetController, FakeClock]:
+    clock = FakeClock()
+    return BudgetController(ControllerSettings(target_p99_ms=TARGET, n_rungs=n_rungs, **settings), clock), clock
+
+
+def serve(c: BudgetController, clock: FakeClock, latency_ms: float, *, waiting: int = 1, batches: int = 1,
+          step_s: float = 0.05) -> list[int]:
+    """`batches` batches of `waiting` requests, each served in `latency_ms`; the rungs chosen."""
+    rungs = []
+    for _ in range(batches):
+        rung = c.choose(waiting)
+        clock.advance(step_s)
+        c.record(latency_ms, rung, count=waiting, service_ms=latency_ms * waiting)
+        rungs.append(rung)
+    return rungs
+
+
+def test_low_load_stays_on_the_top_rung() -> None:
+    c, clock = controller()
+    assert set(serve(c, clock, 20.0, batches=200)) == {0}
+    assert c.counters.per_rung == [200, 0, 0, 0] and c.counters.moves_down == c.counters.moves_up == 0
+
+
+def test_a_queue_steps_down_one_rung_per_dwell_and_stops_at_the_cheapest() -> None:
+    c, clock = controller(dwell_down_s=0.2)
+    rungs = serve(c, clock, 30.0, waiting=6, batches=40, step_s=0.05)
+    assert rungs[0] == 1  # the first full batch moves at once
+    first_at = {r: rungs.index(r) for r in range(1, 4)}
+    assert first_at[2] - first_at[1] >= 4 and first_at[3] - first_at[2] >= 4  # 0.2 s dwell at 0.05 s per batch
+    assert rungs[-1] == 3 and max(rungs) == 3  # never past the cheapest rung
+    assert c.counters.moves_down == 3
+
+
+def test_high_latency_alone_steps_down() -> None:
+    c, clock = controller()
+    rungs = serve(c, clock, 0.9 * TARGET, waiting=1, batches=12)  # above down_at (0.8) once 8 samples are in
+    assert rungs[:8] == [0] * 8 and rungs[-1] >= 1
+
+
+def test_two_latencies_over_the_target_step_down_before_the_p99_fills() -> None:
+    c, clock = controller()
+    assert serve(c, clock, 1.5 * TARGET, batches=3) == [0, 0, 1]
+
+
+def test_hysteresis_between_up_at_and_down_at_holds_the_rung() -> None:
+    c, clock = controller()
+    serve(c, clock, 30.0, waiting=6, batches=1)
+    assert c.rung == 1
+    # 0.65 x target: over up_at (0.5), under down_at (0.8): neither direction, for a long time
+    assert set(serve(c, clock, 0.65 * TARGET, batches=400)) == {1}
+
+
+def test_steps_up_only_after_the_up_dwell_when_load_falls() -> None:
+    c, clock = controller(dwell_up_s=1.0)
+    serve(c, clock, 30.0, waiting=6, batches=1)
+    assert c.rung == 1
+    rungs = serve(c, clock, 10.0, waiting=1, batches=30, step_s=0.05)
+    up = rungs.index(0)
+    assert up >= 19 and set(rungs[up:]) == {0}  # at least 1 s (20 batches of 0.05 s) after the step down
+    assert c.counters.moves_up == 1
+
+
+def test_an_idle_window_counts_as_cool() -> None:
+    c, clock = controller(dwell_up_s=1.0, window_s=2.0)
+    serve(c, clock, 1.5 * TARGET, batches=3)
+    assert c.rung == 1
+    clock.advance(5.0)  # nothing served: the slow latencies are forgotten
+    assert c.choose(1) == 0
+
+
+def test_latencies_of_the_rung_before_a_move_do_not_judge_the_new_one() -> None:
+    c, clock = controller()
+    serve(c, clock, 0.95 * TARGET, batches=8)
+    first = c.choose(1)
+    assert first == 1
+    c.record(0.95 * TARGET, 0)  # a slow batch that ran at the old rung, finishing after the move
+    clock.advance(0.5)
+    assert c.choose(1) == 1 and c.counters.per_rung[0] == 9
+
+
+def test_each_instance_decides_alone() -> None:
+    busy, clock = controller()
+    idle = BudgetController(busy.settings, clock)
+    serve(busy, clock, 30.0, waiting=8, batches=20)
+    assert busy.rung == 3 and idle.choose(1) == 0 and idle.counters.per_rung == [0, 0, 0, 0]
+
+
+def test_counters_and_snapshot_say_what_happened() -> None:
+    c, clock = controller()
+    serve(c, clock, 30.0, waiting=6, batches=1)
+    c.record_own_budget(3)
+    snap = c.snapshot()
+    assert snap["rung"] == 1 and snap["own_budget"] == 3 and snap["per_rung"] == [0, 6, 0, 0]
+    assert snap["moves_down"] == 1 and snap["decisions"] == [(1000.0, 1)] and snap["batches"] == 1
+
+
+@pytest.mark.parametrize("bad, message", [({"up_at": 0.9}, "hysteresis"), ({"queue_up": 4}, "queue_up"),
+                                          ({"target_p99_ms": 0}, "target_p99_ms"), ({"n_rungs": 0}, "n_rungs"),
+                                          ({"dwell_up_s": -1}, "dwell_up_s")])
+def test_bad_settings_are_refused(bad: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        ControllerSettings(**{"target_p99_ms": TARGET, "n_rungs": 3, **bad})
+    with pytest.raises(ValueError, match="unknown controller settings: speed"):
+        ControllerSettings.from_dict({"target_p99_ms": TARGET, "n_rungs": 3, "speed": 1})
+
+
+def test_batch_clock_adds_the_previous_batch_when_the_instance_was_busy() -> None:
+    clock = FakeClock()
+    bc = BatchClock(clock)
+    bc.start()
+    clock.advance(0.010)
+    assert bc.stop() == pytest.approx(10.0)  # idle before: its own service time
+    bc.start()  # straight after: busy
+    clock.advance(0.020)
+    assert bc.stop() == pytest.approx(30.0)
+    clock.advance(1.0)
+    bc.start()
+    clock.advance(0.005)
+    assert bc.stop() == pytest.approx(5.0)
+
+
+def test_steps_up_only_when_the_slower_rung_above_is_predicted_to_stay_cool() -> None:
+    c, clock = controller(dwell_up_s=0.0)
+    c.record(10.0, 0, service_ms=40.0)  # the top rung served a request in 40 ms
+    assert c.choose(6) == 1  # a burst: down to rung 1, which serves the 6 in 60 ms (10 ms a request)
+    c.record(30.0, 1, count=6, service_ms=60.0)
+    for _ in range(20):  # rung 1 serves in 10 ms: the top rung is 4x slower
+        c.choose(1)
+        clock.advance(0.05)
+        c.record(20.0, 1, service_ms=10.0)
+    assert c.rung == 1  # 20 ms x 4 = 80 ms, over up_at (0.5) x 100 ms: stays down
+    for _ in range(5):
+        c.choose(1)
+        clock.advance(0.05)
+        c.record(10.0, 1, service_ms=10.0)
+    clock.advance(2.5)  # the 20 ms latencies leave the window
+    c.record(10.0, 1, service_ms=10.0)
+    assert c.choose(1) == 0  # 10 ms x 4 = 40 ms < 50 ms: up
+
+
+def test_steps_up_only_when_the_rung_above_could_keep_up_with_the_arrivals() -> None:
+    c, clock = controller(dwell_up_s=0.0, up_utilization=0.6)
+    c.record(5.0, 0, service_ms=20.0)  # the top rung: 20 ms a request, so at most 50 requests/s
+    assert c.choose(6) == 1
+    for _ in range(80):  # 40 requests/s, one at a time, served fast at rung 1: the top rung would be 80% busy
+        clock.advance(0.025)
+        c.record(4.0, 1, service_ms=4.0)
+        assert c.choose(1) == 1
+    for _ in range(30):  # arrivals slow to 10 requests/s: 20% busy
+        clock.advance(0.1)
+        c.record(4.0, 1, service_ms=4.0)
+        if c.choose(1) == 0:
+            break
+    assert c.rung == 0 and c.counters.moves_up == 1
