@@ -71,3 +71,10 @@ class RoutedWriter(GraphWriter):
         selected = g.op("Where", active, ranking, g.const([[-1]]), name=f"blocks.{layer}.selected")
         selected = g.op("Unsqueeze", selected, g.const([1]))  # (B, 1, H)
         return Selection(k=k, ranking=ranking, active=active, selected=selected)
+
+    def head_mask(self, sel: Selection, name: str) -> str:
+        """(B, H) float: 1 for the heads a sample selected, 0 for the others."""
+        g = self.g
+        zeros = g.op("Mul", g.op("Cast", sel.ranking, to=g.float_type), g.const(0.0))
+        return g.op("ScatterElements", zeros, sel.ranking, g.op("Cast", sel.active, to=g.float_type),
+                    axis=1, name=f"{name}.head_mask")
