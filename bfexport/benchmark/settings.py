@@ -10,7 +10,7 @@ import numpy as np
 from bfexport.model import BudgetFormerConfig
 
 FUSION_MODES = ("dense", "all", "none")  # which graphs go through the transformers optimizer
-MAX_BATCH_ACTIVATION = 2 ** 20  # batch > 1 cells above this many activation values are skipped
+MAX_BATCH_ACTIVATION = 2 ** 21  # batch > 1 cells above this many activation values are skipped
 
 
 @dataclass(frozen=True)

@@ -158,7 +158,7 @@ def run_benchmark(models: Sequence[BenchModel | ModelShape], *, seqs: Sequence[i
             same-weight copy with a longer position table (timing_copy).
         seqs, threads, batch_sizes: the cells, every combination for every model, except
             batch > 1 cells whose activations (batch * seq * d_model values) exceed
-            max_batch_activation (default 2**20: BERT-base batch 8 runs at seq 128 only;
+            max_batch_activation (default 2**21: the wide shape's batch 32 runs up to seq 128;
             None or 0 = no limit). Skipped cells are listed in the result's notes.
         repeats: interleaved rounds per cell (at least); min_time_s: keep adding rounds until a
             cell has run this long (cheap cells get more rounds, at most 10 * repeats).

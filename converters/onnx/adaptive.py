@@ -57,13 +57,15 @@ class AdaptiveWriter(RoutedWriter):
             self.full_bias(key_bias)  # made here, in the outer graph, so every branch can read it
         one_sample, long_seq, all_pairs = self.shape_facts(h)
         kmax = g.reduce("ReduceMax", sel.k, [0], False)  # (1,)
-        pairs = g.reduce("ReduceSum", sel.k, [0], False)  # (1,) selected (sample, head) pairs
         shared = g.op("And", one_sample, g.op("Less", kmax, g.const([H])), name=f"{p}.use_shared")
-        per_pair = g.op("And", long_seq, g.op("Less", pairs, all_pairs), name=f"{p}.use_pairs")
-        return g.if_else(shared, lambda: self.shared(p, h, key_bias, sel, kmax, w),
-                         lambda: g.if_else(per_pair, lambda: self.pairs(p, h, key_bias, sel, w),
-                                           lambda: self.packed(p, h, key_bias, sel, w), name=f"{p}.pairs_or_packed"),
-                         name=f"{p}.strategy")
+
+        def batched() -> str:  # the pairs test runs only here, so batch 1 does not pay for it
+            pairs = g.reduce("ReduceSum", sel.k, [0], False)  # (1,) selected (sample, head) pairs
+            per_pair = g.op("And", long_seq, g.op("Less", pairs, all_pairs), name=f"{p}.use_pairs")
+            return g.if_else(per_pair, lambda: self.pairs(p, h, key_bias, sel, w),
+                             lambda: self.packed(p, h, key_bias, sel, w), name=f"{p}.pairs_or_packed")
+
+        return g.if_else(shared, lambda: self.shared(p, h, key_bias, sel, kmax, w), batched, name=f"{p}.strategy")
 
     def weights(self, p: str) -> _Weights:
         g, H, dh, d = self.g, self.cfg.n_heads, self.cfg.d_head, self.cfg.d_model
