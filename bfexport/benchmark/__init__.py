@@ -8,7 +8,8 @@ loop is bfexport.timing, the one calibration's latency runtimes use.
 
 Modules, one job each: settings (model shapes, default cells, forced budgets), models (the
 models a run times: random, checkpoint, exported file, longer copy), baselines (benchmark-only
-dense graphs: fused attention, ONNX Runtime's optimizer), graphs (the graphs of a quick or full
+dense graphs: fused attention, ONNX Runtime's optimizer), hf_peer (the Hugging Face peer:
+BERT of the same shape, dense and prune_heads, exported by torch.onnx), graphs (the graphs of a quick or full
 run, exported and checked, with their feeds and sessions), rows (timed rows and cells: ideal,
 speedup, efficiency, overheads), result (the run's JSON and the head-skipping criteria),
 sweep (run_benchmark: the cells, timed), environment (versions, CPU, load average), report
@@ -21,6 +22,7 @@ sweep (run_benchmark: the cells, timed), environment (versions, CPU, load averag
 
 from bfexport.benchmark.baselines import attention_op_export, ort_optimize
 from bfexport.benchmark.environment import environment
+from bfexport.benchmark.hf_peer import hf_available, hf_graphs
 from bfexport.benchmark.models import BenchModel, load_target, random_model, timing_copy
 from bfexport.benchmark.progress import progress_bar, warn_if_busy
 from bfexport.benchmark.report import headers, print_result, row_cells, to_markdown
@@ -32,6 +34,7 @@ from bfexport.benchmark.settings import (
     FUSION_MODES,
     MAX_BATCH_ACTIVATION,
     SHIPPED,
+    WIDE,
     ModelShape,
     Sweep,
     bert_shape,
@@ -42,9 +45,9 @@ from bfexport.benchmark.settings import (
 from bfexport.benchmark.sweep import Progress, run_benchmark
 from bfexport.machine import load_average
 
-__all__ = ["BERT_BASE", "FULL", "FUSION_MODES", "MAX_BATCH_ACTIVATION", "SHIPPED", "BenchModel", "BenchmarkResult",
-           "Cell", "ModelShape", "Progress", "Row", "Sweep", "TargetCheck", "attention_op_export", "bert_shape",
-           "budgets", "check_targets", "compute_rows", "efficiency", "environment", "headers", "ideal_batch",
-           "ideal_speedup", "load_average", "load_target", "ort_optimize", "overhead", "per_sample_caps",
-           "print_result", "progress_bar", "quick_sweep", "random_model", "row_cells", "run_benchmark",
-           "timing_copy", "to_markdown", "warn_if_busy"]
+__all__ = ["BERT_BASE", "FULL", "FUSION_MODES", "MAX_BATCH_ACTIVATION", "SHIPPED", "WIDE", "BenchModel",
+           "BenchmarkResult", "Cell", "ModelShape", "Progress", "Row", "Sweep", "TargetCheck", "attention_op_export",
+           "bert_shape", "budgets", "check_targets", "compute_rows", "efficiency", "environment", "headers",
+           "hf_available", "hf_graphs", "ideal_batch", "ideal_speedup", "load_average", "load_target", "ort_optimize",
+           "overhead", "per_sample_caps", "print_result", "progress_bar", "quick_sweep", "random_model", "row_cells",
+           "run_benchmark", "timing_copy", "to_markdown", "warn_if_busy"]

@@ -12,6 +12,7 @@ import numpy as np
 import onnx
 
 from bfexport.benchmark.baselines import ATTENTION_MODES, attention_op_export, ort_optimize
+from bfexport.benchmark.hf_peer import hf_available, hf_graphs
 from bfexport.benchmark.models import BenchModel
 from bfexport.benchmark.settings import FUSION_MODES
 from bfexport.errors import BfexportError
@@ -32,6 +33,7 @@ class Graph:
     kind: type[ExportConfig]  # its flavor
     payload: bytes
     k: int | None = None  # static: its fixed k
+    peer: bool = False  # the Hugging Face peer: never the dense reference nor the static row
     as_exported: bool = False  # quick run: timed with the file's own default budgets
     budget_rows: dict[str, np.ndarray] = field(default_factory=dict)  # as_exported: required inputs' default row
 
@@ -74,11 +76,13 @@ def _model_info(bench: BenchModel, fusions: str, dense_variants: list[str]) -> d
             "dense_variants": dense_variants, "optimizer": {}, "notes": []}
 
 
-def prepare_graphs(bench: BenchModel, ks: Sequence[int], fusions: str = "dense") -> tuple[list[Graph], dict[str, Any]]:
+def prepare_graphs(bench: BenchModel, ks: Sequence[int], fusions: str = "dense",
+                   peers: bool = True) -> tuple[list[Graph], dict[str, Any]]:
     """Every graph to time for one model, checked against its unfused twin; plus what was built.
 
     fusions: "dense" = the transformers optimizer runs on the dense graphs only (the head-
     skipping graphs are timed as bfexport exports them); "all" = on every graph; "none" = on none.
+    peers: also the Hugging Face peer (hf_peer), when transformers is installed.
     """
     if fusions not in FUSION_MODES:
         raise BfexportError(f"fusions must be one of {', '.join(FUSION_MODES)}, got {fusions!r}")
@@ -126,7 +130,25 @@ def prepare_graphs(bench: BenchModel, ks: Sequence[int], fusions: str = "dense")
                              "(its BERT patterns need separate Q/K/V MatMuls and its own mask path); "
                              "dense-mha is the fused com.microsoft.Attention built directly")
     info["dense_variants"] = [g.variant for g in graphs if g.kind is DenseExport]
+    if peers:
+        graphs += _peer_graphs(cfg, ks, info)
     return graphs, info
+
+
+def _peer_graphs(cfg: BudgetFormerConfig, ks: Sequence[int], info: dict[str, Any]) -> list[Graph]:
+    """The Hugging Face peer's graphs (dense, and pruned to each k < H), or none, with a note why."""
+    if not hf_available():
+        info["notes"].append("Hugging Face peer not timed: transformers is not installed (the hf extra)")
+        return []
+    try:
+        built = hf_graphs(cfg, ks)
+    except Exception as e:  # an exporter this torch/transformers pair cannot run: time the rest
+        info["notes"].append(f"Hugging Face peer not built: {type(e).__name__}: {e}")
+        return []
+    info["notes"].append("hf-dense / hf-pruned: transformers BertForSequenceClassification of this shape, random "
+                         "weights, prune_heads keeping heads 0..k-1, exported by torch.onnx (opset 17)")
+    return [Graph(variant, DenseExport if k is None else StaticExport, payload, k, peer=True)
+            for variant, k, payload in built]
 
 
 def quick_graphs(bench: BenchModel) -> tuple[list[Graph], dict[str, Any]]:

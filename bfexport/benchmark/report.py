@@ -28,15 +28,17 @@ def row_cells(row: Row, reference: str, batch: int) -> list[str]:
         k = f"{row.k:g}"
     spread = (row.q3_ms - row.q1_ms) / row.median_ms * 100
     over = "" if row.overhead_vs_static is None else f"{row.overhead_vs_static * 100:+.1f}%"
+    hf = "" if row.vs_hf is None else f"{row.vs_hf * 100:+.1f}%"
     cells = [name, k, f"{row.median_ms:.2f}", f"{spread:.1f}%", f"{row.speedup:.3f}", f"{row.ideal:.3f}",
-             f"{row.efficiency:.3f}", over, _fmt(row.ideal_per_sample, ".3f"), _fmt(row.efficiency_per_sample, ".3f"),
+             f"{row.efficiency:.3f}", over, hf, _fmt(row.ideal_per_sample, ".3f"),
+             _fmt(row.efficiency_per_sample, ".3f"),
              _fmt(row.p90_ms, ".2f"), _fmt(row.p99_ms, ".2f"), _fmt(row.items_per_s, ".1f")]
     return [c for c, h in zip(cells, HEADERS, strict=True) if h in headers(batch)]
 
 
 # ms is the median (p50); batch > 1 tables add the two per-sample columns
-HEADERS = ["variant", "k", "ms", "IQR", "speedup", "ideal", "efficiency", "vs static", "ideal/sample",
-           "eff./sample", "p90 ms", "p99 ms", "items/s"]
+HEADERS = ["variant", "k", "ms", "IQR", "speedup", "ideal", "efficiency", "vs static", "vs hf",
+           "ideal/sample", "eff./sample", "p90 ms", "p99 ms", "items/s"]
 PER_SAMPLE = ("ideal/sample", "eff./sample")
 
 

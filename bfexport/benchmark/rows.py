@@ -5,6 +5,9 @@ efficiency and overheads against the cell's dense reference.
   speedup        = dense reference median / variant median
   efficiency     = speedup / ideal
   overhead       = adaptive median / static median at the same k - 1   (batch 1)
+  vs hf          = median / the Hugging Face peer's pruned median at the same k - 1 (static, adaptive)
+
+Peer rows (the Hugging Face export) are never the dense reference nor the static row.
 """
 
 from __future__ import annotations
@@ -64,6 +67,7 @@ class Row:
     efficiency: float = float("nan")  # speedup / ideal
     overhead_vs_static: float | None = None  # adaptive, batch 1
     overhead_vs_dense: float | None = None  # adaptive at k = H, batch 1
+    vs_hf: float | None = None  # static and adaptive: vs the peer's pruned graph at the same k
     k_padded: list[int] | None = None  # batch > 1: per layer, the largest k in the batch
     ideal_per_sample: float | None = None  # batch > 1: ideal from each sample's own k
     efficiency_per_sample: float | None = None
@@ -71,6 +75,7 @@ class Row:
     p90_ms: float = float("nan")
     p99_ms: float = float("nan")
     items_per_s: float = float("nan")  # batch * runs / time of the runs
+    peer: bool = False  # the Hugging Face peer
 
     @property
     def kind(self) -> type[ExportConfig]:
@@ -100,9 +105,9 @@ class Cell:
 def compute_rows(rows: list[Row], batch: int, n_heads: int) -> str:
     """Fill speedup, efficiency and overheads in place from the medians; returns the dense reference.
 
-    Dense reference = the dense variant with the lowest median.
+    Dense reference = the (non-peer) dense variant with the lowest median.
     """
-    dense = [r for r in rows if r.kind is DenseExport]
+    dense = [r for r in rows if r.kind is DenseExport and not r.peer]
     if not dense:
         raise BfexportError("no dense variant was timed: nothing to compare against")
     reference = min(dense, key=lambda r: r.median_ms)
@@ -111,8 +116,11 @@ def compute_rows(rows: list[Row], batch: int, n_heads: int) -> str:
         r.efficiency = efficiency(r.speedup, r.ideal)
         if r.ideal_per_sample is not None:
             r.efficiency_per_sample = efficiency(r.speedup, r.ideal_per_sample)
+        peer = next((s for s in rows if s.peer and s.kind is StaticExport and s.k == r.k), None)
+        if peer is not None and not r.peer and r.kind in (StaticExport, AdaptiveExport):
+            r.vs_hf = overhead(r.median_ms, peer.median_ms)
         if r.kind is AdaptiveExport and batch == 1:
-            static = next((s for s in rows if s.kind is StaticExport and s.k == r.k), None)
+            static = next((s for s in rows if s.kind is StaticExport and not s.peer and s.k == r.k), None)
             if static is not None:
                 r.overhead_vs_static = overhead(r.median_ms, static.median_ms)
             if r.k == n_heads:

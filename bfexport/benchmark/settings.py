@@ -10,7 +10,7 @@ import numpy as np
 from bfexport.model import BudgetFormerConfig
 
 FUSION_MODES = ("dense", "all", "none")  # which graphs go through the transformers optimizer
-MAX_BATCH_ACTIVATION = 2 ** 20  # batch > 1 cells above this many activation values are skipped
+MAX_BATCH_ACTIVATION = 2 ** 21  # batch > 1 cells above this many activation values are skipped
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,11 @@ SHIPPED = ModelShape("shipped", d_model=128, n_heads=8, n_layers=4, d_ff=512)
 BERT_BASE = ModelShape("bert-base", d_model=768, n_heads=12, n_layers=4, d_ff=3072)
 
 
+# The wide shape of the sweep: wider, more heads and deeper than the shipped model, where weight
+# reads (not attention) dominate short inputs.
+WIDE = ModelShape("wide", d_model=512, n_heads=16, n_layers=6, d_ff=2048)
+
+
 def bert_shape(layers: int) -> ModelShape:
     """The BERT-base widths at `layers` layers."""
     return ModelShape(BERT_BASE.name, BERT_BASE.d_model, BERT_BASE.n_heads, layers, BERT_BASE.d_ff,
@@ -52,9 +57,11 @@ class Sweep:
     threads: tuple[int, ...]
     batch_sizes: tuple[int, ...]
     min_time_s: float
+    fractions: tuple[float, ...] = (0.5, 1.0)  # forced k = fraction * H at batch 1 (batch > 1: H/2 per-sample mean)
 
 
-FULL = Sweep(seqs=(128, 512), threads=(1, 2), batch_sizes=(1, 8), min_time_s=3.0)
+FULL = Sweep(seqs=(1, 8, 32, 128, 512), threads=(1, 2), batch_sizes=(1, 8, 32), min_time_s=2.0)
+QUARTERS = (0.25, 0.5, 0.75, 1.0)
 
 
 def quick_sweep(max_length: int) -> Sweep:
@@ -62,10 +69,10 @@ def quick_sweep(max_length: int) -> Sweep:
     return Sweep(seqs=(max_length,), threads=(1,), batch_sizes=(1,), min_time_s=1.0)
 
 
-def budgets(n_heads: int) -> list[int]:
-    """k = H/4, H/2, 3H/4, H (rounded, at least 1, without repeats)."""
+def budgets(n_heads: int, fractions: tuple[float, ...] = QUARTERS) -> list[int]:
+    """k = fraction * H for each fraction (default H/4, H/2, 3H/4, H), rounded, at least 1, without repeats."""
     out: list[int] = []
-    for fraction in (0.25, 0.5, 0.75, 1.0):
+    for fraction in fractions:
         k = min(n_heads, max(1, int(math.floor(n_heads * fraction + 0.5))))
         if k not in out:
             out.append(k)

@@ -70,6 +70,7 @@ class _Slot:
     run: Callable[[], object]
     k_padded: list[int] | None = None
     ideal_per_sample: float | None = None
+    peer: bool = False
 
 
 def _cell_slots(graphs: list[Graph], sessions: list[Any], cfg: BudgetFormerConfig, seq: int, batch: int,
@@ -81,27 +82,30 @@ def _cell_slots(graphs: list[Graph], sessions: list[Any], cfg: BudgetFormerConfi
     def runner(session: Any, feeds: dict[str, np.ndarray]) -> Callable[[], object]:
         return lambda: session.run(None, feeds)
 
+    half = budgets(H, (0.5,))[0]  # batch > 1: every sample's k around H/2
     for graph, session in zip(graphs, sessions, strict=True):
         if graph.as_exported:
             feeds = {**base, **{name: np.ascontiguousarray(np.broadcast_to(row, (batch, row.shape[1])))
                                 for name, row in graph.budget_rows.items()}}
             slots.append(_as_exported_slot(graph, session, cfg, seq, feeds, runner(session, feeds)))
         elif graph.kind is DenseExport:
-            slots.append(_Slot(graph.variant, graph.kind, None, 1.0, runner(session, base)))
+            slots.append(_Slot(graph.variant, graph.kind, None, 1.0, runner(session, base), peer=graph.peer))
+        elif graph.kind.head_sets:  # static, and the peer's pruned graphs; batch > 1: at the mean k only
+            assert graph.k is not None  # static graphs carry their fixed k
+            if batch == 1 or graph.k == half:
+                slots.append(_Slot(graph.variant, graph.kind, graph.k,
+                                   ideal_speedup(cfg, seq, [graph.k] * L, router=False), runner(session, base),
+                                   peer=graph.peer))
         elif batch > 1 and graph.kind is not AdaptiveExport:
-            continue  # batch > 1 compares per-sample budgets with dense only
+            continue  # batch > 1 compares per-sample budgets with dense and static at their mean
         elif graph.kind.computes_all_heads:  # masked
             k = max(1, H // 2)  # every head is computed whatever k is
             feeds = budget_feeds(cfg, base, np.full((1, L), k))
             _check_heads(session, feeds, np.full((batch, L), k), graph.variant)
             slots.append(_Slot(graph.variant, graph.kind, k, ideal_speedup(cfg, seq, [H] * L, router=True),
                                runner(session, feeds)))
-        elif graph.kind.head_sets:  # static
-            assert graph.k is not None  # static graphs carry their fixed k
-            slots.append(_Slot(graph.variant, graph.kind, graph.k,
-                               ideal_speedup(cfg, seq, [graph.k] * L, router=False), runner(session, base)))
-        else:  # adaptive: one session, one slot per budget
-            for k in ks:
+        else:  # adaptive: one session, one slot per budget (batch > 1: per-sample k around H/2)
+            for k in ks if batch == 1 else [half]:
                 if batch == 1:
                     caps = np.full((1, L), k)
                     feeds = budget_feeds(cfg, base, caps)
@@ -143,6 +147,7 @@ def run_benchmark(models: Sequence[BenchModel | ModelShape], *, seqs: Sequence[i
                   repeats: int = 15, warmup: int = 3, min_time_s: float = FULL.min_time_s, fusions: str = "dense",
                   seed: int = 0,
                   max_batch_activation: int | None = MAX_BATCH_ACTIVATION, full: bool = True,
+                  fractions: Sequence[float] = FULL.fractions, peers: bool = True,
                   progress: Progress | None = None, clock: Clock = time.perf_counter_ns) -> BenchmarkResult:
     """Time every flavor side by side on each model, and compare with the best dense graph
     (full=False: each model as it serves beside a plain dense export, see quick_graphs).
@@ -153,7 +158,7 @@ def run_benchmark(models: Sequence[BenchModel | ModelShape], *, seqs: Sequence[i
             same-weight copy with a longer position table (timing_copy).
         seqs, threads, batch_sizes: the cells, every combination for every model, except
             batch > 1 cells whose activations (batch * seq * d_model values) exceed
-            max_batch_activation (default 2**20: BERT-base batch 8 runs at seq 128 only;
+            max_batch_activation (default 2**21: the wide shape's batch 32 runs up to seq 128;
             None or 0 = no limit). Skipped cells are listed in the result's notes.
         repeats: interleaved rounds per cell (at least); min_time_s: keep adding rounds until a
             cell has run this long (cheap cells get more rounds, at most 10 * repeats).
@@ -162,8 +167,11 @@ def run_benchmark(models: Sequence[BenchModel | ModelShape], *, seqs: Sequence[i
             candidates only, head-skipping graphs as exported; "all": on every graph; "none".
             A quick run fuses nothing.
         full: False for a quick run: given models only, at seqs up to their max_length.
+        fractions: batch-1 budgets, k = fraction * H (batch > 1 always runs per-sample k around H/2).
+        peers: time the Hugging Face peer too (hf_peer; skipped with a note without transformers).
         progress: called as progress(label, cells done, cells in all) after every round.
-        clock: nanosecond clock (tests pass a fake one).
+        clock: nanosecond clock (tests pass a fake one; time.process_time_ns counts this process's
+            CPU time, which a busy neighbour does not inflate: latency only at 1 thread).
 
     Returns:
         BenchmarkResult: .cells[i].rows, .to_dict() for JSON.
@@ -192,6 +200,7 @@ def run_benchmark(models: Sequence[BenchModel | ModelShape], *, seqs: Sequence[i
         settings={"seqs": list(seqs), "threads": list(threads), "batch_sizes": list(batch_sizes), "repeats": repeats,
                   "warmup": warmup, "min_time_s": min_time_s, "fusions": fusions, "seed": seed,
                   "max_batch_activation": max_batch_activation, "mode": "full" if full else "quick",
+                  "fractions": list(fractions), "peers": peers, "clock": getattr(clock, "__name__", "custom"),
                   "provider": "CPUExecutionProvider", "dtype": "float32"},
         environment=environment(), models=[], notes=notes)
 
@@ -200,9 +209,9 @@ def run_benchmark(models: Sequence[BenchModel | ModelShape], *, seqs: Sequence[i
             progress(label, done, total)
 
     for bench in benches:
-        ks = budgets(bench.model.config.n_heads)
+        ks = budgets(bench.model.config.n_heads, tuple(fractions))
         report(f"{bench.name}: exporting and checking graphs", len(result.cells))
-        graphs, info = prepare_graphs(bench, ks, fusions) if full else quick_graphs(bench)
+        graphs, info = prepare_graphs(bench, ks, fusions, peers) if full else quick_graphs(bench)
         result.models.append(info)
         for t in threads:
             if cells_of[bench.name]:
@@ -255,7 +264,7 @@ def _time_cells(bench: BenchModel, graphs: list[Graph], ks: list[int], threads: 
         samples = time_slots([s.run for s in slots], repeats=repeats, warmup=warmup, min_time_s=min_time_s,
                              clock=clock, on_round=on_round)
         rows = [Row(variant=s.variant, flavor=s.kind.flavor, k=s.k, ideal=s.ideal, k_padded=s.k_padded,
-                    ideal_per_sample=s.ideal_per_sample, **summarize(x, batch))
+                    ideal_per_sample=s.ideal_per_sample, peer=s.peer, **summarize(x, batch))
                 for s, x in zip(slots, samples, strict=True)]
         reference = compute_rows(rows, batch, cfg.n_heads)
         out.append(Cell(bench.name, seq, threads, batch, cfg.n_heads, reference, len(samples[0]), rows))

@@ -11,6 +11,7 @@ from bfexport.benchmark import (
     FULL,
     FUSION_MODES,
     MAX_BATCH_ACTIVATION,
+    WIDE,
     BenchModel,
     ModelShape,
     bert_shape,
@@ -28,21 +29,27 @@ from bfexport.errors import BfexportError
 
 @click.command("bench")
 @click.argument("target", type=click.Path(exists=True))
-@click.option("--full", is_flag=True, help="The full sweep: every flavor at forced k, a BERT-base-shaped model, "
-                                          "seq 128 and 512, 1 and 2 threads, batch 1 and 8 (minutes).")
+@click.option("--full", is_flag=True, help="The full sweep: every flavor at forced k, a wide model, the Hugging Face "
+                                          "peer, seq 1 to 512, 1 and 2 threads, batch 1, 8 and 32 (tens of minutes).")
 @click.option("--seq", "seqs", type=click.IntRange(min=1), multiple=True,
-              help="Sequence length (repeatable) [default: the model's max_length; --full: 128, 512].")
+              help="Sequence length (repeatable) [default: the model's max_length; --full: 1, 8, 32, 128, 512].")
 @threads_option("ONNX Runtime intra-op threads (repeatable) [default: 1; --full: 1, 2].", multiple=True)
 @click.option("--batch", "batch_sizes", type=click.IntRange(min=1), multiple=True,
-              help="Batch size (repeatable) [default: 1; --full: 1, 8]; with --full above 1 every sample gets "
+              help="Batch size (repeatable) [default: 1; --full: 1, 8, 32]; with --full above 1 every sample gets "
                    "its own k.")
 @click.option("--repeats", type=click.IntRange(min=1), default=15, show_default=True,
               help="Interleaved rounds per cell (at least).")
 @click.option("--warmup", type=click.IntRange(min=0), default=3, show_default=True,
               help="Untimed runs of every variant before each cell.")
 @click.option("--min-time", "min_time_s", type=click.FloatRange(min=0), default=None,
-              help="Add rounds until a cell has run this many seconds (at most 10x --repeats) [default: 1; --full: 3].")
-@click.option("--bert-base/--no-bert-base", default=True, show_default=True,
+              help="Add rounds until a cell has run this many seconds (at most 10x --repeats) [default: 1; --full: 2].")
+@click.option("--wide/--no-wide", default=True, show_default=True,
+              help=f"With --full: also time the wide shape (d {WIDE.d_model}, {WIDE.n_heads} heads, {WIDE.n_layers} "
+                   f"layers, FFN {WIDE.d_ff}) with random weights.")
+@click.option("--hf/--no-hf", "peers", default=True, show_default=True,
+              help="With --full: also time a Hugging Face BertForSequenceClassification of each shape, dense and "
+                   "pruned with prune_heads (needs the hf extra; skipped with a note without it).")
+@click.option("--bert-base/--no-bert-base", default=False, show_default=True,
               help="With --full: also time a BERT-base-shaped model (d 768, 12 heads, FFN 3072) with random weights.")
 @click.option("--bert-layers", type=click.IntRange(min=1, max=64), default=BERT_BASE.n_layers, show_default=True,
               help="Layers of the BERT-base-shaped model (ratios are per layer; 12 is the real depth).")
@@ -56,8 +63,8 @@ from bfexport.errors import BfexportError
               help="Seed for random weights, token ids and per-sample caps.")
 @json_option
 def command(target: str, full: bool, seqs: tuple[int, ...], threads: tuple[int, ...], batch_sizes: tuple[int, ...],
-            repeats: int, warmup: int, min_time_s: float | None, bert_base: bool, bert_layers: int, fusions: str,
-            max_batch_activation: int, seed: int, as_json: bool) -> None:
+            repeats: int, warmup: int, min_time_s: float | None, wide: bool, peers: bool, bert_base: bool,
+            bert_layers: int, fusions: str, max_batch_activation: int, seed: int, as_json: bool) -> None:
     """Time TARGET (a checkpoint directory or an exported .onnx) on ONNX Runtime (CPU).
 
     \b
@@ -70,9 +77,10 @@ def command(target: str, full: bool, seqs: tuple[int, ...], threads: tuple[int, 
     \b
     --full: the head-skipping sweep. For each threads x batch x seq cell the dense graphs
     (plain, transformers-optimizer-fused, com.microsoft.Attention, opset-23 Attention),
-    masked, static(k) and adaptive are warmed up, then run interleaved round-robin.
-    Batch 1: k = H/4, H/2, 3H/4, H, forced with thresholds 1.0 and head caps k. Batch > 1:
-    every sample its own k around each target. A --seq beyond the model's max_length
+    masked, static(k), adaptive and the Hugging Face peer (BERT of the same shape, dense and
+    prune_heads to k) are warmed up, then run interleaved round-robin. Batch 1: k = H/2
+    and H, forced with thresholds 1.0 and head caps k. Batch > 1: every sample its own k
+    around H/2, beside static at H/2. A --seq beyond the model's max_length
     times a copy with the same weights and a longer position table (extra positions
     random); an .onnx is timed through exports of its rebuilt weights.
 
@@ -91,6 +99,8 @@ def command(target: str, full: bool, seqs: tuple[int, ...], threads: tuple[int, 
         if given:
             raise BfexportError(f"{', '.join(given)}: only with --full (a quick run times the model as it serves)")
     models: list[BenchModel | ModelShape] = [bench]
+    if full and wide:
+        models.append(WIDE)
     if full and bert_base:
         models.append(bert_shape(bert_layers))
     warn_if_busy(load_average(), console)
@@ -100,7 +110,8 @@ def command(target: str, full: bool, seqs: tuple[int, ...], threads: tuple[int, 
                                batch_sizes=sorted(set(batch_sizes or sweep.batch_sizes)), repeats=repeats,
                                warmup=warmup, min_time_s=sweep.min_time_s if min_time_s is None else min_time_s,
                                fusions=fusions if full else "none", seed=seed,
-                               max_batch_activation=max_batch_activation or None, full=full, progress=report)
+                               max_batch_activation=max_batch_activation or None, full=full, peers=peers,
+                               progress=report)
     env = result.environment
     detail(f"{env['platform']}, Python {env['python']}, onnx {env['onnx']}, torch {env['torch']}, "
            f"numpy {env['numpy']}; "

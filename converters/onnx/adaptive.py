@@ -1,27 +1,142 @@
-"""The adaptive flavor: per sample k and head ranking from the router; the batch's largest k
-selects how many heads run; each sample's heads' Q/K/V/O weight slices are gathered
-([H, d, 3dh] laid out per head, Gather on axis 0, one broadcast MatMul) and slots past a
-sample's own k are zeroed in the output projection."""
+"""The adaptive flavor: the router picks each sample's k and heads, and each layer's attention
+computes the selected heads by the cheapest of three paths for the shapes at hand, chosen in
+the graph per call (an `If` on batch, seq and the router's k; benchmarks/README.md has the
+measurements behind the rule):
+
+  shared  batch 1 and k < H: the sample's heads' Q/K/V/O weight slices gathered (one
+          contiguous Gather per weight) and one broadcast MatMul; every slot is live, so
+          nothing is zeroed.
+  pairs   batch > 1, seq >= PAIRS_MIN_SEQ and some head skipped: one (sample, head) pair per
+          selected head, the batch's pairs computed side by side, and each pair's output
+          projection added into its sample (ScatterND add). Each sample pays for its own k,
+          not the batch's largest.
+  packed  otherwise (short batched inputs, or every head selected): every head with the
+          dense projections (constant weights, pre-packed by ONNX Runtime), the unselected
+          heads' outputs zeroed. Per-sample weight copies would cost more than the heads
+          they skip there.
+
+Every path runs exactly the router's heads (pairs, shared) or zeroes exactly the others
+(packed), so head_counts, selected_heads and the logits are the same whichever runs. The
+file stores the per-head weights in the state_dict's layout (converters/onnx/rebuild.py reads
+them back); the other layouts are Transpose/Reshape nodes of them, folded to constants when
+ONNX Runtime loads the file.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+import numpy as np
+from onnx import TensorProto
+
 from converters.onnx.router import RoutedWriter, Selection
+
+PAIRS_MIN_SEQ = 32  # below this, a batch's per-pair weight copies cost more than the skipped heads
+
+
+@dataclass(frozen=True)
+class _Weights:
+    """One layer's attention weights as graph tensors, in each layout a path reads."""
+
+    qkv: str  # (H, d, 3dh) per head: shared and pairs gather on axis 0
+    qkv_bias: str  # (H, 1, 3dh)
+    qkv_dense: str  # (d, H*3dh): packed
+    qkv_bias_dense: str  # (H*3dh,)
+    out: str  # (H, dh, d) per head: shared and pairs gather on axis 0
+    out_dense: str  # (H*dh, d): packed
+    out_bias: str  # (d,)
 
 
 class AdaptiveWriter(RoutedWriter):
+    _shape: tuple[str, str, str] | None = None  # (batch == 1, seq >= PAIRS_MIN_SEQ, batch * H), once per graph
+
     def attention(self, layer: int, h: str, key_bias: str, sel: Selection) -> str:
-        g, p, d = self.g, f"blocks.{layer}.attn", self.cfg.d_model
+        g, p, H = self.g, f"blocks.{layer}.attn", self.cfg.n_heads
+        w = self.weights(p)
+        if g.opset >= 23:
+            self.full_bias(key_bias)  # made here, in the outer graph, so every branch can read it
+        one_sample, long_seq, all_pairs = self.shape_facts(h)
         kmax = g.reduce("ReduceMax", sel.k, [0], False)  # (1,)
-        heads = g.op("Slice", sel.ranking, g.const([0]), kmax, g.const([1]), name=f"{p}.heads")  # (B, kmax)
-        live = g.op("Slice", g.op("Cast", sel.active, to=g.float_type), g.const([0]), kmax, g.const([1]))
-        w_qkv = g.op("Gather", g.weight(f"{p}.qkv_weight", self.w[f"{p}.qkv_weight"]), heads, axis=0)
-        b_qkv = g.op("Gather", g.weight(f"{p}.qkv_bias", self.w[f"{p}.qkv_bias"][:, None, :]), heads, axis=0)
-        hx = g.op("Unsqueeze", h, g.const([1]))  # (B, 1, S, d)
-        q, k, v = self.per_head_qkv(hx, w_qkv, b_qkv, p)  # (B, kmax, S, dh)
-        ctx = self.attend(q, k, v, key_bias, p)
-        ctx = g.op("Reshape", g.op("Transpose", ctx, perm=[0, 2, 1, 3]), g.const([0, 0, -1]))  # (B, S, kmax*dh)
-        w_out = g.op("Gather", g.weight(f"{p}.out_weight", self.w[f"{p}.out_weight"]), heads, axis=0)
-        w_out = g.op("Mul", w_out, g.op("Unsqueeze", live, g.const([2, 3])), name=f"{p}.out_live")
-        w_out = g.op("Reshape", w_out, g.const([0, -1, d]))  # (B, kmax*dh, d)
-        out = g.op("MatMul", ctx, w_out, name=f"{p}.out")
-        return g.op("Add", out, g.weight(f"{p}.out_bias", self.w[f"{p}.out_bias"]), name=f"{p}.out_bias")
+        shared = g.op("And", one_sample, g.op("Less", kmax, g.const([H])), name=f"{p}.use_shared")
+
+        def batched() -> str:  # the pairs test runs only here, so batch 1 does not pay for it
+            pairs = g.reduce("ReduceSum", sel.k, [0], False)  # (1,) selected (sample, head) pairs
+            per_pair = g.op("And", long_seq, g.op("Less", pairs, all_pairs), name=f"{p}.use_pairs")
+            return g.if_else(per_pair, lambda: self.pairs(p, h, key_bias, sel, w),
+                             lambda: self.packed(p, h, key_bias, sel, w), name=f"{p}.pairs_or_packed")
+
+        return g.if_else(shared, lambda: self.shared(p, h, key_bias, sel, kmax, w), batched, name=f"{p}.strategy")
+
+    def weights(self, p: str) -> _Weights:
+        g, H, dh, d = self.g, self.cfg.n_heads, self.cfg.d_head, self.cfg.d_model
+        qkv = g.weight(f"{p}.qkv_weight", self.w[f"{p}.qkv_weight"])
+        bias = g.weight(f"{p}.qkv_bias", self.w[f"{p}.qkv_bias"][:, None, :])
+        out = g.weight(f"{p}.out_weight", self.w[f"{p}.out_weight"])
+        dense = g.op("Transpose", qkv, perm=[1, 0, 2])  # (d, H, 3dh)
+        return _Weights(qkv=qkv, qkv_bias=bias,
+                        qkv_dense=g.op("Reshape", dense, g.const([d, H * 3 * dh]), name=f"{p}.qkv_dense"),
+                        qkv_bias_dense=g.op("Reshape", bias, g.const([-1]), name=f"{p}.qkv_bias_dense"),
+                        out=out, out_dense=g.op("Reshape", out, g.const([H * dh, d]), name=f"{p}.out_dense"),
+                        out_bias=g.weight(f"{p}.out_bias", self.w[f"{p}.out_bias"]))
+
+    def shape_facts(self, h: str) -> tuple[str, str, str]:
+        """(batch == 1, seq >= PAIRS_MIN_SEQ, batch * H) from h (B, S, d), written once."""
+        if self._shape is None:
+            g = self.g
+            shape = g.op("Shape", h, name="hidden_shape")
+            batch = g.op("Slice", shape, g.const([0]), g.const([1]), name="batch_size")  # (1,)
+            seq = g.op("Slice", shape, g.const([1]), g.const([2]))
+            self._shape = (g.op("Equal", batch, g.const([1]), name="one_sample"),
+                           g.op("GreaterOrEqual", seq, g.const([PAIRS_MIN_SEQ]), name="long_seq"),
+                           g.op("Mul", batch, g.const([self.cfg.n_heads]), name="all_pairs"))
+        return self._shape
+
+    def shared(self, p: str, h: str, key_bias: str, sel: Selection, kmax: str, w: _Weights) -> str:
+        """Batch 1: the sample's k heads' weight slices gathered, one broadcast MatMul; no slot to zero."""
+        g = self.g
+        heads = g.op("Slice", sel.ranking, g.const([0]), kmax, g.const([1]), name=f"{p}.shared.heads")  # (1, k)
+        q, k, v = self.per_head_qkv(g.op("Unsqueeze", h, g.const([1])), g.op("Gather", w.qkv, heads, axis=0),
+                                    g.op("Gather", w.qkv_bias, heads, axis=0), f"{p}.shared")  # (1, k, S, dh)
+        ctx = self.attend(q, k, v, key_bias, f"{p}.shared")
+        ctx = g.op("Reshape", g.op("Transpose", ctx, perm=[0, 2, 1, 3]), g.const([0, 0, -1]))  # (1, S, k*dh)
+        w_out = g.op("Gather", w.out, heads, axis=0)  # (1, k, dh, d)
+        w_out = g.op("Reshape", w_out, g.const([0, -1, self.cfg.d_model]))  # (1, k*dh, d)
+        return g.op("Add", g.op("MatMul", ctx, w_out), w.out_bias, name=f"{p}.shared.out")
+
+    def pairs(self, p: str, h: str, key_bias: str, sel: Selection, w: _Weights) -> str:
+        """Batch > 1: one (sample, head) pair per selected head, N = sum of k pairs in all."""
+        g, dh = self.g, self.cfg.d_head
+        index = g.op("Transpose", g.op("NonZero", sel.active), perm=[1, 0], name=f"{p}.pairs.index")  # (N, 2)
+        sample = g.op("Gather", index, g.const(0), axis=1)  # (N,) the pair's sample
+        heads = g.op("GatherND", sel.ranking, index, name=f"{p}.pairs.heads")  # (N,) the pair's head
+        x = g.op("Gather", h, sample, axis=0)  # (N, S, d)
+        qkv = g.op("Add", g.op("MatMul", x, g.op("Gather", w.qkv, heads, axis=0)),
+                   g.op("Gather", w.qkv_bias, heads, axis=0), name=f"{p}.pairs.qkv")  # (N, S, 3dh)
+        q, k, v = g.op("Split", g.op("Unsqueeze", qkv, g.const([1])), g.const([dh, dh, dh]), axis=-1,
+                       outputs=3)  # (N, 1, S, dh)
+        if g.opset >= 23:
+            bias = g.op("Gather", self.full_bias(key_bias), sample, axis=0)  # (N, 1, S, S)
+            ctx = g.op("Attention", q, k, v, bias, name=f"{p}.pairs.attention")
+        else:
+            ctx = self.attend(q, k, v, g.op("Gather", key_bias, sample, axis=0), f"{p}.pairs")  # (N, 1, S, dh)
+        ctx = g.op("Squeeze", ctx, g.const([1]))  # (N, S, dh)
+        out = g.op("MatMul", ctx, g.op("Gather", w.out, heads, axis=0), name=f"{p}.pairs.out")  # (N, S, d)
+        if g.float_type != TensorProto.FLOAT:  # ONNX Runtime's CPU ScatterND adds float32, not float16
+            out = g.op("Cast", out, to=TensorProto.FLOAT)
+        zeros = g.op("Expand", g.const(0.0, np.float32), g.op("Shape", h))  # (B, S, d)
+        out = g.op("ScatterND", zeros, g.op("Unsqueeze", sample, g.const([1])), out, reduction="add",
+                   name=f"{p}.pairs.sum")  # each sample: the sum of its pairs
+        if g.float_type != TensorProto.FLOAT:
+            out = g.op("Cast", out, to=g.float_type)
+        return g.op("Add", out, w.out_bias)
+
+    def packed(self, p: str, h: str, key_bias: str, sel: Selection, w: _Weights) -> str:
+        """Every head with the dense weights; the heads a sample did not select are zeroed."""
+        g, H, dh = self.g, self.cfg.n_heads, self.cfg.d_head
+        qkv = g.op("Add", g.op("MatMul", h, w.qkv_dense), w.qkv_bias_dense, name=f"{p}.packed.qkv")  # (B, S, H*3dh)
+        qkv = g.op("Transpose", g.op("Reshape", qkv, g.const([0, 0, H, 3 * dh])), perm=[0, 2, 1, 3])  # (B, H, S, 3dh)
+        q, k, v = g.op("Split", qkv, g.const([dh, dh, dh]), axis=-1, outputs=3)
+        ctx = self.attend(q, k, v, key_bias, f"{p}.packed")  # (B, H, S, dh)
+        ctx = g.op("Mul", ctx, g.op("Unsqueeze", self.head_mask(sel, f"{p}.packed"), g.const([2, 3])))
+        ctx = g.op("Reshape", g.op("Transpose", ctx, perm=[0, 2, 1, 3]), g.const([0, 0, H * dh]))  # (B, S, H*dh)
+        return g.op("Add", g.op("MatMul", ctx, w.out_dense), w.out_bias, name=f"{p}.packed.out")

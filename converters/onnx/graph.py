@@ -6,7 +6,7 @@ The exporters write their graphs with it directly instead of tracing PyTorch, so
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Literal, overload
 
 import numpy as np
@@ -99,6 +99,21 @@ class GraphBuilder:
         """x @ weight.T + bias, weight in PyTorch's (out, in) layout."""
         y = self.op("MatMul", x, self.weight(f"{name}.weight", weight.T), name=name)
         return self.op("Add", y, self.weight(f"{name}.bias", bias), name=f"{name}_bias") if bias is not None else y
+
+    def if_else(self, cond: str, then: Callable[[], str], otherwise: Callable[[], str], name: str) -> str:
+        """An `If` on the one-element bool tensor cond, each branch written by a callable that returns
+        its output; the branches read the outer graph's tensors, and their constants and weights
+        are the outer graph's initializers (so a weight two branches share is stored once)."""
+        branches = []
+        for label, body in (("then", then), ("else", otherwise)):
+            outer, self.nodes = self.nodes, []
+            try:
+                out = body()
+            finally:
+                nodes, self.nodes = self.nodes, outer
+            branches.append(helper.make_graph(nodes, f"{name}.{label}", [],
+                                              [helper.make_tensor_value_info(out, self.float_type, None)]))
+        return self.op("If", cond, name=name, then_branch=branches[0], else_branch=branches[1])
 
     def model(self, name: str, doc: str = "") -> onnx.ModelProto:
         graph = helper.make_graph(self.nodes, name, self.inputs, self.outputs, self.initializers)

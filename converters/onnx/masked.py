@@ -13,10 +13,7 @@ class MaskedWriter(RoutedWriter):
         q, k, v = self.per_head_qkv(hx, g.weight(f"{p}.qkv_weight", self.w[f"{p}.qkv_weight"]),
                                     g.weight(f"{p}.qkv_bias", self.w[f"{p}.qkv_bias"][:, None, :]), p)
         ctx = self.attend(q, k, v, key_bias, p)  # (B, H, S, dh), every head
-        zeros = g.op("Mul", g.op("Cast", sel.ranking, to=g.float_type), g.const(0.0))
-        head_mask = g.op("ScatterElements", zeros, sel.ranking, g.op("Cast", sel.active, to=g.float_type),
-                         axis=1, name=f"{p}.head_mask")  # (B, H) 1 for selected heads
-        ctx = g.op("Mul", ctx, g.op("Unsqueeze", head_mask, g.const([2, 3])))
+        ctx = g.op("Mul", ctx, g.op("Unsqueeze", self.head_mask(sel, p), g.const([2, 3])))
         ctx = g.op("Reshape", g.op("Transpose", ctx, perm=[0, 2, 1, 3]), g.const([0, 0, H * dh]))
         w_out = g.weight(f"{p}.out_weight", self.w[f"{p}.out_weight"].reshape(H * dh, -1))
         return g.op("Add", g.op("MatMul", ctx, w_out), g.weight(f"{p}.out_bias", self.w[f"{p}.out_bias"]),

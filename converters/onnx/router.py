@@ -27,8 +27,8 @@ class RoutedWriter(GraphWriter):
     """A graph with the router: budget_thresholds and head_caps inputs (overridable
     initializers holding the checkpoint's values); a subclass writes `attention`."""
 
-    levels: str  # (rows, L) 1 - tau, set by budget_inputs()
-    caps: str  # (rows, L) head caps, set by budget_inputs()
+    levels: list[str]  # per layer (rows, 1): 1 - tau, set by budget_inputs()
+    caps: list[str]  # per layer (rows, 1): head caps, set by budget_inputs()
 
     def budget_inputs(self) -> None:
         g, cfg = self.g, self.cfg
@@ -37,8 +37,16 @@ class RoutedWriter(GraphWriter):
                       np.asarray([cfg.budget_thresholds], dtype=np.float32))
         if self.config.fp16:
             tau = g.op("Cast", tau, to=g.float_type, name="budget_thresholds_fp16")
-        self.levels = g.op("Sub", g.const(1.0), tau, name="tail_levels")  # (rows, L): 1 - tau, once for all layers
-        self.caps = g.input(HEAD_CAPS, INT64, ["cap_rows", L], np.asarray([cfg.head_caps], dtype=np.int64))
+        levels = g.op("Sub", g.const(1.0), tau, name="tail_levels")  # (rows, L): 1 - tau, once for all layers
+        caps = g.input(HEAD_CAPS, INT64, ["cap_rows", L], np.asarray([cfg.head_caps], dtype=np.int64))
+        self.levels, self.caps = self.columns(levels, "tail_level"), self.columns(caps, "head_cap")
+
+    def columns(self, x: str, name: str) -> list[str]:
+        """x (rows, L) as L (rows, 1) columns: one Split for all layers, not a Gather per layer."""
+        L = self.cfg.n_layers
+        if L == 1:
+            return [x]
+        return self.g.op("Split", x, self.g.const([1] * L), axis=1, outputs=L, name=name)
 
     def block(self, layer: int, h: str, key_bias: str, pool: str, length: str) -> tuple[str, str, str]:
         sel = self.route(layer, h, pool)
@@ -54,20 +62,25 @@ class RoutedWriter(GraphWriter):
         summary = g.op("MatMul", pool, h, name=f"{p}.summary")  # (B, 1, d)
         logits = g.linear(g.op("Reshape", summary, g.const([0, self.cfg.d_model])),
                           self.w[f"{p}.proj.weight"], self.w[f"{p}.proj.bias"], f"{p}.proj")  # (B, 2H)
-        budget = g.op("Slice", logits, g.const([0]), g.const([H]), g.const([1]), name=f"{p}.budget_logits")
-        relevance = g.op("Slice", logits, g.const([H]), g.const([2 * H]), g.const([1]), name=f"{p}.relevance")
+        budget, relevance = g.op("Split", logits, g.const([H, H]), axis=1, outputs=2,
+                                 name=f"{p}.budget_relevance")  # (B, H) each
         # P(K > k) for k = 1..H-1 (Router.budget): reverse cumulative sum, first entry dropped
         tail = g.op("CumSum", g.op("Softmax", budget, axis=-1), g.const(1), reverse=1,
                     name=router_tail(layer))  # (B, H)
         tail = g.op("Slice", tail, g.const([1]), g.const([H]), g.const([1]))  # (B, H-1)
-        level = g.op("Gather", self.levels, g.const([layer]), axis=1, name=f"{p}.level")  # (rows, 1): 1 - tau_l
-        above = g.op("Cast", g.op("Greater", tail, level), to=INT64)
+        above = g.op("Cast", g.op("Greater", tail, self.levels[layer]), to=INT64)  # level (rows, 1): 1 - tau_l
         k = g.op("Add", g.reduce("ReduceSum", above, [1], True), g.const([[1]]))  # (B, 1)
-        cap_l = g.op("Gather", self.caps, g.const([layer]), axis=1, name=f"{p}.cap")  # (rows, 1)
-        k = g.op("Min", k, cap_l, name=f"blocks.{layer}.k")  # (B, 1)
+        k = g.op("Min", k, self.caps[layer], name=f"blocks.{layer}.k")  # (B, 1)
         _, ranking = g.op("TopK", relevance, g.const([H]), axis=-1, largest=1, sorted=1, outputs=2,
                           name=f"{p}.ranking")  # (B, H) ties to the lower index
         active = g.op("Less", g.const(np.arange(H)[None, :]), k, name=f"{p}.active")  # (B, H) slot r < k
         selected = g.op("Where", active, ranking, g.const([[-1]]), name=f"blocks.{layer}.selected")
         selected = g.op("Unsqueeze", selected, g.const([1]))  # (B, 1, H)
         return Selection(k=k, ranking=ranking, active=active, selected=selected)
+
+    def head_mask(self, sel: Selection, name: str) -> str:
+        """(B, H) float: 1 for the heads a sample selected, 0 for the others."""
+        g = self.g
+        zeros = g.op("Mul", g.op("Cast", sel.ranking, to=g.float_type), g.const(0.0))
+        return g.op("ScatterElements", zeros, sel.ranking, g.op("Cast", sel.active, to=g.float_type),
+                    axis=1, name=f"{name}.head_mask")

@@ -150,15 +150,21 @@ class GraphWriter:
         """
         g = self.g
         if g.opset >= 23:
-            if self._full_bias is None:  # the kernel wants the mask's query axis spelled out: (B, 1, S, S)
-                shape = g.op("Shape", key_bias)  # (B, 1, 1, S)
-                seq = g.op("Slice", shape, g.const([3]), g.const([4]))
-                full = g.op("Concat", g.op("Slice", shape, g.const([0]), g.const([2])), seq, seq, axis=0)
-                self._full_bias = g.op("Expand", key_bias, full, name="key_bias_full")
-            return g.op("Attention", q, k, v, self._full_bias, name=f"{name}.attention")  # (B, h, S, dh)
+            return g.op("Attention", q, k, v, self.full_bias(key_bias), name=f"{name}.attention")  # (B, h, S, dh)
         scores = g.op("MatMul", q, g.op("Transpose", k, perm=[0, 1, 3, 2]), name=f"{name}.scores")
         scores = g.op("Add", g.op("Div", scores, g.const(math.sqrt(self.cfg.d_head))), key_bias)
         return g.op("MatMul", g.op("Softmax", scores, axis=-1), v, name=f"{name}.context")
+
+    def full_bias(self, key_bias: str) -> str:
+        """key_bias (B, 1, 1, S) expanded to (B, 1, S, S), once per graph: the opset-23 Attention
+        kernel wants the mask's query axis spelled out."""
+        if self._full_bias is None:
+            g = self.g
+            shape = g.op("Shape", key_bias)  # (B, 1, 1, S)
+            seq = g.op("Slice", shape, g.const([3]), g.const([4]))
+            full = g.op("Concat", g.op("Slice", shape, g.const([0]), g.const([2])), seq, seq, axis=0)
+            self._full_bias = g.op("Expand", key_bias, full, name="key_bias_full")
+        return self._full_bias
 
     def per_head_qkv(self, x: str, weight: str, bias: str, name: str) -> tuple[str, str, str]:
         """x (B, 1, S, d) @ weight (.., h, d, 3dh) + bias (.., h, 1, 3dh) -> q, k, v (B, h, S, dh)."""

@@ -77,9 +77,9 @@ def test_the_file_itself_is_what_runs(tmp_path: Path, tokenizer) -> None:
 
 
 def test_full_sweep_behind_a_flag(checkpoint: Path, capsys) -> None:
-    d = bench_json(capsys, checkpoint, "--full", "--no-bert-base", "--fusions", "none", "--seq", "16",
+    d = bench_json(capsys, checkpoint, "--full", "--no-wide", "--fusions", "none", "--seq", "16",
                    "--threads", "1", "--batch", "1")
-    assert d["settings"]["mode"] == "full" and len(d["targets"]) == 4
+    assert d["settings"]["mode"] == "full" and len(d["targets"]) == 7
     flavors = {r["flavor"] for r in d["cells"][0]["rows"]}
     assert flavors == {"dense", "masked", "static", "adaptive"}
 

@@ -146,10 +146,16 @@ def test_compute_rows_needs_a_dense_variant():
 
 # ---- targets and the result dict -------------------------------------------------------------
 
+def peer_rows():
+    return [row("hf-pruned", "static", 2, 6.0, 1.7, peer=True), row("hf-pruned", "static", 4, 8.0, 1.0, peer=True)]
+
+
 def fake_result() -> BenchmarkResult:
     cells = []
-    for seq, batch in ((512, 1), (128, 1)):
-        rows = batch1_rows()
+    for seq, batch in ((512, 1), (8, 1)):
+        rows = batch1_rows() + peer_rows()
+        if seq == 8:
+            rows[4].median_ms = 5.4  # adaptive k = 2: +8% over static
         cells.append(Cell("tiny", seq, 1, batch, 4, compute_rows(rows, batch, 4), 3, rows))
     rows = [row("dense", "dense", None, 80.0, 1.0),
             row("adaptive", "adaptive", 2.0, 60.0, 1.2, k_padded=[3, 3], ideal_per_sample=1.5)]
@@ -163,16 +169,34 @@ def fake_result() -> BenchmarkResult:
                            cells=cells)
 
 
+def test_peer_rows_are_neither_the_reference_nor_the_static_row():
+    rows = batch1_rows() + [row("hf-dense", "dense", None, 1.0, 1.0, peer=True)] + peer_rows()
+    assert compute_rows(rows, batch=1, n_heads=4) == "dense-mha+ortopt"  # the faster peer dense is not it
+    by = {(r.variant, r.k): r for r in rows}
+    assert by[("adaptive", 2)].overhead_vs_static == pytest.approx(5.5 / 5.0 - 1)  # bfexport's static, not hf's
+    assert by[("adaptive", 2)].vs_hf == pytest.approx(5.5 / 6.0 - 1)
+    assert by[("static", 4)].vs_hf == pytest.approx(8.2 / 8.0 - 1)
+    assert by[("hf-pruned", 2)].vs_hf is None
+
+
 def test_check_targets_on_known_numbers():
     targets = {t.name: t for t in check_targets(fake_result())}
-    eff1 = targets["efficiency at k = H/2, seq 512, batch 1"]
-    assert [m["value"] for m in eff1.measurements] == [pytest.approx((8.0 / 5.5) / 1.6)]  # seq 512 only
-    assert eff1.passed is False  # 0.909 < 0.95
-    eff8 = targets["efficiency at k = H/2 (mean), batch 8, padded ideal"]
-    assert eff8.passed is True and eff8.measurements[0]["value"] == pytest.approx((80 / 60) / 1.2)
-    vs_static = targets["adaptive overhead vs static, same k, batch 1"]
-    assert len(vs_static.measurements) == 4 and vs_static.passed is False  # +10% at k = 2
-    assert [m["passed"] for m in vs_static.measurements] == [False, True, False, True]
+    assert len(targets) == 7
+    never_slower = targets["speedup over dense at k = H/2, batch 1, every seq"]
+    assert never_slower.passed is True and [m["value"] for m in never_slower.measurements] == [
+        pytest.approx(8.0 / 5.5), pytest.approx(8.0 / 5.4)]  # seq 512 and seq 8
+    long_static = targets["adaptive overhead vs static at k = H/2, batch 1, seq >= 32"]
+    assert long_static.passed is False and long_static.measurements[0]["value"] == pytest.approx(0.1)  # > 3%
+    short_static = targets["adaptive overhead vs static at k = H/2, batch 1, seq < 32"]
+    assert short_static.passed is True  # +10% is allowed below seq 32
+    per_sample = targets["efficiency vs the per-sample ideal, per-sample k, batch > 1, seq >= 128"]
+    assert per_sample.passed is False and per_sample.measurements[0]["value"] == pytest.approx((80 / 60) / 1.5)
+    eff = targets["efficiency at k = H/2, batch 1, seq >= 128"]
+    assert [m["value"] for m in eff.measurements] == [pytest.approx((8.0 / 5.5) / 1.6)]  # seq 512 only
+    assert eff.passed is False  # 0.909 < 0.95
+    vs_hf = targets["adaptive vs Hugging Face prune_heads where static beats it, batch 1"]
+    # static beats the peer at k = 2 only (5.0 < 6.0; 8.2 > 8.0 at k = 4), and adaptive does too
+    assert vs_hf.passed is True and [m["cell"].endswith("k 2") for m in vs_hf.measurements] == [True, True]
     vs_dense = targets["adaptive at k = H overhead vs dense reference, batch 1"]
     assert vs_dense.passed is False and vs_dense.measurements[0]["value"] == pytest.approx(0.05)
 
@@ -193,7 +217,7 @@ def test_result_dict_is_strict_json_with_targets():
     assert set(cell["rows"][0]) >= {"variant", "flavor", "k", "median_ms", "q1_ms", "q3_ms", "runs", "ideal",
                                     "speedup", "efficiency", "overhead_vs_static", "overhead_vs_dense"}
     assert cell["rows"][0]["speedup"] is None  # NaN became null
-    assert len(d["targets"]) == 4 and set(d["targets"][0]) == {"name", "threshold", "measurements", "passed"}
+    assert len(d["targets"]) == 7 and set(d["targets"][0]) == {"name", "threshold", "measurements", "passed"}
     assert json.loads(text) == d
 
 
@@ -201,7 +225,7 @@ def test_markdown_has_targets_and_a_table_per_cell():
     result = fake_result()
     md = to_markdown(result, check_targets(result))
     assert md.count("## tiny seq") == 3
-    assert "| variant | k | ms | IQR | speedup | ideal | efficiency | vs static |" in md
+    assert "| variant | k | ms | IQR | speedup | ideal | efficiency | vs static | vs hf |" in md
     assert "ideal/sample" in md  # the batch-8 table
     assert "dense-mha+ortopt*" in md  # the reference is marked
     assert "**fail**" in md and "| pass |" in md
@@ -279,7 +303,8 @@ def test_run_benchmark_plumbing_with_a_fake_clock():
     seen = []
     result = run_benchmark([BenchModel("tiny", tiny_model(max_length=16))], seqs=[8, 24], threads=[1],
                            batch_sizes=[1, 2], repeats=2, warmup=0, min_time_s=0.0, fusions="none",
-                           clock=Tick(), progress=lambda label, done, total: seen.append((done, total)))
+                           fractions=(0.25, 0.5, 0.75, 1.0), peers=False, clock=Tick(),
+                           progress=lambda label, done, total: seen.append((done, total)))
     assert [(c.seq, c.batch) for c in result.cells] == [(8, 1), (24, 1), (8, 2), (24, 2)]
     assert result.models[0]["dense_variants"] == ["dense", "dense-mha", "dense-attn23"]
     assert "max_length extended 16 -> 24" in result.notes[0]
@@ -288,8 +313,8 @@ def test_run_benchmark_plumbing_with_a_fake_clock():
         [("masked", 2), ("static", 1), ("static", 2), ("static", 3), ("static", 4),
          ("adaptive", 1), ("adaptive", 2), ("adaptive", 3), ("adaptive", 4)]
     assert all(r.median_ms == pytest.approx(0.5) and r.speedup == pytest.approx(1.0) for r in batch1.rows)
-    batch2 = result.cells[2]
-    assert {r.flavor for r in batch2.rows} == {"dense", "adaptive"}
+    batch2 = result.cells[2]  # per-sample k around H/2, beside dense and static at k = H/2
+    assert [(r.variant, r.k) for r in batch2.rows if r.flavor != "dense"] == [("static", 2), ("adaptive", 2.0)]
     assert all(r.k_padded is not None and r.ideal <= r.ideal_per_sample for r in batch2.rows if r.flavor == "adaptive")
     assert seen[-1] == (4, 4)
     json.dumps(result.to_dict(), allow_nan=False)
@@ -316,9 +341,10 @@ def test_smoke_real_timing_with_ort_fusions(tmp_path):
         assert cell.dense_reference in info["dense_variants"]
         for r in cell.rows:
             assert r.runs >= 2 and r.median_ms > 0 and math.isfinite(r.efficiency)
+    assert {r.variant for r in result.cells[0].rows if r.peer} == {"hf-dense", "hf-pruned"}
     d = result.to_dict()
     json.dumps(d, allow_nan=False)
-    assert len(d["targets"]) == 4
+    assert len(d["targets"]) == 7
 
 
 @pytest.mark.slow

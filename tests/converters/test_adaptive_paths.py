@@ -1,0 +1,90 @@
+"""The adaptive graph's attention paths (converters/onnx/adaptive.py): each runs for the shapes
+it is chosen for, computes only the heads the router selected, and matches PyTorch."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+
+from converters import AdaptiveExport, export
+from converters.onnx.adaptive import PAIRS_MIN_SEQ
+from tests.factories import tiny_model
+
+H, L = 4, 3  # tiny_model's heads and layers
+SHORT, LONG = 6, PAIRS_MIN_SEQ  # tiny_model's max_length is 32
+
+
+def feeds(batch: int, seq: int, caps: list[list[int]]) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(batch * 100 + seq)
+    mask = np.ones((batch, seq), dtype=np.int64)
+    mask[-1, seq // 2:] = 0  # a padded row: the key bias must follow each sample to its pairs
+    return {"input_ids": rng.integers(0, 100, (batch, seq)).astype(np.int64), "attention_mask": mask,
+            "head_caps": np.asarray(caps, dtype=np.int64), "budget_thresholds": np.ones((1, L), np.float32)}
+
+
+def ran(proto, inputs: dict[str, np.ndarray], tmp_path: Path) -> dict[str, list[int]]:
+    """Node name -> output shape of every node ONNX Runtime ran (its profile), subgraphs included."""
+    options = ort.SessionOptions()
+    options.enable_profiling = True
+    options.profile_file_prefix = str(tmp_path / "profile")
+    session = ort.InferenceSession(proto.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    session.run(None, inputs)
+    events = json.loads(Path(session.end_profiling()).read_text())
+    return {e["name"].removesuffix("_kernel_time"): next(iter(e["args"]["output_type_shape"][0].values()))
+            for e in events if e.get("cat") == "Node" and e["name"].endswith("_kernel_time")
+            and e["args"].get("output_type_shape")}
+
+
+# (batch, seq, head caps per sample) -> the path layer 0 takes and the heads its Q/K/V projection has
+CASES = {
+    "shared: batch 1, k < H": (1, SHORT, [[2, 3, 1]], "shared", 2),
+    "packed: batch 1, every head": (1, LONG, [[H, H, H]], "packed", H),
+    "pairs: batch > 1, long": (3, LONG, [[3, 1, 1], [1, 2, 2], [2, 4, 4]], "pairs", 3 + 1 + 2),
+    "packed: batch > 1, short": (3, SHORT, [[3, 1, 1], [1, 2, 2], [2, 4, 4]], "packed", H),
+    "packed: batch > 1, long, every head": (2, LONG, [[H, 1, 1], [H, 2, 2]], "packed", H),
+}
+
+
+@pytest.mark.parametrize("case", CASES.values(), ids=CASES.keys())
+def test_each_path_runs_for_its_shapes_and_computes_only_the_selected_heads(case, tmp_path: Path) -> None:
+    batch, seq, caps, path, heads = case
+    model = tiny_model()
+    shapes = ran(export(model, AdaptiveExport()), feeds(batch, seq, caps), tmp_path)
+    dh3 = 3 * model.config.d_head
+    taken = {p for p in ("shared", "pairs", "packed") if f"blocks.0.attn.{p}.qkv" in shapes}
+    assert taken == {path}
+    qkv = shapes[f"blocks.0.attn.{path}.qkv"]
+    expected = {"shared": [1, heads, seq, dh3], "pairs": [heads, seq, dh3], "packed": [batch, seq, heads * dh3]}
+    assert qkv == expected[path]  # pairs: sum of k pairs, not batch * max k
+
+
+@pytest.mark.parametrize("opset", [17, 23])
+@pytest.mark.parametrize("case", CASES.values(), ids=CASES.keys())
+def test_each_path_matches_pytorch(case, opset: int) -> None:
+    batch, seq, caps, _, _ = case
+    model = tiny_model()
+    inputs = feeds(batch, seq, caps)
+    session = ort.InferenceSession(export(model, AdaptiveExport(opset=opset)).SerializeToString())
+    logits, counts, selected = session.run(["logits", "head_counts", "selected_heads"], inputs)
+    ref = model.predict(torch.from_numpy(inputs["input_ids"]), torch.from_numpy(inputs["attention_mask"]),
+                        caps=torch.tensor(caps).expand(batch, L), thresholds=[1.0] * L)
+    np.testing.assert_allclose(logits, ref.logits.numpy(), atol=1e-4, rtol=0)
+    assert (counts == ref.head_counts.numpy()).all()
+    assert (selected == ref.selected_heads(H).numpy()).all()
+
+
+def test_fp16_pairs_path_runs_close_to_pytorch() -> None:
+    """ONNX Runtime's CPU ScatterND adds float32 only: the fp16 graph's pairs are summed in float32."""
+    model = tiny_model()
+    batch, seq, caps, _, _ = CASES["pairs: batch > 1, long"]
+    inputs = feeds(batch, seq, caps)
+    session = ort.InferenceSession(export(model, AdaptiveExport(fp16=True)).SerializeToString())
+    logits = session.run(["logits"], inputs)[0]
+    ref = model.predict(torch.from_numpy(inputs["input_ids"]), torch.from_numpy(inputs["attention_mask"]),
+                        caps=torch.tensor(caps), thresholds=[1.0] * L)
+    np.testing.assert_allclose(logits, ref.logits.numpy(), atol=2e-2, rtol=0)
