@@ -84,7 +84,9 @@ def _read_weights(path: Path, shapes: dict[str, tuple[int, ...]]) -> dict[str, t
             keys = set(f.keys())
             missing, unexpected = sorted(set(shapes) - keys), sorted(keys - set(shapes))
             if missing or unexpected:
-                raise BfexportError(f"{path}: missing keys {missing[:5]}, unexpected keys {unexpected[:5]}")
+                raise BfexportError(f"{path}: the weights are not the ones config.json implies: "
+                                    + "; ".join(f"{what} {_some(names)}" for what, names in
+                                                (("missing", missing), ("unexpected", unexpected)) if names))
             for key, expected in shapes.items():
                 stored = f.get_slice(key)
                 if tuple(stored.get_shape()) != expected:
@@ -100,6 +102,11 @@ def _read_weights(path: Path, shapes: dict[str, tuple[int, ...]]) -> dict[str, t
         if not bool(torch.isfinite(tensor).all()):
             raise BfexportError(f"{path}: {key} contains NaN or infinite values")
     return state
+
+
+def _some(names: list[str], shown: int = 5) -> str:
+    more = len(names) - shown
+    return ", ".join(names[:shown]) + (f" and {more} more" if more > 0 else "")
 
 
 def load_tokenizer_json(directory: str | Path) -> str:

@@ -3,6 +3,9 @@
 Per layer at sequence length L, width d, head width dh, FFN width f, k heads:
   QKV projection 3*L*d*(k*dh), scores L^2*(k*dh), weighted sum L^2*(k*dh),
   output projection L*(k*dh)*d, FFN 2*L*d*f, plus the router (pooling L*d, logits d*2H).
+Outside the layers: mean pooling L*d (first-token pooling is free), the pooler d*d when the
+config has one, the classifier d*n_labels. LayerNorms, activations and embedding lookups
+are not counted (no multiply-accumulates to speak of, and the same at every budget).
 FLOPs = 2 * MACs. The ideal speedup at budget k is dense cost / this cost.
 """
 
@@ -16,11 +19,15 @@ from bfexport.flavors import ExportConfig
 from bfexport.model import BudgetFormerConfig
 
 
+def attention_macs(config: BudgetFormerConfig, seq_len: int, k: int) -> int:
+    """One layer's attention over k heads: QKV and output projections, scores, weighted sum."""
+    L, d, width = seq_len, config.d_model, k * config.d_head
+    return 3 * L * d * width + 2 * L * L * width + L * width * d
+
+
 def layer_macs(config: BudgetFormerConfig, seq_len: int, k: int, *, router: bool = True) -> int:
-    L, d, dh, f, H = seq_len, config.d_model, config.d_head, config.d_ff, config.n_heads
-    width = k * dh
-    attention = 3 * L * d * width + 2 * L * L * width + L * width * d
-    return attention + 2 * L * d * f + ((L * d + d * 2 * H) if router else 0)
+    L, d, f, H = seq_len, config.d_model, config.d_ff, config.n_heads
+    return attention_macs(config, seq_len, k) + 2 * L * d * f + ((L * d + d * 2 * H) if router else 0)
 
 
 def model_macs(config: BudgetFormerConfig, seq_len: int, heads_per_layer: Sequence[int] | None = None, *,
@@ -29,7 +36,17 @@ def model_macs(config: BudgetFormerConfig, seq_len: int, heads_per_layer: Sequen
     if heads_per_layer is None:
         heads_per_layer, router = [config.n_heads] * config.n_layers, False
     layers = sum(layer_macs(config, seq_len, int(k), router=router) for k in heads_per_layer)
-    return layers + seq_len * config.d_model + config.d_model * config.n_labels
+    d = config.d_model
+    pooling = seq_len * d if config.pooling == "mean" else 0
+    pooler = d * d if config.pooler != "none" else 0
+    return layers + pooling + pooler + d * config.n_labels
+
+
+def attention_share(config: BudgetFormerConfig, lengths: Sequence[int] | np.ndarray) -> float:
+    """The dense model's attention MACs over its total, on samples of these lengths: the most
+    that skipping heads can save."""
+    attention = sum(config.n_layers * attention_macs(config, int(n), config.n_heads) for n in lengths)
+    return attention / sum(model_macs(config, int(n)) for n in lengths)
 
 
 def computed_heads(kind: type[ExportConfig], head_counts: np.ndarray, n_heads: int) -> tuple[np.ndarray, bool]:

@@ -137,8 +137,8 @@ def check_graph(proto: onnx.ModelProto, config: BudgetFormerConfig, flavor: str,
     """Refuse a graph that is not the one `config` and `flavor` describe: budgets, FLOPs and
     labels are all computed from the metadata, so a file whose metadata claims other layer or
     head counts or sizes would get wrong reports instead of an error. Compares the metadata with
-    the embedding, FFN and classifier weights, the layer count, the I/O names and shapes, and
-    (static) the head sets."""
+    the embedding, FFN, pooler and classifier weights (and which optional ones are there), the
+    layer count, the I/O names and shapes, and (static) the head sets."""
     if flavor not in FLAVORS:
         raise BfexportError(f"unknown flavor {flavor!r} in {KEY_FLAVOR} (expected one of {', '.join(FLAVORS)})")
     facts = FLAVORS[flavor]
@@ -146,8 +146,12 @@ def check_graph(proto: onnx.ModelProto, config: BudgetFormerConfig, flavor: str,
     weights = {t.name: list(t.dims) for t in proto.graph.initializer}
     expected: dict[str, tuple[list[int], str]] = {  # name: (shape, the config fields it follows from)
         "tok_emb.weight": ([c.vocab_size, c.d_model], "vocab_size, d_model"),
-        "pos_emb.weight": ([c.max_length, c.d_model], "max_length, d_model"),
+        "pos_emb.weight": ([c.max_length + c.position_offset, c.d_model], "max_length, position_offset, d_model"),
         "classifier.weight": ([c.d_model, c.n_labels], "d_model, labels")}
+    if c.type_vocab_size:
+        expected["type_emb.weight"] = ([c.type_vocab_size, c.d_model], "type_vocab_size, d_model")
+    if c.pooler != "none":
+        expected["pooler.weight"] = ([c.d_model, c.d_model], "pooler, d_model")
     expected.update({f"blocks.{layer}.ffn.up.weight": ([c.d_model, c.d_ff], "d_model, d_ff")
                      for layer in range(c.n_layers)})
     if facts.routed:
@@ -168,6 +172,13 @@ def check_graph(proto: onnx.ModelProto, config: BudgetFormerConfig, flavor: str,
         if weights.get(name) != shape:
             found = "no such initializer" if name not in weights else f"it is {weights[name]}"
             raise BfexportError(f"config {fields} imply {name} of shape {shape}, but {found}")
+    implied = {"type_emb.weight": ("type_vocab_size", c.type_vocab_size > 0),
+               "ln_emb.weight": ("norm", c.norm == "post"), "ln_final.weight": ("norm", c.norm == "pre"),
+               "pooler.weight": ("pooler", c.pooler != "none")}  # the optional weights: there iff the config says
+    for name, (field_name, needed) in implied.items():
+        if (name in weights) != needed:
+            raise BfexportError(f"config {field_name} {getattr(c, field_name)!r} implies {'an' if needed else 'no'} "
+                                f"initializer {name}, but the graph has {'none' if needed else 'one'}")
     layers = {int(n.split(".")[1]) for n in weights if n.startswith("blocks.") and n.split(".")[1].isdigit()}
     if layers != set(range(c.n_layers)):
         raise BfexportError(f"config n_layers is {c.n_layers}, but the graph has {len(layers)} blocks")

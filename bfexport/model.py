@@ -11,6 +11,16 @@ Unselected heads are never computed: their Q/K/V/O weight slices are gathered pe
 Selected heads are summed unweighted through the output projection, so a model that runs
 all heads is an ordinary multi-head attention.
 
+Architecture options (config fields; the defaults are bfexport's own model, the others cover
+the BERT family, whose weights map one to one):
+  norm        "pre": LayerNorm before attention and FFN, a final LayerNorm;
+              "post" (BERT): x = LN(x + attn(x)), x = LN(x + ffn(x)), a LayerNorm on the embeddings.
+  activation  the FFN's: exact GELU, its tanh approximation, or ReLU; layer_norm_eps for every LayerNorm.
+  embeddings  token + token-type row 0 (type_vocab_size > 0; inputs are one segment) + position,
+              positions starting at position_offset (RoBERTa's padding_idx + 1).
+  head        pooling "mean" (non-padding tokens) or "first" ([CLS] / <s>), then an optional
+              pooler (dense d->d + tanh / relu / gelu), then the classifier.
+
 Training (see bfexport/train.py) runs every head and multiplies by a hard 0/1 gate with
 straight-through gradients to both heads of the router.
 """
@@ -41,6 +51,13 @@ SIZES = {"vocab_size": 1_000_000, "max_length": 16384, "d_model": 8192, "n_heads
 MAX_LABELS = 100_000
 MAX_PARAMETERS = 1_000_000_000  # 4 GB of float32 weights; sizes within every per-field bound can ask for far more
 LINE_BREAKS = frozenset("\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029")  # what str.splitlines() splits on
+ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "gelu": F.gelu, "gelu_tanh": partial(F.gelu, approximate="tanh"), "relu": F.relu, "tanh": torch.tanh}
+CHOICES = {"norm": ("pre", "post"), "activation": ("gelu", "gelu_tanh", "relu"), "pooling": ("mean", "first"),
+           "pooler": ("none", "tanh", "relu", "gelu")}  # the string fields' values
+EXTRA_ROWS = {"type_vocab_size": 1024, "position_offset": 1024}  # integer fields in [0, bound]
+ARCHITECTURE = ("norm", "layer_norm_eps", "activation", "type_vocab_size", "position_offset", "pooling",
+                "pooler")  # the fields config.json holds only when they differ from their defaults
 
 
 @dataclass
@@ -59,11 +76,30 @@ class BudgetFormerConfig:
     budget_thresholds: list[float] = None  # type: ignore[assignment]  # tau per layer in (0, 1]; None: 0.5 (median)
     head_caps: list[int] = None  # type: ignore[assignment]  # kmax per layer in [1, H]; None: n_heads
     pad_token_id: int = 0  # id of [PAD] in [0, vocab_size); bfexport's tokenizers use 0
+    # Architecture (module docstring); config.json holds them only where they differ from these
+    # defaults, so files written before they existed read, and export, byte for byte as before.
+    norm: str = "pre"  # "pre": LN before attention and FFN + a final LN; "post": BERT's order + an embedding LN
+    layer_norm_eps: float = 1e-5  # every LayerNorm's epsilon, in (0, 1) (BERT 1e-12)
+    activation: str = "gelu"  # FFN: "gelu" (erf), "gelu_tanh" (HF gelu_new / gelu_pytorch_tanh), "relu"
+    type_vocab_size: int = 0  # token-type embedding rows (BERT 2, RoBERTa 1, 0 = none); row 0 is added to every token
+    position_offset: int = 0  # first position id (RoBERTa 2); pos_emb has max_length + position_offset rows
+    pooling: str = "mean"  # "mean" over non-padding tokens, or "first" (the [CLS] / <s> token)
+    pooler: str = "none"  # dense d->d + activation before the classifier: "none", "tanh" (BERT), "relu", "gelu"
 
     def __post_init__(self) -> None:
         for name, bound in SIZES.items():
             check_int(f"config: {name}", getattr(self, name), 1, bound)
         check_int("config: pad_token_id", self.pad_token_id, 0, self.vocab_size - 1)
+        for name, bound in EXTRA_ROWS.items():
+            check_int(f"config: {name}", getattr(self, name), 0, bound)
+        for name, allowed in CHOICES.items():
+            if getattr(self, name) not in allowed:
+                raise BfexportError(f"config: {name} must be one of {', '.join(map(repr, allowed))}, "
+                                    f"got {show(getattr(self, name))}")
+        eps = self.layer_norm_eps
+        if not is_number(eps) or not 0.0 < eps < 1.0:
+            raise BfexportError(f"config: layer_norm_eps must be a number in (0, 1), got {show(eps)}")
+        self.layer_norm_eps = float(eps)
         if self.d_model % self.n_heads:
             raise BfexportError(f"config: d_model {self.d_model} is not divisible by n_heads {self.n_heads}")
         self.labels = check_labels(self.labels)
@@ -94,15 +130,22 @@ class BudgetFormerConfig:
     def n_parameters(self) -> int:
         """What the model below holds, from the sizes alone (so it is bounded before any module is built)."""
         d, f, H, n = self.d_model, self.d_ff, self.n_heads, self.n_labels
-        embeddings = (self.vocab_size + self.max_length) * d
+        embeddings = (self.vocab_size + self.max_length + self.position_offset + self.type_vocab_size) * d
         attention = 3 * d * d + 3 * d + d * d + d  # per-head Q/K/V and output projection, with biases
         router = d * 2 * H + 2 * H
         ffn = d * f + f + f * d + d
         per_layer = 2 * 2 * d + attention + router + ffn  # two LayerNorms
-        return embeddings + self.n_layers * per_layer + 2 * d + d * n + n  # final LayerNorm, classifier
+        pooler = d * d + d if self.pooler != "none" else 0
+        # one more LayerNorm (final for pre, embeddings for post), pooler, classifier
+        return embeddings + self.n_layers * per_layer + 2 * d + pooler + d * n + n
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The fields, less the architecture ones at their defaults (see the field comments)."""
+        out = asdict(self)
+        for f in fields(self):
+            if f.name in ARCHITECTURE and out[f.name] == f.default:
+                del out[f.name]
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> BudgetFormerConfig:
@@ -328,9 +371,10 @@ class FeedForward(nn.Module):
         self.down = nn.Linear(config.d_ff, config.d_model)
         nn.init.normal_(self.down.weight, std=0.02 / math.sqrt(2 * config.n_layers))
         self.dropout = nn.Dropout(config.dropout)
+        self.activation = ACTIVATIONS[config.activation]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out: torch.Tensor = self.dropout(self.down(F.gelu(self.up(x))))
+        out: torch.Tensor = self.dropout(self.down(self.activation(self.up(x))))
         return out
 
 
@@ -341,13 +385,15 @@ LayerGate = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, Selection
 
 
 class Block(nn.Module):
-    """Pre-LN encoder layer; the router reads the normalised input the attention sees."""
+    """Encoder layer, pre-LN or post-LN; the router reads the input the attention sees (pre: the
+    normalised input; post: the block input, already normalised by the previous layer)."""
 
     def __init__(self, config: BudgetFormerConfig) -> None:
         super().__init__()
-        self.ln_attn = nn.LayerNorm(config.d_model)
+        self.pre_norm = config.norm == "pre"
+        self.ln_attn = nn.LayerNorm(config.d_model, eps=config.layer_norm_eps)
         self.attn = BudgetedAttention(config)
-        self.ln_ffn = nn.LayerNorm(config.d_model)
+        self.ln_ffn = nn.LayerNorm(config.d_model, eps=config.layer_norm_eps)
         self.ffn = FeedForward(config)
         self.dropout = nn.Dropout(config.dropout)
 
@@ -360,7 +406,7 @@ class Block(nn.Module):
         sample, or under training the ones `gate` samples (then q(k | x) comes back too, for
         the cost term; None otherwise).
         """
-        h = self.ln_attn(x)  # (B, S, d)
+        h = self.ln_attn(x) if self.pre_norm else x  # (B, S, d)
         budget_probs = None
         if gate is not None:
             budget_logits, relevance = self.attn.router(h, mask)  # (B, H) each
@@ -371,8 +417,12 @@ class Block(nn.Module):
             sel = Selection.fixed(heads, x.shape[0], x.device) if heads is not None \
                 else self.attn.router.select(h, mask, tau, cap)
             a = self.attn.forward_selected(h, key_bias, sel)  # (B, S, d)
-        x = x + self.dropout(a)
-        x = x + self.ffn(self.ln_ffn(x))
+        if self.pre_norm:
+            x = x + self.dropout(a)
+            x = x + self.ffn(self.ln_ffn(x))
+        else:
+            x = self.ln_attn(x + self.dropout(a))
+            x = self.ln_ffn(x + self.ffn(x))
         return x, sel, budget_probs
 
 
@@ -397,14 +447,20 @@ class BudgetFormerForSequenceClassification(nn.Module):
     def __init__(self, config: BudgetFormerConfig) -> None:
         super().__init__()
         self.config = config
-        self.tok_emb = nn.Embedding(config.vocab_size, config.d_model)
-        self.pos_emb = nn.Embedding(config.max_length, config.d_model)
+        d, pre = config.d_model, config.norm == "pre"
+        self.tok_emb = nn.Embedding(config.vocab_size, d)
+        self.pos_emb = nn.Embedding(config.max_length + config.position_offset, d)
+        self.type_emb = nn.Embedding(config.type_vocab_size, d) if config.type_vocab_size else None
+        self.ln_emb = None if pre else nn.LayerNorm(d, eps=config.layer_norm_eps)
         self.emb_dropout = nn.Dropout(config.dropout)
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layers))
-        self.ln_final = nn.LayerNorm(config.d_model)
-        self.classifier = nn.Linear(config.d_model, config.n_labels)
-        nn.init.normal_(self.tok_emb.weight, std=0.02)
-        nn.init.normal_(self.pos_emb.weight, std=0.02)
+        self.ln_final = nn.LayerNorm(d, eps=config.layer_norm_eps) if pre else None
+        self.pooler = nn.Linear(d, d) if config.pooler != "none" else None
+        self.pooler_activation = ACTIVATIONS.get(config.pooler)
+        self.classifier = nn.Linear(d, config.n_labels)
+        for emb in (self.tok_emb, self.pos_emb, self.type_emb):
+            if emb is not None:
+                nn.init.normal_(emb.weight, std=0.02)
 
     def forward(
         self,
@@ -417,7 +473,7 @@ class BudgetFormerForSequenceClassification(nn.Module):
         gate_fn: GateFn | None = None,
         labels: torch.Tensor | None = None,
     ) -> BudgetFormerOutput:
-        """Classify a padded batch: embeddings, the blocks in order, the classifier on the masked mean.
+        """Classify a padded batch: embeddings, the blocks in order, pooling, pooler, classifier.
 
         thresholds / caps override the config's per layer: shape (n_layers,) or per sample
         (B, n_layers). fixed_heads runs the same heads for every input (static pruning);
@@ -434,8 +490,13 @@ class BudgetFormerForSequenceClassification(nn.Module):
             fixed_heads = [list(range(cfg.n_heads))] * cfg.n_layers
         mask = attention_mask.to(torch.bool)
         key_bias = ((~mask).float() * MASK_BIAS)[:, None, None, :]  # (B, 1, 1, S)
-        positions = torch.arange(S, device=input_ids.device)
-        x = self.emb_dropout(self.tok_emb(input_ids) + self.pos_emb(positions))  # (B, S, d)
+        x = self.tok_emb(input_ids)  # (B, S, d)
+        if self.type_emb is not None:
+            x = x + self.type_emb.weight[0]  # one segment: type id 0 everywhere
+        x = x + self.pos_emb(torch.arange(S, device=input_ids.device) + cfg.position_offset)
+        if self.ln_emb is not None:
+            x = self.ln_emb(x)
+        x = self.emb_dropout(x)
 
         selections, budget_probs = [], []
         for layer, block in enumerate(self.blocks):
@@ -446,7 +507,12 @@ class BudgetFormerForSequenceClassification(nn.Module):
             if probs is not None:
                 budget_probs.append(probs)
 
-        logits = self.classifier(masked_mean(self.ln_final(x), mask))  # (B, n_labels)
+        if self.ln_final is not None:
+            x = self.ln_final(x)
+        pooled = masked_mean(x, mask) if cfg.pooling == "mean" else x[:, 0]  # (B, d)
+        if self.pooler is not None and self.pooler_activation is not None:
+            pooled = self.pooler_activation(self.pooler(pooled))
+        logits = self.classifier(pooled)  # (B, n_labels)
         head_counts = torch.stack([s.counts for s in selections], dim=1)  # (B, L)
         loss = F.cross_entropy(logits, labels) if labels is not None else None
         return BudgetFormerOutput(logits, head_counts, selections, budget_probs, loss)

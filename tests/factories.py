@@ -58,3 +58,29 @@ def tiny_model(seed: int = 0, *, init: Init = "router", **overrides: object) -> 
             torch.nn.init.normal_(model.tok_emb.weight, std=1.0)
             torch.nn.init.normal_(model.classifier.weight, std=1.0)
     return model.eval()
+
+
+# The architecture combinations that matter: each BERT-family layout bfexport imports, and bfexport's
+# own pre-LN model with the other options.
+VARIANTS: dict[str, dict[str, object]] = {
+    "bert": dict(norm="post", layer_norm_eps=1e-12, activation="gelu_tanh", type_vocab_size=2, pooling="first",
+                 pooler="tanh"),
+    "distilbert": dict(norm="post", layer_norm_eps=1e-12, pooling="first", pooler="relu"),
+    "roberta": dict(norm="post", position_offset=2, type_vocab_size=1, pooling="first", pooler="tanh"),
+    "pre-relu-first": dict(activation="relu", pooling="first"),
+}
+
+
+def variant_model(variant: str, seed: int = 0, **overrides: object) -> BudgetFormerForSequenceClassification:
+    """tiny_model (init "router") with architecture VARIANTS[variant]; biases and LayerNorm weights are
+    drawn at random too (not 0 and 1), so a weight read in the wrong place changes the logits."""
+    model = tiny_model(seed, init="router", **{**VARIANTS[variant], **overrides})
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "router" in name:
+                continue
+            if name.endswith("bias"):
+                p.normal_(0, 0.1)
+            elif "ln_" in name:
+                p.normal_(1.0, 0.1)
+    return model

@@ -64,7 +64,7 @@ def timing_copy(model: BudgetFormerForSequenceClassification, max_length: int,
     state = dict(model.state_dict())
     generator = torch.Generator().manual_seed(seed)
     old = state["pos_emb.weight"]
-    extra = torch.randn(new_len - old.shape[0], old.shape[1], generator=generator, dtype=old.dtype) * 0.02
+    extra = torch.randn(new_len - cfg.max_length, old.shape[1], generator=generator, dtype=old.dtype) * 0.02
     state["pos_emb.weight"] = torch.cat([old, extra])
     copy_ = BudgetFormerForSequenceClassification(new_cfg)
     copy_.load_state_dict(state)

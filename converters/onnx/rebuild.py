@@ -21,7 +21,8 @@ from bfexport.errors import BfexportError
 from bfexport.exported import ExportedModel
 from bfexport.model import BudgetFormerForSequenceClassification
 
-TRANSPOSED = ("router.proj.weight", "ffn.up.weight", "ffn.down.weight", "classifier.weight")  # GraphBuilder.linear
+TRANSPOSED = ("router.proj.weight", "ffn.up.weight", "ffn.down.weight", "pooler.weight",
+              "classifier.weight")  # written by GraphBuilder.linear
 
 
 def rebuild_model(exported: ExportedModel) -> BudgetFormerForSequenceClassification:

@@ -1,5 +1,6 @@
-"""The trunk every flavor shares, written op by op: embeddings, pre-LN blocks, FFN,
-masked-mean pooling, classifier and the graph's inputs and outputs.
+"""The trunk every flavor shares, written op by op: embeddings, pre-LN or post-LN blocks, FFN,
+pooling, pooler, classifier and the graph's inputs and outputs, for every architecture option
+of BudgetFormerConfig (a default option writes exactly the ops it always did).
 
 `GraphWriter` is the public base of the flavor writers: a flavor declares its extra inputs
 (`budget_inputs`) and writes each block's attention (`block`); everything else is here, so
@@ -35,7 +36,7 @@ class GraphWriter:
         """Declare inputs beyond input_ids and attention_mask (none by default)."""
 
     def block(self, layer: int, h: str, key_bias: str, pool: str, length: str) -> tuple[str, str, str]:
-        """Layer `layer`'s attention on the normalised hidden state h (B, S, d): returns its output
+        """Layer `layer`'s attention on the hidden state h (B, S, d) it reads: returns its output
         (B, S, d), the heads each sample ran (B, 1) and which, by rank ((B, 1, H), -1 past k)."""
         raise NotImplementedError
 
@@ -56,24 +57,23 @@ class GraphWriter:
         key_bias = g.op("Unsqueeze", g.op("Mul", g.op("Sub", g.const(1.0), maskf), g.const(MASK_BIAS)),
                         g.const([1, 2]), name="key_bias")  # (B, 1, 1, S)
 
-        seq_len = g.op("Slice", g.op("Shape", ids), g.const([1]), g.const([2]), name="seq_len")
-        positions = g.op("Slice", g.weight("pos_emb.weight", self.w["pos_emb.weight"]), g.const([0]), seq_len,
-                         g.const([0]), name="positions")  # (S, d)
-        tokens = g.op("Gather", g.weight("tok_emb.weight", self.w["tok_emb.weight"]), ids, name="tokens")
-        x = g.op("Add", tokens, positions, name="embeddings")  # (B, S, d)
-
+        x = self.embeddings(ids)  # (B, S, d)
         counts, selected = [], []
         for layer in range(L):
-            p = f"blocks.{layer}"
-            attn, k, sel = self.block(layer, self.layer_norm(x, f"{p}.ln_attn"), key_bias, pool, length)
+            x, k, sel = self.encoder_layer(layer, x, key_bias, pool, length)
             counts.append(k)
             selected.append(sel)
-            x = g.op("Add", attn, x, name=f"{p}.residual_attn")
-            x = g.op("Add", self.feed_forward(self.layer_norm(x, f"{p}.ln_ffn"), f"{p}.ffn"), x,
-                     name=f"{p}.residual_ffn")
 
-        pooled = g.op("MatMul", pool, self.layer_norm(x, "ln_final"), name="pooled")  # (B, 1, d)
-        pooled = g.op("Reshape", pooled, g.const([0, cfg.d_model]), name="pooled_flat")
+        if cfg.norm == "pre":
+            x = self.layer_norm(x, "ln_final")
+        if cfg.pooling == "mean":
+            pooled = g.op("MatMul", pool, x, name="pooled")  # (B, 1, d)
+            pooled = g.op("Reshape", pooled, g.const([0, cfg.d_model]), name="pooled_flat")
+        else:
+            pooled = g.op("Gather", x, g.const(0), axis=1, name="pooled_first")  # (B, d): [CLS] / <s>
+        if cfg.pooler != "none":
+            pooled = self.activation(g.linear(pooled, self.w["pooler.weight"], self.w["pooler.bias"], "pooler"),
+                                     cfg.pooler, "pooler")
         logits = g.linear(pooled, self.w["classifier.weight"], self.w["classifier.bias"], "classifier")
         if self.config.fp16:
             logits = g.op("Cast", logits, to=TensorProto.FLOAT)
@@ -85,16 +85,61 @@ class GraphWriter:
         g.output(SELECTED_HEADS, INT64, ["batch", L, H])
         return g.model(f"budgetformer_{self.config.flavor}", doc=self.doc())
 
+    def embeddings(self, ids: str) -> str:
+        """Token (+ token-type row 0) + position embeddings, positions from position_offset; post-LN
+        models normalise them (as the model's forward)."""
+        g, offset = self.g, self.cfg.position_offset
+        seq_len = g.op("Slice", g.op("Shape", ids), g.const([1]), g.const([2]), name="seq_len")
+        table = g.weight("pos_emb.weight", self.w["pos_emb.weight"])  # (max_length + offset, d)
+        start, end = g.const([0]), seq_len
+        if offset:
+            start, end = g.const([offset]), g.op("Add", seq_len, g.const([offset]), name="positions_end")
+        positions = g.op("Slice", table, start, end, g.const([0]), name="positions")  # (S, d): rows offset..offset+S
+        tokens = g.op("Gather", g.weight("tok_emb.weight", self.w["tok_emb.weight"]), ids, name="tokens")
+        if "type_emb.weight" in self.w:
+            segment = g.op("Gather", g.weight("type_emb.weight", self.w["type_emb.weight"]), g.const(0), axis=0,
+                           name="token_type")  # (d,): one segment, type id 0
+            tokens = g.op("Add", tokens, segment, name="tokens_typed")
+        x = g.op("Add", tokens, positions, name="embeddings")  # (B, S, d)
+        return x if self.cfg.norm == "pre" else self.layer_norm(x, "ln_emb")
+
+    def encoder_layer(self, layer: int, x: str, key_bias: str, pool: str, length: str) -> tuple[str, str, str]:
+        """One Block: attention and FFN with their residuals, in the config's LayerNorm order (Block.forward)."""
+        g, p = self.g, f"blocks.{layer}"
+        if self.cfg.norm == "pre":
+            attn, k, sel = self.block(layer, self.layer_norm(x, f"{p}.ln_attn"), key_bias, pool, length)
+            x = g.op("Add", attn, x, name=f"{p}.residual_attn")
+            x = g.op("Add", self.feed_forward(self.layer_norm(x, f"{p}.ln_ffn"), f"{p}.ffn"), x,
+                     name=f"{p}.residual_ffn")
+        else:
+            attn, k, sel = self.block(layer, x, key_bias, pool, length)
+            x = self.layer_norm(g.op("Add", attn, x, name=f"{p}.residual_attn"), f"{p}.ln_attn")
+            x = self.layer_norm(g.op("Add", self.feed_forward(x, f"{p}.ffn"), x, name=f"{p}.residual_ffn"),
+                                f"{p}.ln_ffn")
+        return x, k, sel
+
     def layer_norm(self, x: str, name: str) -> str:
         return self.g.op("LayerNormalization", x, self.g.weight(f"{name}.weight", self.w[f"{name}.weight"]),
-                         self.g.weight(f"{name}.bias", self.w[f"{name}.bias"]), axis=-1, epsilon=1e-5, name=name)
+                         self.g.weight(f"{name}.bias", self.w[f"{name}.bias"]), axis=-1,
+                         epsilon=self.cfg.layer_norm_eps, name=name)
 
     def feed_forward(self, x: str, name: str) -> str:
         g = self.g
         up = g.linear(x, self.w[f"{name}.up.weight"], self.w[f"{name}.up.bias"], f"{name}.up")
-        erf = g.op("Erf", g.op("Div", up, g.const(math.sqrt(2.0))))  # exact GELU, as F.gelu
-        gelu = g.op("Mul", g.op("Mul", up, g.op("Add", erf, g.const(1.0))), g.const(0.5), name=f"{name}.gelu")
-        return g.linear(gelu, self.w[f"{name}.down.weight"], self.w[f"{name}.down.bias"], f"{name}.down")
+        act = self.activation(up, self.cfg.activation, name)
+        return g.linear(act, self.w[f"{name}.down.weight"], self.w[f"{name}.down.bias"], f"{name}.down")
+
+    def activation(self, x: str, kind: str, name: str) -> str:
+        """The model's ACTIVATIONS[kind] on x, as node f"{name}.{kind}"."""
+        g, out = self.g, f"{name}.{kind}"
+        if kind == "gelu":  # exact GELU, as F.gelu
+            erf = g.op("Erf", g.op("Div", x, g.const(math.sqrt(2.0))))
+            return g.op("Mul", g.op("Mul", x, g.op("Add", erf, g.const(1.0))), g.const(0.5), name=out)
+        if kind == "gelu_tanh":  # 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), as F.gelu(approximate="tanh")
+            cube = g.op("Mul", g.op("Mul", x, x), x)
+            inner = g.op("Mul", g.op("Add", x, g.op("Mul", cube, g.const(0.044715))), g.const(math.sqrt(2 / math.pi)))
+            return g.op("Mul", g.op("Mul", x, g.op("Add", g.op("Tanh", inner), g.const(1.0))), g.const(0.5), name=out)
+        return g.op({"relu": "Relu", "tanh": "Tanh"}[kind], x, name=out)
 
     # ---- attention pieces the flavors share ----------------------------------------------
     def attend(self, q: str, k: str, v: str, key_bias: str, name: str) -> str:

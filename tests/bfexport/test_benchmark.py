@@ -222,6 +222,13 @@ def test_timing_copy_keeps_weights_and_extends_positions():
     assert dense_trained.config.adaptive and "trained dense" in notes[0]
 
 
+def test_timing_copy_of_a_model_with_a_position_offset():
+    model = factories.variant_model("roberta", max_length=16)  # pos_emb rows: 16 + offset 2
+    longer, _ = timing_copy(model, 40)
+    assert longer.pos_emb.weight.shape[0] == 42
+    assert torch.equal(longer.pos_emb.weight[:18], model.pos_emb.weight)
+
+
 @pytest.mark.parametrize("mode", ["mha", "attn23"])
 def test_fused_attention_dense_graphs_match_the_plain_dense_export(mode):
     model = tiny_model()

@@ -12,6 +12,7 @@ from safetensors.torch import save_file
 
 from bfexport.checkpoint import load_checkpoint, save_checkpoint
 from bfexport.errors import BfexportError
+from tests.factories import VARIANTS, tiny_model, variant_model
 
 
 def test_round_trip_is_exact(checkpoint: Path, model) -> None:
@@ -65,7 +66,27 @@ def test_missing_and_unexpected_keys(checkpoint: Path, model) -> None:
     state = {k: v.clone() for k, v in model.state_dict().items() if k != "ln_final.bias"}
     state["extra.weight"] = torch.zeros(1)
     save_file(state, str(checkpoint / "model.safetensors"))
-    with pytest.raises(BfexportError, match="missing keys \\['ln_final.bias'\\], unexpected keys \\['extra.weight'\\]"):
+    with pytest.raises(BfexportError, match="not the ones config.json implies: missing ln_final.bias; "
+                                            "unexpected extra.weight$"):
+        load_checkpoint(checkpoint)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_architecture_checkpoint_round_trips(tmp_path: Path, variant: str) -> None:
+    model = variant_model(variant)
+    loaded = load_checkpoint(save_checkpoint(model, tmp_path / "ckpt"))
+    assert loaded.config == model.config
+    assert loaded.state_dict().keys() == model.state_dict().keys()
+    assert all(torch.equal(loaded.state_dict()[k], v) for k, v in model.state_dict().items())
+
+
+def test_weights_of_another_architecture_name_the_keys(tmp_path: Path) -> None:
+    """A pre-LN model's weights under a BERT-shaped config.json: the keys the config implies are named."""
+    checkpoint = save_checkpoint(tiny_model(), tmp_path / "ckpt")
+    config = json.loads((checkpoint / "config.json").read_text())
+    (checkpoint / "config.json").write_text(json.dumps({**config, "norm": "post", "pooler": "tanh"}))
+    with pytest.raises(BfexportError, match="missing ln_emb.bias, ln_emb.weight, pooler.bias, pooler.weight; "
+                                            "unexpected ln_final.bias, ln_final.weight$"):
         load_checkpoint(checkpoint)
 
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
 
 from bfexport.errors import BfexportError
-from bfexport.model import BudgetFormerConfig
-from tests.factories import TEXTS, tiny_config, tiny_model
+from bfexport.model import ARCHITECTURE, BudgetFormerConfig
+from tests.factories import TEXTS, VARIANTS, tiny_config, tiny_model
 
 
 @pytest.mark.parametrize("overrides, message", [
@@ -32,6 +33,21 @@ from tests.factories import TEXTS, tiny_config, tiny_model
     ({"vocab_size": 10**5000}, "vocab_size must be an integer in [1, 1000000], got an integer too long to print"),
     ({"budget_thresholds": [10**400] * 3}, "budget thresholds must lie in (0, 1]"),
     ({"d_model": 8192, "n_heads": 64, "n_layers": 64, "d_ff": 65536}, "parameters, more than the 1,000,000,000"),
+    ({"norm": "sandwich"}, "norm must be one of 'pre', 'post', got 'sandwich'"),
+    ({"norm": None}, "norm must be one of 'pre', 'post', got None"),
+    ({"activation": "gelu_new"}, "activation must be one of 'gelu', 'gelu_tanh', 'relu', got 'gelu_new'"),
+    ({"activation": "tanh"}, "activation must be one of"),
+    ({"pooling": "max"}, "pooling must be one of 'mean', 'first', got 'max'"),
+    ({"pooler": "sigmoid"}, "pooler must be one of 'none', 'tanh', 'relu', 'gelu', got 'sigmoid'"),
+    ({"pooler": ["tanh"]}, "pooler must be one of"),
+    ({"layer_norm_eps": 0.0}, "layer_norm_eps must be a number in (0, 1), got 0.0"),
+    ({"layer_norm_eps": "1e-12"}, "layer_norm_eps must be a number in (0, 1), got '1e-12'"),
+    ({"layer_norm_eps": float("nan")}, "layer_norm_eps must be a number in (0, 1)"),
+    ({"layer_norm_eps": True}, "layer_norm_eps must be a number in (0, 1), got True"),
+    ({"type_vocab_size": -1}, "type_vocab_size must be an integer in [0, 1024], got -1"),
+    ({"type_vocab_size": 2.0}, "type_vocab_size must be an integer in [0, 1024], got 2.0"),
+    ({"position_offset": 5000}, "position_offset must be an integer in [0, 1024], got 5000"),
+    ({"position_offset": "2"}, "position_offset must be an integer in [0, 1024], got '2'"),
 ])
 def test_bad_field_is_one_line_naming_it(overrides: dict[str, object], message: str) -> None:
     with pytest.raises(BfexportError) as caught:
@@ -41,10 +57,28 @@ def test_bad_field_is_one_line_naming_it(overrides: dict[str, object], message: 
 
 
 @pytest.mark.parametrize("overrides", [{}, {"n_layers": 1, "n_heads": 1, "labels": ["only"]},
-                                       {"vocab_size": 7, "d_model": 12, "n_heads": 3, "d_ff": 5}])
+                                       {"vocab_size": 7, "d_model": 12, "n_heads": 3, "d_ff": 5},
+                                       *VARIANTS.values(), {"pooler": "gelu", "type_vocab_size": 16}])
 def test_parameter_count_is_the_models(overrides: dict[str, object]) -> None:
     model = tiny_model(**overrides)
     assert model.config.n_parameters == sum(p.numel() for p in model.parameters())
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_architecture_fields_round_trip(variant: str) -> None:
+    config = tiny_config(**VARIANTS[variant])
+    data = json.loads(config.to_json())
+    assert {k: data[k] for k in VARIANTS[variant]} == VARIANTS[variant]
+    assert BudgetFormerConfig.from_dict(data) == config
+
+
+def test_architecture_fields_at_their_defaults_are_not_written() -> None:
+    """So a config.json, and every export's metadata, reads byte for byte as before they existed."""
+    data = json.loads(BudgetFormerConfig().to_json())
+    assert not set(data) & set(ARCHITECTURE)
+    assert set(data) | set(ARCHITECTURE) == {f.name for f in fields(BudgetFormerConfig)}
+    written = json.loads(tiny_config(pooler="tanh").to_json())
+    assert written["pooler"] == "tanh" and "norm" not in written
 
 
 @pytest.mark.parametrize("field, value, message", [

@@ -4,6 +4,7 @@ embedded config claims other sizes is refused in one line by every command, not 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import onnx
@@ -13,7 +14,7 @@ from bfexport.errors import BfexportError
 from bfexport.exported import set_metadata
 from bfexport.names import KEY_CONFIG, KEY_HEADS
 from converters import AdaptiveExport, DenseExport, StaticExport, export_with_metadata, load_exported, save_onnx
-from tests.factories import tiny_model
+from tests.factories import tiny_model, variant_model
 
 
 def _edited(path: Path, out: Path, **changes: object) -> Path:
@@ -39,6 +40,10 @@ LIES = {  # what a hand-edited config may claim (the tiny model: 3 layers x 4 he
     "vocab_size": dict(vocab_size=99),
     "max_length": dict(max_length=64),
     "labels": dict(labels=["libs", "games", "python", "doc", "extra"]),
+    "norm": dict(norm="post"),
+    "pooler": dict(pooler="tanh"),
+    "type_vocab_size": dict(type_vocab_size=2),
+    "position_offset": dict(position_offset=2),
 }
 
 
@@ -56,6 +61,21 @@ def test_every_flavor_bfexport_writes_passes_the_check(tmp_path: Path, tokenizer
     model = tiny_model(vocab_size=tokenizer.get_vocab_size())
     path = save_onnx(export_with_metadata(model, flavor, tokenizer.to_str()), tmp_path / "m.onnx")
     assert load_exported(path).config == model.config
+
+
+@pytest.mark.parametrize("claim, message", [
+    (dict(norm="pre"), "config norm 'pre' implies no initializer ln_emb.weight, but the graph has one"),
+    (dict(pooler="none"), "config pooler 'none' implies no initializer pooler.weight, but the graph has one"),
+    (dict(type_vocab_size=0), "implies no initializer type_emb.weight"),
+    (dict(position_offset=0), "config max_length, position_offset, d_model imply pos_emb.weight of shape [32, 32]"),
+])
+def test_a_bert_shaped_graph_claiming_another_architecture_is_refused(tmp_path: Path, tokenizer,
+                                                                      claim: dict[str, object], message: str) -> None:
+    model = variant_model("bert", vocab_size=tokenizer.get_vocab_size(), position_offset=2)
+    path = save_onnx(export_with_metadata(model, AdaptiveExport(), tokenizer.to_str()), tmp_path / "m.onnx")
+    assert load_exported(path).config == model.config
+    with pytest.raises(BfexportError, match=re.escape(message)):
+        load_exported(_edited(path, tmp_path / "lying.onnx", **claim))
 
 
 def test_static_head_sets_that_do_not_match_the_weights_are_refused(tmp_path: Path, tokenizer) -> None:
