@@ -97,8 +97,9 @@ def _byte_level_bpe(directory: Path, settings: Mapping[str, Any]) -> tokenizers.
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=prefix_space)
     tokenizer.decoder = decoders.ByteLevel()
     cls_id, sep_id = _vocab_ids(tokenizer, [tok["cls_token"], tok["sep_token"]], vocab_path)
-    tokenizer.post_processor = processors.RobertaProcessing(sep=(tok["sep_token"], sep_id), cls=(tok["cls_token"], cls_id),
-                                                            add_prefix_space=prefix_space, trim_offsets=True)
+    tokenizer.post_processor = processors.RobertaProcessing(
+        sep=(tok["sep_token"], sep_id), cls=(tok["cls_token"], cls_id), add_prefix_space=prefix_space,
+        trim_offsets=True)
     tokenizer.add_special_tokens(list(dict.fromkeys(tok.values())))
     return tokenizer
 
