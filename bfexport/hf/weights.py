@@ -9,6 +9,7 @@ its size is bounded before it is opened.
 from __future__ import annotations
 
 import pickle
+import zipfile
 from pathlib import Path
 
 import torch
@@ -92,7 +93,7 @@ def _read_pickle(path: Path, shapes: dict[str, tuple[int, ...]], ignored: tuple[
         raise BfexportError(f"{path}: {size:,} bytes, more than the {MAX_PICKLE_BYTES:,} of the largest model "
                             "bfexport loads")
     try:  # weights_only: tensors and containers only; anything else (a payload) is refused, never run
-        loaded = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        loaded = torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as e:
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise BfexportError(f"{path}: refused: not a plain weights file ({reason[:200]})") from None
