@@ -125,3 +125,25 @@ def test_every_export_flavor_of_an_import_validates(tmp_path: Path, model_type: 
         assert run(["convert", str(ckpt), "-o", str(onnx), "--flavor", *flavor]) == 0, capsys.readouterr().err
         assert run(["validate", str(ckpt), str(onnx), "--data", str(rows), "--json"]) == 0, capsys.readouterr()
         assert json.loads(capsys.readouterr().out)["passed"] is True
+
+
+@pytest.mark.parametrize("model_type", ["bert", "roberta"])
+def test_the_hf_directory_of_an_import_encodes_and_classifies_as_the_original(
+        tmp_path: Path, model_type: str, capsys: pytest.CaptureFixture[str]) -> None:
+    ort_models = pytest.importorskip("optimum.onnxruntime", reason="the hf extra (optimum) loads the directory")
+    hf_dir, hf_model, hf_tokenizer = save_hf(tmp_path, model_type, seed=2)
+    ckpt, hf_out = tmp_path / "ckpt", tmp_path / "hf-out"
+    assert run(["import", str(hf_dir), "-o", str(ckpt)]) == 0
+    assert run(["convert", str(ckpt), "-o", str(tmp_path / "m.onnx"), "--hf-dir", str(hf_out)]) == 0, \
+        capsys.readouterr().err
+    tok = transformers.AutoTokenizer.from_pretrained(hf_out)
+    max_length = load_checkpoint(ckpt).config.max_length
+    enc = tok(TEXTS, padding=True, truncation=True, return_tensors="np")
+    ref = hf_tokenizer(TEXTS, padding=True, truncation=True, max_length=max_length, return_tensors="np")
+    np.testing.assert_array_equal(enc["input_ids"], ref["input_ids"])  # [CLS] ... [SEP], padding id included
+    np.testing.assert_array_equal(enc["attention_mask"], ref["attention_mask"])
+    model = ort_models.ORTModelForSequenceClassification.from_pretrained(hf_out)
+    with torch.no_grad():
+        expected = hf_model(input_ids=torch.from_numpy(ref["input_ids"]),
+                            attention_mask=torch.from_numpy(ref["attention_mask"])).logits.numpy()
+    np.testing.assert_allclose(model(**enc).logits, expected, atol=1e-4)
