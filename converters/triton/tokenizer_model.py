@@ -1,9 +1,10 @@
 """Triton Python-backend tokenizer for a BudgetFormer classifier (written by bfexport deploy).
 
 text (TYPE_STRING) -> input_ids, attention_mask (int64), with bfexport.data.encode's rules: the
-WordPiece tokenizer in tokenizer.json beside this file, no special tokens, truncation to
-max_length, right padding with 0 to the longest text of each request, and an empty text as a
-single [UNK]. Optional budget_thresholds / head_caps inputs (one row per text, or one row for the
+tokenizer in tokenizer.json beside this file, its post-processor's special tokens if it has one
+(an imported model's [CLS] ... [SEP]; bfexport's own adds none), truncation to max_length keeping
+them, right padding with 0 to the longest text of each request, and an empty text as a single
+[UNK] (with a post-processor a text is never empty). Optional budget_thresholds / head_caps inputs (one row per text, or one row for the
 request) come out as row_thresholds / row_caps with one row per text; absent, the calibrated
 defaults from the config's parameters are used. Needs `pip install tokenizers` where Triton runs.
 """
@@ -59,24 +60,31 @@ class TritonPythonModel:
         return responses
 
     def _token_ids(self, texts):
-        """The first max_length ids of each text, tokenizing only a prefix of a long one (as
-        bfexport.data.token_ids does): a prefix gives the whole text's first tokens once max_length
-        of them come from words before its last, possibly cut, word; until then it doubles."""
-        rows = [[] for _ in texts]
+        """At most max_length ids per text, as bfexport.data.token_ids gives them: with a
+        post-processor (an imported tokenizer), the first max_length - n text ids and then its n
+        special tokens ([CLS] ... [SEP]), as transformers truncates. Only a prefix of a long text is
+        tokenized: it gives the whole text's first tokens once enough of them come from words
+        before its last, possibly cut, word; until then it doubles."""
+        special = self.tokenizer.num_special_tokens_to_add(False)
+        keep = max(0, self.max_length - special)
+        rows = [None] * len(texts)
         pending, chars = list(range(len(texts))), CHARS_PER_TOKEN * self.max_length
         while pending:
             prefixes = [texts[i][:chars] for i in pending]
             encodings = self.tokenizer.encode_batch(prefixes, add_special_tokens=False)
             retry = []
             for i, prefix, encoding in zip(pending, prefixes, encodings, strict=True):
-                words, n = encoding.word_ids, self.max_length
-                if len(prefix) == len(texts[i]) or (len(words) > n and words[n - 1] is not None
-                                                    and words[n - 1] != words[-1]):
-                    rows[i] = encoding.ids[:n]
+                words = encoding.word_ids
+                if len(prefix) == len(texts[i]) or (len(words) > keep and (keep == 0 or (
+                        words[keep - 1] is not None and words[keep - 1] != words[-1]))):
+                    encoding.truncate(keep)
+                    rows[i] = encoding
                 else:
                     retry.append(i)
             pending, chars = retry, 2 * chars
-        return rows
+        if special:
+            return [self.tokenizer.post_process(row).ids[:self.max_length] for row in rows]
+        return [row.ids for row in rows]
 
     def _outputs(self, request, rows):
         width = max((len(row) for row in rows), default=0)

@@ -147,3 +147,14 @@ def test_the_hf_directory_of_an_import_encodes_and_classifies_as_the_original(
         expected = hf_model(input_ids=torch.from_numpy(ref["input_ids"]),
                             attention_mask=torch.from_numpy(ref["attention_mask"])).logits.numpy()
     np.testing.assert_allclose(model(**enc).logits, expected, atol=1e-4)
+
+
+def test_a_triton_repository_of_an_imported_bert_checks(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """deploy --check runs the tokenizer backend offline against bfexport.data.encode and the
+    ensemble against the model: the backend adds [CLS] ... [SEP] and truncates as encode does."""
+    pytest.importorskip("tritonclient.grpc", reason="deploy needs tritonclient (the deploy extra)")
+    hf_dir, _, _ = save_hf(tmp_path, "bert", seed=3)
+    ckpt, repo = tmp_path / "ckpt", tmp_path / "repo"
+    assert run(["import", str(hf_dir), "-o", str(ckpt)]) == 0
+    assert run(["deploy", str(ckpt), "--repo", str(repo)]) == 0, capsys.readouterr().err
+    assert run(["deploy", "--check", str(repo)]) == 0, capsys.readouterr().err
