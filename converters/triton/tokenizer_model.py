@@ -4,9 +4,10 @@ text (TYPE_STRING) -> input_ids, attention_mask (int64), with bfexport.data.enco
 tokenizer in tokenizer.json beside this file, its post-processor's special tokens if it has one
 (an imported model's [CLS] ... [SEP]; bfexport's own adds none), truncation to max_length keeping
 them, right padding with 0 to the longest text of each request, and an empty text as a single
-[UNK] (with a post-processor a text is never empty). Optional budget_thresholds / head_caps inputs (one row per text, or one row for the
-request) come out as row_thresholds / row_caps with one row per text; absent, the calibrated
-defaults from the config's parameters are used. Needs `pip install tokenizers` where Triton runs.
+[UNK] (with a post-processor a text is never empty). Optional budget_thresholds / head_caps
+inputs (one row per text, or one row for the request) come out as row_thresholds / row_caps with
+one row per text; absent, the calibrated defaults from the config's parameters are used. Needs
+`pip install tokenizers` where Triton runs.
 """
 
 import json
@@ -14,7 +15,7 @@ import os
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
-from tokenizers import Tokenizer
+from tokenizers import Encoding, Tokenizer
 
 BUDGETS = (("budget_thresholds", "row_thresholds", np.float32), ("head_caps", "row_caps", np.int64))
 DTYPES = {"TYPE_INT64": np.int64, "TYPE_FP32": np.float32}
@@ -67,7 +68,7 @@ class TritonPythonModel:
         before its last, possibly cut, word; until then it doubles."""
         special = self.tokenizer.num_special_tokens_to_add(False)
         keep = max(0, self.max_length - special)
-        rows = [None] * len(texts)
+        rows: dict[int, Encoding] = {}
         pending, chars = list(range(len(texts))), CHARS_PER_TOKEN * self.max_length
         while pending:
             prefixes = [texts[i][:chars] for i in pending]
@@ -83,8 +84,8 @@ class TritonPythonModel:
                     retry.append(i)
             pending, chars = retry, 2 * chars
         if special:
-            return [self.tokenizer.post_process(row).ids[:self.max_length] for row in rows]
-        return [row.ids for row in rows]
+            return [self.tokenizer.post_process(rows[i]).ids[:self.max_length] for i in range(len(texts))]
+        return [rows[i].ids for i in range(len(texts))]
 
     def _outputs(self, request, rows):
         width = max((len(row) for row in rows), default=0)

@@ -21,7 +21,7 @@ from tests.converters.triton import backend_stand_in
 # model.py as this bfexport writes it; `deploy --check` accepts a model.py only when it is these
 # bytes, so a change here makes every repository deployed before it fail its check until it is
 # redeployed (the check says so). Changed once: 684b474b... tokenized whole texts before truncating.
-MODEL_PY_SHA256 = "8f94704bb4d43c10f814104baa01aeff807ec30f5fdd9117575ad3075f6ed7be"
+MODEL_PY_SHA256 = "5d14af198c0163397bc3eaaad10cda71eb0123e21474761aa5166857c41cf42a"
 
 
 @pytest.fixture()
