@@ -185,7 +185,9 @@ def train(train_examples: list[data.Example], val_examples: list[data.Example], 
         model, config, labels = start.model, start.model.config, start.model.config.labels
         tokenizer = data.tokenizer_from_str(start.tokenizer_json, f"{tc.init}/tokenizer.json", config.vocab_size)
         config.adaptive = not tc.dense
-        recipe = {"init_weights_sha256": start.weights_sha256, "init_routers_opened": start.routers_opened}
+        recipe = {"init_weights_sha256": start.weights_sha256, "init_routers_opened": start.routers_opened,
+                  **{k: getattr(config, k) for k in ("vocab_size", "max_length", "d_model", "n_heads", "n_layers",
+                                                      "d_ff", "dropout")}}  # the checkpoint's, not the defaults
     else:
         tokenizer = data.train_tokenizer((e.text for e in train_examples), tc.vocab_size)
         config = BudgetFormerConfig(vocab_size=tokenizer.get_vocab_size(), max_length=tc.max_length,

@@ -87,6 +87,7 @@ def test_train_init_budgetizes_the_checkpoint_and_records_the_recipe(dense_check
     assert args["init"] == str(dense_checkpoint) and args["freeze_encoder_while_exploring"] is freeze
     assert args["init_weights_sha256"] == file_sha256(dense_checkpoint / "model.safetensors")
     assert args["init_routers_opened"] is True and args["encoder_lr_scale"] == 0.5
+    assert (args["d_model"], args["n_heads"], args["vocab_size"]) == (16, 2, dense.config.vocab_size)
     assert result["best"]["epoch"] == 2  # epoch 1 explores, so it is not kept
     changed = {k for k, v in model.state_dict().items() if not torch.equal(v, dense.state_dict()[k])}
     assert any(".router." in k for k in changed) and any(".router." not in k for k in changed)
