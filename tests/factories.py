@@ -1,4 +1,5 @@
-"""Tiny BudgetFormers for the tests: one config factory, one model factory, and their texts.
+"""Tiny BudgetFormers for the tests: one config factory, one model factory, their texts, and the
+architecture variants (BERT, DistilBERT, RoBERTa layouts) with a model factory for them.
 
 Each suite keeps the seed, shapes and initialisation it was written against (passed as
 arguments), so a shared default never shifts another suite's numbers.

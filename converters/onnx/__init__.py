@@ -20,7 +20,7 @@ The export configs (one frozen dataclass per flavor, with its facts), the names 
 metadata I/O live on the ground floor (bfexport/flavors.py, names.py, exported.py): the
 runtime reads exported files too. Modules here, one job each:
   graph       GraphBuilder: named nodes, deterministic names, opset-aware reductions.
-  trunk       GraphWriter, the shared trunk (embeddings, blocks, FFN, pooling, outputs).
+  trunk       GraphWriter, the shared trunk (embeddings, pre/post-LN blocks, FFN, pooling, pooler, outputs).
   router      the router in the graph and its typed Selection, for the routed flavors.
   adaptive, masked, fixed (dense and static), trt_plugin: one writer per flavor.
   registry    config type -> the writer of its graph.

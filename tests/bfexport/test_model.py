@@ -7,9 +7,15 @@ import pytest
 import torch
 
 from bfexport.errors import BfexportError
-from bfexport.model import BudgetFormerConfig, Router
+from bfexport.model import BudgetFormerConfig, BudgetFormerForSequenceClassification, Router
 from bfexport.train import ExploreExploit, TrainConfig, expected_budget
-from tests.factories import tiny_config, tiny_model
+from tests.factories import VARIANTS, tiny_config, tiny_model, variant_model
+
+ARCHITECTURES = ["default", *VARIANTS]  # bfexport's own model and each variant of tests/factories.py
+
+
+def _model(architecture: str) -> BudgetFormerForSequenceClassification:
+    return tiny_model(vocab_size=100) if architecture == "default" else variant_model(architecture, vocab_size=100)
 
 
 def brute_force_k(probs: np.ndarray, tau: float) -> int:
@@ -55,8 +61,9 @@ def _batch(B: int = 5, S: int = 20, vocab: int = 100) -> tuple[torch.Tensor, tor
     return ids, mask
 
 
-def test_inference_equals_all_heads_with_hard_gates() -> None:
-    model = tiny_model(vocab_size=100)
+@pytest.mark.parametrize("architecture", ARCHITECTURES)
+def test_inference_equals_all_heads_with_hard_gates(architecture: str) -> None:
+    model = _model(architecture)
     ids, mask = _batch()
     out = model.predict(ids, mask)
     assert len(set(out.head_counts.flatten().tolist())) > 1, "fixture should vary k"
@@ -88,8 +95,9 @@ def test_unselected_heads_are_not_computed() -> None:
     torch.testing.assert_close(out.logits, again.logits)
 
 
-def test_padding_does_not_change_a_samples_result() -> None:
-    model = tiny_model(vocab_size=100)
+@pytest.mark.parametrize("architecture", ARCHITECTURES)
+def test_padding_does_not_change_a_samples_result(architecture: str) -> None:
+    model = _model(architecture)
     ids, mask = _batch()
     batched = model.predict(ids, mask)
     for b in range(len(ids)):
@@ -146,8 +154,9 @@ def test_config_json_round_trip_and_refusals() -> None:
         tiny_config(budget_thresholds=[0.5, 0.5, 0.0])
 
 
-def test_training_gates_are_hard_in_value_and_carry_gradients_to_the_router() -> None:
-    model = tiny_model(vocab_size=100).train()
+@pytest.mark.parametrize("architecture", ARCHITECTURES)
+def test_training_gates_are_hard_in_value_and_carry_gradients_to_the_router(architecture: str) -> None:
+    model = _model(architecture).train()
     ids, mask = _batch()
     gate = ExploreExploit(model.config, TrainConfig(), total_steps=10)
     for step in (0, 9):  # exploring, then exploiting

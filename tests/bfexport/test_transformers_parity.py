@@ -117,3 +117,4 @@ def test_full_budget_logits_match_transformers(arch: str, hidden_act: str) -> No
         theirs = hf(input_ids=ids, attention_mask=mask).logits
     assert (ours.head_counts == H).all()  # full budget: every head ran
     torch.testing.assert_close(ours.logits, theirs, atol=1e-5, rtol=0)
+

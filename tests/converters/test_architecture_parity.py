@@ -1,6 +1,7 @@
 """Every architecture variant (post-LN, activations, token types, position offset, first-token
 pooling, poolers) exports to every flavor the registry holds with PyTorch's logits (1e-5, fp32)
-and head sets, under budgets that skip heads; `bfexport validate` passes on each file."""
+and head sets, under budgets that skip heads (fp16 within 2e-2 at full budget); files rebuild
+to the same model; `bfexport validate` passes on each file."""
 
 from __future__ import annotations
 
@@ -72,12 +73,29 @@ def test_variant_matches_pytorch(variant: str, flavor: str) -> None:
         heads = HEAD_SETS if isinstance(config, StaticExport) else [list(range(4))] * 3
         kwargs = {"fixed_heads": heads}
     logits, counts, selected = session.run(["logits", "head_counts", "selected_heads"], feeds)
-    ref = model.predict(torch.from_numpy(ids), torch.from_numpy(mask), **kwargs)  # type: ignore[arg-type]
+    ref = model.predict(torch.from_numpy(ids), torch.from_numpy(mask), **kwargs)
     np.testing.assert_allclose(logits, ref.logits.numpy(), atol=1e-5, rtol=0)
     assert (counts == ref.head_counts.numpy()).all()
     assert (selected == ref.selected_heads(4).numpy()).all()
     if config.routed:
         assert (counts[:, :2] < 4).all() and len(np.unique(counts)) > 1  # heads were skipped, budgets varied
+
+
+@pytest.mark.parametrize("flavor", [AdaptiveExport(fp16=True), TrtPluginExport(fp16=True)],
+                         ids=["adaptive", "trt-plugin"])
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_variant_fp16_export_stays_close(variant: str, flavor: AdaptiveExport | TrtPluginExport) -> None:
+    """fp16 at full budget (tau 1 runs every head in every runtime): logits within validate's fp16 tolerance."""
+    model = variant_model(variant)
+    proto = export(model, flavor)
+    session = (ort_custom_ops.session(proto) if isinstance(flavor, TrtPluginExport)
+               else ort.InferenceSession(proto.SerializeToString()))
+    ids, mask, _ = batch(1)
+    logits, counts = session.run(["logits", "head_counts"], {"input_ids": ids, "attention_mask": mask,
+                                                             "budget_thresholds": np.ones((1, 3), np.float32)})
+    ref = model.predict(torch.from_numpy(ids), torch.from_numpy(mask), thresholds=[1.0] * 3)
+    assert (counts == 4).all() and (ref.head_counts == 4).all()
+    np.testing.assert_allclose(logits, ref.logits.numpy(), atol=2e-2, rtol=0)
 
 
 @pytest.mark.parametrize("flavor", ["adaptive", "dense"])  # per-head and standard attention layouts
