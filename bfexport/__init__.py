@@ -11,6 +11,8 @@ Imports run one way (tests/test_import_direction.py): this package's ground floo
   checkpoint         checkpoint directories: safetensors header checked first, never unpickled.
   data               reading .jsonl/.csv/datasets rows, tokenizers, encoding with cheap truncation.
   train              exploration then exploitation training; keeps the best epoch.
+  warm_start         train --init: a checkpoint to start from, routers opened to every head,
+                     learning-rate groups for routers vs pretrained weights.
   names              every name that crosses a module: graph I/O, router tails, metadata keys.
   flavors            export configs as data: one frozen dataclass per flavor, with its facts.
   exported           an exported .onnx: saved atomically, loaded with its metadata, checked

@@ -329,7 +329,11 @@ def read_tokenizer_file(path: str | Path) -> str:
 def tokenizer_from_str(text: str, source: str = "tokenizer", vocab_size: int | None = None) -> tokenizers.Tokenizer:
     """A tokenizer from its JSON text; padding and truncation stored in it are switched off
     because `encode` does both itself. With vocab_size, every id it can produce must be below it
-    (the model's embedding table), so a mismatch fails here and not while serving."""
+    (the model's embedding table), so a mismatch fails here and not while serving.
+
+    bfexport's own tokenizers pad with [PAD] = 0 and have an [UNK] for texts without tokens; an
+    imported one names its padding token in its padding settings and adds special tokens
+    ([CLS] ... [SEP]) through its post-processor, so no row is ever empty."""
     if len(text) > MAX_TOKENIZER_BYTES:
         raise BfexportError(f"{source}: tokenizer of {len(text):,} characters, larger than the "
                             f"{MAX_TOKENIZER_BYTES:,} accepted")
@@ -338,7 +342,14 @@ def tokenizer_from_str(text: str, source: str = "tokenizer", vocab_size: int | N
     except Exception as error:  # tokenizers raises a bare Exception for bad files
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise BfexportError(f"{source}: not a valid tokenizer.json ({reason})") from None
-    if tokenizer.token_to_id(PAD_TOKEN) != 0 or tokenizer.token_to_id(UNK_TOKEN) is None:
+    padding = tokenizer.padding
+    if padding is not None:
+        if tokenizer.token_to_id(padding["pad_token"]) != padding["pad_id"]:
+            raise BfexportError(f"{source}: the padding token {padding['pad_token']!r} is not id {padding['pad_id']}")
+        if tokenizer.token_to_id(UNK_TOKEN) is None and not tokenizer.num_special_tokens_to_add(False):
+            raise BfexportError(f"{source}: tokenizer needs an {UNK_TOKEN} token or a post-processor adding "
+                                "special tokens (an empty text must give a token)")
+    elif tokenizer.token_to_id(PAD_TOKEN) != 0 or tokenizer.token_to_id(UNK_TOKEN) is None:
         raise BfexportError(f"{source}: tokenizer needs {PAD_TOKEN} as id 0 and an {UNK_TOKEN} token")
     if vocab_size is not None:
         top = max(tokenizer.get_vocab(with_added_tokens=True).values())
@@ -361,18 +372,33 @@ def encode(tokenizer: tokenizers.Tokenizer, texts: Sequence[str], max_length: in
 
 
 def token_ids(tokenizer: tokenizers.Tokenizer, texts: Sequence[str], max_length: int) -> list[list[int]]:
-    """The first max_length token ids of each text, tokenizing only a prefix of a long text.
+    """At most max_length token ids per text, tokenizing only a prefix of a long text.
 
-    A prefix yields the same first tokens as the whole text once max_length of them come from
-    words before its last word (the one the cut may split); until then the prefix doubles. So a
+    A tokenizer with a post-processor (an imported one) gets its special tokens as transformers
+    adds them with truncation=True, max_length=max_length: the text's first max_length - n ids,
+    then the n special tokens around them ([CLS] ... [SEP]), so the final [SEP] stays.
+
+    A prefix yields the same first tokens as the whole text once enough of them come from words
+    before its last word (the one the cut may split); until then the prefix doubles. So a
     1M-character row costs about CHARS_PER_TOKEN * max_length characters of tokenizing.
     """
     if max_length < 1:
         raise BfexportError(f"max_length must be at least 1, got {max_length}")
+    special = tokenizer.num_special_tokens_to_add(False)
+    if special:
+        keep = max(0, max_length - special)
+        rows = _text_ids(tokenizer, texts, keep, max_length)
+        return [tokenizer.post_process(row).ids[:max_length] for row in rows]
+    return [row.ids for row in _text_ids(tokenizer, texts, max_length, max_length)]
+
+
+def _text_ids(tokenizer: tokenizers.Tokenizer, texts: Sequence[str], keep: int,
+              max_length: int) -> list[tokenizers.Encoding]:
+    """Each text's encoding without special tokens, cut to its first `keep` tokens."""
     for i, text in enumerate(texts):
         if not isinstance(text, str):
             raise BfexportError(f"text {i}: expected a string, got {type(text).__name__}")
-    rows: list[list[int]] = [[] for _ in texts]
+    rows: list[tokenizers.Encoding] = [tokenizers.Encoding() for _ in texts]
     pending, chars = list(range(len(texts))), CHARS_PER_TOKEN * max_length
     while pending:
         prefixes = [texts[i][:chars] for i in pending]
@@ -383,9 +409,10 @@ def token_ids(tokenizer: tokenizers.Tokenizer, texts: Sequence[str], max_length:
         encodings = tokenizer.encode_batch(prefixes, add_special_tokens=False)
         for i, prefix, encoding in zip(pending, prefixes, encodings, strict=True):
             words = encoding.word_ids
-            if len(prefix) == len(texts[i]) or (len(words) > max_length and words[max_length - 1] is not None
-                                                and words[max_length - 1] != words[-1]):
-                rows[i] = encoding.ids[:max_length]
+            if len(prefix) == len(texts[i]) or (len(words) > keep and (keep == 0 or (
+                    words[keep - 1] is not None and words[keep - 1] != words[-1]))):
+                encoding.truncate(keep)
+                rows[i] = encoding
             else:
                 retry.append(i)
         pending, chars = retry, 2 * chars

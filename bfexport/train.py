@@ -14,7 +14,7 @@ import math
 import random
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -26,6 +26,7 @@ from bfexport.checkpoint import save_checkpoint
 from bfexport.errors import BfexportError
 from bfexport.files import write_json
 from bfexport.model import BudgetFormerConfig, BudgetFormerForSequenceClassification, Router, Selection, check_labels
+from bfexport.warm_start import load_warm_start, parameter_groups
 
 
 @dataclass
@@ -49,6 +50,9 @@ class TrainConfig:
     n_layers: int = 4
     d_ff: int = 512
     dropout: float = 0.1
+    init: str | None = None  # a checkpoint to start from (architecture, tokenizer and weights); None: from scratch
+    encoder_lr_scale: float = 0.1  # with init: learning rate of the pretrained weights / lr (routers get lr)
+    freeze_encoder_while_exploring: bool = False  # with init: pretrained weights fixed until exploitation starts
 
 
 def seed_everything(seed: int) -> None:
@@ -156,6 +160,16 @@ def evaluate(model: BudgetFormerForSequenceClassification, tokenizer: Any, examp
             "mean_heads": float(heads.mean())}
 
 
+def group_schedules(groups: list[dict[str, Any]], schedule: Callable[[int], float],
+                    frozen_until: int = 0) -> list[Callable[[int], float]]:
+    """Per parameter group, the learning-rate factor at each step: `schedule` times the group's
+    lr_scale, and 0 for the non-router groups before step `frozen_until`."""
+    def factor(group: dict[str, Any]) -> Callable[[int], float]:
+        scale, router = float(group["lr_scale"]), bool(group["router"])
+        return lambda s: scale * (schedule(s) if router or s >= frozen_until else 0.0)
+    return [factor(g) for g in groups]
+
+
 def train(train_examples: list[data.Example], val_examples: list[data.Example], tc: TrainConfig,
           out_dir: str | Path, *, show_progress: bool = True) -> dict[str, Any]:
     """Train a BudgetFormer, keep the best epoch (validation accuracy), save it to out_dir.
@@ -165,25 +179,39 @@ def train(train_examples: list[data.Example], val_examples: list[data.Example], 
     if len(labels) < 2:
         raise BfexportError("training data needs at least two distinct labels")
     check_labels(labels)  # one a checkpoint cannot carry (a line break: deploy's labels file) fails before any work
-    tokenizer = data.train_tokenizer((e.text for e in train_examples), tc.vocab_size)
-    config = BudgetFormerConfig(vocab_size=tokenizer.get_vocab_size(), max_length=tc.max_length, d_model=tc.d_model,
-                                n_heads=tc.n_heads, n_layers=tc.n_layers, d_ff=tc.d_ff, labels=labels,
-                                dropout=tc.dropout, adaptive=not tc.dense)
+    recipe: dict[str, Any] = {}
+    if tc.init is not None:  # architecture, tokenizer, labels and weights from the checkpoint
+        start = load_warm_start(tc.init, labels)
+        model, config, labels = start.model, start.model.config, start.model.config.labels
+        tokenizer = data.tokenizer_from_str(start.tokenizer_json, f"{tc.init}/tokenizer.json", config.vocab_size)
+        config.adaptive = not tc.dense
+        recipe = {"init_weights_sha256": start.weights_sha256, "init_routers_opened": start.routers_opened,
+                  **{k: getattr(config, k) for k in ("vocab_size", "max_length", "d_model", "n_heads", "n_layers",
+                                                      "d_ff", "dropout")}}  # the checkpoint's, not the defaults
+    else:
+        tokenizer = data.train_tokenizer((e.text for e in train_examples), tc.vocab_size)
+        config = BudgetFormerConfig(vocab_size=tokenizer.get_vocab_size(), max_length=tc.max_length,
+                                    d_model=tc.d_model, n_heads=tc.n_heads, n_layers=tc.n_layers, d_ff=tc.d_ff,
+                                    labels=labels, dropout=tc.dropout, adaptive=not tc.dense)
+        model = BudgetFormerForSequenceClassification(config)
     data.label_ids(val_examples, labels)  # unknown validation labels fail now, not after an epoch
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    model = BudgetFormerForSequenceClassification(config).to(device)
+    model = model.to(device)
     lengths = token_lengths(tokenizer, train_examples)
     steps_per_epoch = math.ceil(len(train_examples) / tc.batch_size)
     total = steps_per_epoch * tc.epochs
     epochs_run = min(tc.epochs, tc.stop_after_epoch or tc.epochs)
     gate = all_heads_gate if tc.dense else ExploreExploit(config, tc, total)
-    decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and "emb" not in n]
-    no_decay = [p for n, p in model.named_parameters() if not (p.dim() >= 2 and "emb" not in n)]
-    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": tc.weight_decay},
-                                   {"params": no_decay, "weight_decay": 0.0}], lr=tc.lr)
+    groups = parameter_groups(model, tc.weight_decay, encoder_lr_scale=1.0 if tc.init is None else tc.encoder_lr_scale)
+    optimizer = torch.optim.AdamW(groups, lr=tc.lr)
     warmup = max(1, int(tc.warmup_frac * total))
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: min((s + 1) / warmup, max(0.0, (total - s) / max(1, total - warmup))))
+
+    def schedule(s: int) -> float:
+        return min((s + 1) / warmup, max(0.0, (total - s) / max(1, total - warmup)))
+
+    frozen_until = gate.explore_steps if tc.init is not None and tc.freeze_encoder_while_exploring \
+        and isinstance(gate, ExploreExploit) else 0
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, group_schedules(groups, schedule, frozen_until))
 
     best: dict[str, Any] = {"accuracy": -1.0}
     history = []
@@ -221,7 +249,7 @@ def train(train_examples: list[data.Example], val_examples: list[data.Example], 
             if metrics["accuracy"] > best["accuracy"] and not exploring:
                 best = {"epoch": epoch, **metrics}
                 save_checkpoint(model.cpu(), out_dir, tokenizer_json=tokenizer.to_str(),
-                                extra_json={"training_args.json": asdict(tc),
+                                extra_json={"training_args.json": {**asdict(tc), **recipe},
                                             "metrics.json": {"best": best, "history": history}})
                 model.to(device)
     if best["accuracy"] < 0:

@@ -17,10 +17,13 @@ The directory holds:
   config.json              a plain "bert" config (no remote code) whose sizes mirror ours, with
                            id2label / label2id from the labels; our own config is kept whole under
                            the "bfexport" key, the flavor and static heads beside it
-  tokenizer.json           our WordPiece tokenizer, with no post-processor: no [CLS] / [SEP] are
-                           added, as in training
-  tokenizer_config.json    PreTrainedTokenizerFast, [PAD] / [UNK], model_max_length = max_length,
-                           right padding and truncation, inputs input_ids and attention_mask only
+  tokenizer.json           the model's tokenizer as bfexport encodes with it: bfexport's own
+                           WordPiece without a post-processor (nothing added around the text, as in
+                           training), or an imported one with its post-processor ([CLS] ... [SEP],
+                           <s> ... </s>), which transformers applies and keeps when truncating
+  tokenizer_config.json    PreTrainedTokenizerFast, its padding and unknown tokens, model_max_length
+                           = max_length, right padding and truncation, inputs input_ids and
+                           attention_mask only
   special_tokens_map.json
 
 Writing needs only json and shutil: this module imports neither transformers nor optimum.
@@ -53,6 +56,7 @@ FILES = (MODEL_FILE, CONFIG_FILE, TOKENIZER_FILE, TOKENIZER_CONFIG_FILE, SPECIAL
 CONFIG_KEY = "bfexport"  # our BudgetFormerConfig, whole, inside config.json
 HF_DIR = DirKind("a directory", CONFIG_FILE, CONFIG_KEY)
 MODEL_INPUTS = list(TOKEN_INPUTS)
+HF_ACTIVATIONS = {"gelu": "gelu", "gelu_tanh": "gelu_new", "relu": "relu"}  # config.activation -> hidden_act
 
 
 def write_hf_directory(exported: ExportedModel | str | Path, directory: str | Path) -> Path:
@@ -79,7 +83,7 @@ def write_hf_directory(exported: ExportedModel | str | Path, directory: str | Pa
         _write_json(tmp / CONFIG_FILE, hf_config(exported))
         (tmp / TOKENIZER_FILE).write_text(tokenizer_json, encoding="utf-8")
         _write_json(tmp / TOKENIZER_CONFIG_FILE, tokenizer_config(exported))
-        _write_json(tmp / SPECIAL_TOKENS_FILE, special_tokens_map())
+        _write_json(tmp / SPECIAL_TOKENS_FILE, special_tokens_map(tokenizer_json))
     return directory
 
 
@@ -98,12 +102,12 @@ def hf_config(exported: ExportedModel) -> dict[str, Any]:
         "num_hidden_layers": cfg.n_layers,
         "num_attention_heads": cfg.n_heads,
         "intermediate_size": cfg.d_ff,
-        "hidden_act": "gelu",
+        "hidden_act": HF_ACTIVATIONS[cfg.activation],
         "hidden_dropout_prob": cfg.dropout,
         "attention_probs_dropout_prob": cfg.dropout,
         "max_position_embeddings": cfg.max_length,
         "type_vocab_size": 1,
-        "layer_norm_eps": 1e-5,  # torch.nn.LayerNorm's default, which BudgetFormer uses
+        "layer_norm_eps": cfg.layer_norm_eps,
         "pad_token_id": cfg.pad_token_id,
         "num_labels": len(labels),
         "id2label": {str(i): label for i, label in enumerate(labels)},
@@ -116,15 +120,13 @@ def hf_config(exported: ExportedModel) -> dict[str, Any]:
 
 
 def hf_tokenizer_json(tokenizer_json: str, source: str = "tokenizer") -> str:
-    """Our tokenizer.json for transformers: checked ([PAD] = 0, an [UNK]), with no stored padding
-    or truncation (transformers sets both per call) and no post-processor, so nothing is added
-    around the text whatever add_special_tokens says."""
+    """Our tokenizer.json for transformers: checked as bfexport checks it, with no stored
+    truncation (transformers sets it per call). Its post-processor stays as it is: none for
+    bfexport's own tokenizers (nothing is added around the text whatever add_special_tokens
+    says), an imported model's [CLS] ... [SEP] otherwise, exactly as bfexport encodes. The
+    padding stays too: it names the padding token (tokenizer_config.json names it again)."""
     data.tokenizer_from_str(tokenizer_json, source)  # raises BfexportError on a bad tokenizer
     spec = json.loads(tokenizer_json)
-    if spec.get("post_processor") is not None:
-        raise BfexportError(f"{source}: the tokenizer has a post-processor ({spec['post_processor'].get('type')}); "
-                            "bfexport models are trained without special tokens around the text")
-    spec["padding"] = None
     spec["truncation"] = None
     return json.dumps(spec, ensure_ascii=False, indent=2) + "\n"
 
@@ -139,12 +141,20 @@ def tokenizer_config(exported: ExportedModel) -> dict[str, Any]:
         "truncation_side": "right",
         "model_input_names": list(MODEL_INPUTS),
         "clean_up_tokenization_spaces": True,
-        **special_tokens_map(),
+        **special_tokens_map(exported.tokenizer_json or ""),
     }
 
 
-def special_tokens_map() -> dict[str, str]:
-    return {"pad_token": data.PAD_TOKEN, "unk_token": data.UNK_TOKEN}
+def special_tokens_map(tokenizer_json: str) -> dict[str, str]:
+    """The padding token (an imported tokenizer names it in its padding; bfexport's is [PAD]) and
+    the unknown token (the model's, when it has one)."""
+    spec = json.loads(tokenizer_json)
+    padding = spec.get("padding")
+    tokens = {"pad_token": padding["pad_token"] if padding else data.PAD_TOKEN}
+    unk = (spec.get("model") or {}).get("unk_token")
+    if unk is not None:
+        tokens["unk_token"] = unk
+    return tokens
 
 
 def _write_json(path: Path, obj: Any) -> None:

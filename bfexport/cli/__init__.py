@@ -41,9 +41,9 @@ def cli(ctx: click.Context, debug: bool, verbose: int, quiet: bool) -> None:
 
 
 def _register() -> None:
-    from bfexport.cli import bench, calibrate, convert, deploy, inspect_cmd, train, validate
+    from bfexport.cli import bench, calibrate, convert, deploy, import_cmd, inspect_cmd, train, validate
 
-    for module in (train, inspect_cmd, convert, validate, calibrate, bench, deploy):
+    for module in (import_cmd, train, inspect_cmd, convert, validate, calibrate, bench, deploy):
         module.command.params.extend(VERBOSITY_OPTIONS)
         cli.add_command(module.command)
 

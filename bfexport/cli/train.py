@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+from click.core import ParameterSource
 
 from bfexport import data
 from bfexport.checkpoint import CHECKPOINT_DIR
@@ -13,6 +14,7 @@ from bfexport.files import Output, check_outputs
 from bfexport.train import TrainConfig, train
 
 DEFAULTS = TrainConfig()
+SIZE_OPTIONS = ("vocab_size", "max_length", "d_model", "n_heads", "n_layers", "d_ff")  # what --init decides
 
 
 @click.command("train")
@@ -21,6 +23,16 @@ DEFAULTS = TrainConfig()
               help="Validation data; the best epoch is kept.")
 @output_options("Checkpoint directory to write (an existing one is replaced only with --force).", dir_okay=True)
 @click.option("--dense", is_flag=True, help="Run every head always (the baseline, same architecture).")
+@click.option("--init", type=click.Path(exists=True, file_okay=False), default=None,
+              help="Start from this checkpoint (one `bfexport import` wrote, or a bfexport one, dense or not): its "
+                   "architecture, tokenizer, labels and weights; the size options do not apply. A dense "
+                   "checkpoint's routers are reset so training starts from the model running every head.")
+@click.option("--encoder-lr-scale", type=click.FloatRange(0, 1), default=DEFAULTS.encoder_lr_scale,
+              show_default=True, help="With --init: learning rate of the pretrained weights as a share of --lr "
+                                      "(the routers train at --lr; 0 keeps the pretrained weights fixed).")
+@click.option("--freeze-encoder-while-exploring", is_flag=True,
+              help="With --init: keep the pretrained weights fixed during exploration, then train them at "
+                   "--encoder-lr-scale x --lr.")
 @click.option("--epochs", type=click.IntRange(min=1), default=DEFAULTS.epochs, show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=DEFAULTS.batch_size, show_default=True)
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=DEFAULTS.lr, show_default=True)
@@ -42,9 +54,19 @@ DEFAULTS = TrainConfig()
 def command(train_path: str, val_path: str, output: str, limit: int | None, force: bool, as_json: bool,
             **options: object) -> None:
     """Train a BudgetFormer classifier and save the best epoch as a checkpoint directory
-    (config.json, model.safetensors, tokenizer.json, training_args.json, metrics.json)."""
-    check_outputs([Output(Path(output), "-o", CHECKPOINT_DIR)], {"--train": train_path, "--validation": val_path},
-                  force=force)
+    (config.json, model.safetensors, tokenizer.json, training_args.json, metrics.json).
+
+    With --init CKPT it budgetizes an existing model instead: the same exploration -> exploitation
+    schedule from CKPT's weights, its routers learning at --lr and the rest at --encoder-lr-scale x --lr.
+    """
+    init = options["init"]
+    ctx = click.get_current_context()
+    given = [name for name in SIZE_OPTIONS if ctx.get_parameter_source(name) is ParameterSource.COMMANDLINE]
+    if init is not None and given:
+        raise click.UsageError(f"--init takes the architecture from {init}; drop "
+                               + ", ".join("--" + name.replace("_", "-") for name in given))
+    inputs = {"--train": train_path, "--validation": val_path, **({"--init": str(init)} if init else {})}
+    check_outputs([Output(Path(output), "-o", CHECKPOINT_DIR)], inputs, force=force)
     tc = TrainConfig(**options)  # type: ignore[arg-type]
     train_rows = data.read_examples(train_path, require_labels=True, limit=limit)
     val_rows = data.read_examples(val_path, require_labels=True)

@@ -10,9 +10,9 @@ Three models are written (one directory each; version 1):
                    budget_thresholds (fp32) / head_caps (int64), one row of n_layers per sample;
                    outputs logits (labels.txt attached) and head_counts.
   NAME_tokenizer/  a Python-backend model: TYPE_STRING `text` in, input_ids / attention_mask out
-                   (bfexport.data.encode's rules: no special tokens, truncation to max_length,
-                   right padding to the request's length bucket (pad_buckets, so that the dynamic
-                   batcher merges requests), an empty text -> one [UNK]); it also passes
+                   (bfexport.data.encode's rules: the tokenizer's own special tokens, truncation to
+                   max_length, right padding to the request's length bucket (pad_buckets, so that the
+                   dynamic batcher merges requests), an empty text -> one [UNK]); it also passes
                    the request's budget_thresholds / head_caps through, or the calibrated defaults.
   NAME_text/       an ensemble wiring text -> NAME_tokenizer -> NAME; budget_thresholds and
                    head_caps are OPTIONAL ensemble inputs (Triton supports optional ensemble

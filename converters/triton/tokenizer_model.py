@@ -1,15 +1,17 @@
 """Triton Python-backend tokenizer for a BudgetFormer classifier (written by bfexport deploy).
 
 text (TYPE_STRING) -> input_ids, attention_mask (int64), with bfexport.data.encode's rules: the
-WordPiece tokenizer in tokenizer.json beside this file, no special tokens, truncation to
-max_length, and an empty text as a single [UNK]. Each request is right-padded with 0 to the
-smallest length bucket (config parameter pad_buckets, a JSON list; [] pads to the longest text)
-that holds its longest text, so that Triton's dynamic batcher, which merges only same-shape
-requests, can batch requests of different lengths. Optional budget_thresholds / head_caps inputs
-(one row per text; one row for the whole request too when max_batch_size is 0) come out as
-row_thresholds / row_caps with one row per text; absent, the calibrated defaults from the
-config's parameters are used. A bad request gets INVALID_ARG (HTTP 400) and one message. Needs
-`tokenizers` and numpy in the Python environment of Triton's python-backend stub.
+tokenizer in tokenizer.json beside this file, its post-processor's special tokens if it has one
+(an imported model's [CLS] ... [SEP]; bfexport's own adds none), truncation to max_length keeping
+them, and an empty text as a single [UNK] (with a post-processor a text is never empty). Each
+request is right-padded with 0 to the smallest length bucket (config parameter pad_buckets, a JSON
+list; [] pads to the longest text) that holds its longest text, so that Triton's dynamic batcher,
+which merges only same-shape requests, can batch requests of different lengths. Optional
+budget_thresholds / head_caps inputs (one row per text; one row for the whole request too when
+max_batch_size is 0) come out as row_thresholds / row_caps with one row per text; absent, the
+calibrated defaults from the config's parameters are used. A bad request gets INVALID_ARG (HTTP
+400) and one message. Needs `tokenizers` and numpy in the Python environment of Triton's
+python-backend stub.
 """
 
 import json
@@ -17,7 +19,7 @@ import os
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
-from tokenizers import Tokenizer
+from tokenizers import Encoding, Tokenizer
 
 BUDGETS = (("budget_thresholds", "row_thresholds", np.float32), ("head_caps", "row_caps", np.int64))
 DTYPES = {"TYPE_INT64": np.int64, "TYPE_FP32": np.float32}
@@ -37,7 +39,7 @@ class TritonPythonModel:
         self.buckets = sorted(json.loads(params.get("pad_buckets", "[]")))
         self.one_row_per_request = int(config.get("max_batch_size", 0)) == 0  # else Triton wants one row per text
         self.unk_id = self.tokenizer.token_to_id(params.get("unk_token", "[UNK]"))
-        if self.unk_id is None:
+        if self.unk_id is None and not self.tokenizer.num_special_tokens_to_add(False):  # else never empty
             raise ValueError("tokenizer.json has no " + params.get("unk_token", "[UNK]") + " token")
         self.defaults = {}
         for name, _, dtype in BUDGETS:
@@ -68,24 +70,31 @@ class TritonPythonModel:
         return responses
 
     def _token_ids(self, texts):
-        """The first max_length ids of each text, tokenizing only a prefix of a long one (as
-        bfexport.data.token_ids does): a prefix gives the whole text's first tokens once max_length
-        of them come from words before its last, possibly cut, word; until then it doubles."""
-        rows = [[] for _ in texts]
+        """At most max_length ids per text, as bfexport.data.token_ids gives them: with a
+        post-processor (an imported tokenizer), the first max_length - n text ids and then its n
+        special tokens ([CLS] ... [SEP]), as transformers truncates. Only a prefix of a long text is
+        tokenized: it gives the whole text's first tokens once enough of them come from words
+        before its last, possibly cut, word; until then it doubles."""
+        special = self.tokenizer.num_special_tokens_to_add(False)
+        keep = max(0, self.max_length - special)
+        rows: dict[int, Encoding] = {}
         pending, chars = list(range(len(texts))), CHARS_PER_TOKEN * self.max_length
         while pending:
             prefixes = [texts[i][:chars] for i in pending]
             encodings = self.tokenizer.encode_batch(prefixes, add_special_tokens=False)
             retry = []
             for i, prefix, encoding in zip(pending, prefixes, encodings, strict=True):
-                words, n = encoding.word_ids, self.max_length
-                if len(prefix) == len(texts[i]) or (len(words) > n and words[n - 1] is not None
-                                                    and words[n - 1] != words[-1]):
-                    rows[i] = encoding.ids[:n]
+                words = encoding.word_ids
+                if len(prefix) == len(texts[i]) or (len(words) > keep and (keep == 0 or (
+                        words[keep - 1] is not None and words[keep - 1] != words[-1]))):
+                    encoding.truncate(keep)
+                    rows[i] = encoding
                 else:
                     retry.append(i)
             pending, chars = retry, 2 * chars
-        return rows
+        if special:
+            return [self.tokenizer.post_process(rows[i]).ids[:self.max_length] for i in range(len(texts))]
+        return [rows[i].ids for i in range(len(texts))]
 
     def _outputs(self, request, rows):
         longest = max(len(row) for row in rows)

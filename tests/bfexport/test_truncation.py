@@ -20,6 +20,9 @@ class Recording:
     def token_to_id(self, token: str) -> int:
         return int(self.tokenizer.token_to_id(token))
 
+    def __getattr__(self, name: str):  # type: ignore[no-untyped-def]  # the rest (post-processing) as is
+        return getattr(self.tokenizer, name)
+
 
 def whole(tokenizer, texts: list[str], max_length: int) -> list[list[int]]:  # type: ignore[no-untyped-def]
     unk = tokenizer.token_to_id(UNK_TOKEN)
