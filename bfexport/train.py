@@ -208,9 +208,9 @@ def predict(model: BudgetFormerForSequenceClassification, tokenizer: Any, exampl
 
 
 def evaluate(model: BudgetFormerForSequenceClassification, tokenizer: Any, examples: list[data.Example],
-             batch_size: int = 64) -> dict[str, Any]:
-    """Accuracy and mean heads per layer at the model's configured thresholds."""
-    p = predict(model, tokenizer, examples, batch_size)
+             batch_size: int = 64, **forward: Any) -> dict[str, Any]:
+    """Accuracy and mean heads per layer at the model's configured thresholds (or `forward`'s)."""
+    p = predict(model, tokenizer, examples, batch_size, **forward)
     heads = p.head_counts.mean(0)
     return {"accuracy": p.accuracy, "mean_heads_per_layer": [round(float(h), 4) for h in heads],
             "mean_heads": float(heads.mean())}
@@ -287,7 +287,7 @@ def train(train_examples: list[data.Example], val_examples: list[data.Example], 
                 acc = float((out.logits.argmax(-1) == y).float().mean())
                 progress.update(task, advance=1, epoch=epoch, loss=float(loss.detach()), acc=acc,
                                 heads=float(out.head_counts.float().mean()))
-            metrics = evaluate(model, tokenizer, val_examples)
+            metrics = evaluate(model, tokenizer, val_examples, fixed_heads=tc.static_heads)
             history.append({"epoch": epoch, **metrics})
             if show_progress:
                 console.print(f"epoch {epoch}/{epochs_run}: validation accuracy {metrics['accuracy']:.4f}, "
