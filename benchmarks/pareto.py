@@ -13,7 +13,7 @@ by head importance (Michel et al. 2019) with and without the fine-tune, and its 
 each BudgetFormer's k most-used heads. Exact McNemar p-values on the test texts, against the
 dense twin and, for each adaptive point, against the best static baseline at no more FLOPs.
 
-Writes benchmarks/results/pareto-NAME.json and .png. A benchmark, not a test: it exits 0
+Writes benchmarks/results/pareto-NAME.json, .md (the comparison table) and .png. A benchmark, not a test: it exits 0
 whatever the goals say. Progress on stderr.
 """
 
@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from pareto_stats import best_at_cost, mcnemar_exact, pareto_front
+from pareto_stats import best_at_cost, markdown, mcnemar_exact, pareto_front
 
 from bfexport import cost, data, pruning, summary
 from bfexport.checkpoint import load_checkpoint, load_tokenizer_json
@@ -240,6 +240,7 @@ def main(argv: list[str] | None = None) -> None:
               "rows": bench.rows}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"pareto-{args.name}.json").write_text(json.dumps(result, indent=1) + "\n")
+    (args.out / f"pareto-{args.name}.md").write_text(markdown(result))
     plot(bench.rows, f"{args.name}: {len(test_rows)} test texts, mean {lengths.mean():.0f} tokens, attention "
                      f"{attention:.0%} of dense FLOPs", args.out / f"pareto-{args.name}.png")
     say(f"wrote {args.out / f'pareto-{args.name}.json'} in {result['seconds']:.0f} s")

@@ -40,3 +40,23 @@ def pareto_front(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                                         or o["accuracy"] > r["accuracy"] and o["flops_ratio"] <= r["flops_ratio"]
                                         for o in rows)]
     return sorted(front, key=lambda r: r["flops_ratio"])
+
+
+def markdown(result: dict[str, Any]) -> str:
+    """The README table: each adaptive point vs the best static baseline at no more FLOPs and the dense twin."""
+    g = result["goals"]
+    lines = [f"dataset `{result['dataset']}`: {result['test_rows']} test texts, mean {result['mean_test_tokens']:.0f} "
+             f"tokens, attention {result['attention_flops_share_dense']:.0%} of dense FLOPs; dense twin accuracy "
+             f"{g['dense_accuracy']:.4f}; {result['seconds']:.0f} s in all",
+             "",
+             "| adaptive point | layers with k varying | FLOPs ratio | acc | vs dense (p) | best static at <= FLOPs "
+             "| its FLOPs | its acc | adaptive - static (p) |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    varying = {r["name"]: r.get("adaptive_layers") for r in result["rows"]}
+    for c in result["comparisons"]:
+        static = ("-", "-", "-", "-") if c["best_static"] is None else (
+            c["best_static"], f"{c['best_static_flops_ratio']:.3f}", f"{c['best_static_accuracy']:.4f}",
+            f"{c['vs_static']:+.4f} ({c['p_vs_static']:.3g})")
+        lines.append(f"| {c['adaptive']} | {varying[c['adaptive']]} | {c['flops_ratio']:.3f} | {c['accuracy']:.4f} | "
+                     f"{c['vs_dense']:+.4f} ({c['p_vs_dense']:.3g}) | " + " | ".join(static) + " |")
+    return "\n".join(lines) + "\n"

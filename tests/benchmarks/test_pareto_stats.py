@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from benchmarks.pareto_stats import best_at_cost, mcnemar_exact, pareto_front
+from benchmarks.pareto_stats import best_at_cost, markdown, mcnemar_exact, pareto_front
 
 
 def test_mcnemar_exact_matches_the_binomial_by_hand() -> None:
@@ -42,3 +42,13 @@ def test_best_static_at_cost_never_spends_past_the_ceiling() -> None:
 
 def test_pareto_front_drops_dominated_rows() -> None:
     assert [r["name"] for r in pareto_front(ROWS)] == ["s1", "a1", "s2", "s3"]
+
+
+def test_markdown_names_each_adaptive_point_and_its_static_rival() -> None:
+    result = {"dataset": "d", "test_rows": 10, "mean_test_tokens": 12.0, "attention_flops_share_dense": 0.4,
+              "seconds": 1.0, "goals": {"dense_accuracy": 0.8}, "rows": [{"name": "a1", "adaptive_layers": 1}],
+              "comparisons": [{"adaptive": "a1", "flops_ratio": 0.6, "accuracy": 0.75, "vs_dense": -0.05,
+                               "p_vs_dense": 0.2, "best_static": "s1", "best_static_flops_ratio": 0.5,
+                               "best_static_accuracy": 0.7, "vs_static": 0.05, "p_vs_static": 0.03}]}
+    table = markdown(result).splitlines()
+    assert table[-1] == "| a1 | 1 | 0.600 | 0.7500 | -0.0500 (0.2) | s1 | 0.500 | 0.7000 | +0.0500 (0.03) |"
