@@ -41,6 +41,7 @@ from converters.onnx import AdaptiveExport, export_with_metadata, save_onnx
 
 RESULTS = Path(__file__).resolve().parent / "results"
 STATIC, ADAPTIVE, DENSE = "static", "adaptive", "dense"
+VARIANTS = ["budgetformer", "budgetformer+distill", "dense->budgetformer+distill"]
 
 
 def say(message: str) -> None:
@@ -180,6 +181,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="epochs after the dense twin: dense-then-budgetize and the fine-tuned pruned models")
     parser.add_argument("--targets", type=float, nargs="+", default=[0.5, 0.6, 0.7, 0.8])
     parser.add_argument("--finetune-k", type=int, nargs="+", default=[2, 4], help="static k values to fine-tune")
+    parser.add_argument("--variants", nargs="+", default=VARIANTS, choices=VARIANTS,
+                        help="BudgetFormer recipes to train")
     parser.add_argument("--calibration-rounds", type=int, default=4, help="local-search rounds per calibration")
     parser.add_argument("--cost-lambda", type=float, default=TrainConfig.cost_lambda)
     parser.add_argument("--max-length", type=int, default=128)
@@ -209,6 +212,7 @@ def main(argv: list[str] | None = None) -> None:
         work = Path(tmp)
         dense, tok, dense_dir = fit("dense", bench, work, train_rows, val_rows, replace(tc, dense=True))
         bench.score("dense", "dense", DENSE, dense, tok)
+        checkpoint = lambda: save(bench, args, tc, dense.config, tok, test_rows, began, complete=False)  # noqa: E731
         importance = pruning.head_importance(dense, tok, val_rows)
         static_from(bench, "dense pruned (importance)", "static: importance, no fine-tune", dense, tok, ks, importance)
         first = np.tile(np.arange(H, 0, -1, dtype=float), (args.n_layers, 1))  # heads 0..k-1
@@ -220,21 +224,30 @@ def main(argv: list[str] | None = None) -> None:
                               replace(ft, static_heads=heads), start=(dense, tok))
             bench.score(f"dense pruned (importance) k={k} + fine-tune", "static: importance + fine-tune", STATIC,
                         model, t, fixed_heads=heads)
+            checkpoint()
         teacher = str(dense_dir)
         variants = [("budgetformer", tc, None), ("budgetformer+distill", replace(tc, distill_from=teacher), None),
                     ("dense->budgetformer+distill", replace(ft, distill_from=teacher), (dense, tok))]
-        for name, config, start in variants:
+        for name, config, start in (v for v in variants if v[0] in args.variants):
             model, t, ckpt = fit(name, bench, work, train_rows, val_rows, config, start=start)
             bench.score(f"{name} default", name, ADAPTIVE, model, t)
             calibrated(bench, name, model, t, ckpt, validation, args.targets, args.calibration_rounds)
             usage = summary.head_usage(predict(model, t, val_rows).heads, H)
             static_from(bench, f"{name} most-used heads", f"static: {name} most-used", model, t, ks, usage)
+            checkpoint()
+        save(bench, args, tc, dense.config, tok, test_rows, began, complete=True)
+
+
+def save(bench: Bench, args: argparse.Namespace, tc: TrainConfig, config: BudgetFormerConfig, tok: Any,
+         test_rows: list[data.Example], began: float, complete: bool) -> None:
+    """Writes the results so far (after every model: a run cut short still leaves its figures)."""
     comps = comparisons(bench)
     lengths = data.encode(tok, [x.text for x in test_rows], args.max_length)[1].sum(-1)
-    attention = attention_share(dense.config, lengths)
-    result = {"dataset": str(args.data), "test_rows": len(test_rows), "mean_test_tokens": float(lengths.mean()),
+    attention = attention_share(config, lengths)
+    result = {"complete": complete, "dataset": str(args.data), "test_rows": len(test_rows), "mean_test_tokens": float(lengths.mean()),
               "attention_flops_share_dense": attention, "args": {k: str(v) for k, v in vars(args).items()},
-              "train_config": asdict(tc), "seconds": round(time.perf_counter() - began, 1), "run_seconds": bench.runs,
+              "train_config": asdict(tc), "seconds": round(time.perf_counter() - began, 1),
+              "run_seconds": bench.runs,
               "goals": goals(bench.rows, comps), "comparisons": comps, "pareto_front": [r["name"] for r in
                                                                                         pareto_front(bench.rows)],
               "rows": bench.rows}
@@ -243,8 +256,9 @@ def main(argv: list[str] | None = None) -> None:
     (args.out / f"pareto-{args.name}.md").write_text(markdown(result))
     plot(bench.rows, f"{args.name}: {len(test_rows)} test texts, mean {lengths.mean():.0f} tokens, attention "
                      f"{attention:.0%} of dense FLOPs", args.out / f"pareto-{args.name}.png")
-    say(f"wrote {args.out / f'pareto-{args.name}.json'} in {result['seconds']:.0f} s")
-    say(json.dumps(result["goals"], indent=1))
+    if complete:
+        say(f"wrote {args.out / f'pareto-{args.name}.json'} in {result['seconds']:.0f} s")
+        say(json.dumps(result["goals"], indent=1))
 
 
 if __name__ == "__main__":
