@@ -244,7 +244,8 @@ def save(bench: Bench, args: argparse.Namespace, tc: TrainConfig, config: Budget
     comps = comparisons(bench)
     lengths = data.encode(tok, [x.text for x in test_rows], args.max_length)[1].sum(-1)
     attention = attention_share(config, lengths)
-    result = {"complete": complete, "dataset": str(args.data), "test_rows": len(test_rows), "mean_test_tokens": float(lengths.mean()),
+    result = {"complete": complete, "dataset": str(args.data), "test_rows": len(test_rows),
+              "mean_test_tokens": float(lengths.mean()),
               "attention_flops_share_dense": attention, "args": {k: str(v) for k, v in vars(args).items()},
               "train_config": asdict(tc), "seconds": round(time.perf_counter() - began, 1),
               "run_seconds": bench.runs,
