@@ -10,9 +10,11 @@ Imports run one way (tests/test_import_direction.py): this package's ground floo
   cost               FLOPs of a configuration, per layer and per head count.
   checkpoint         checkpoint directories: safetensors header checked first, never unpickled.
   data               reading .jsonl/.csv/datasets rows, tokenizers, encoding with cheap truncation.
-  train              exploration then exploitation training; keeps the best epoch.
+  train              exploration then exploitation training (optionally distilled from a teacher,
+                     or with fixed heads); keeps the best epoch; per-example predictions.
   warm_start         train --init: a checkpoint to start from, routers opened to every head,
                      learning-rate groups for routers vs pretrained weights.
+  pruning            static head pruning: head importance (Michel et al. 2019), most-used heads.
   names              every name that crosses a module: graph I/O, router tails, metadata keys.
   flavors            export configs as data: one frozen dataclass per flavor, with its facts.
   exported           an exported .onnx: saved atomically, loaded with its metadata, checked

@@ -73,6 +73,8 @@ class CalibrationResult:
     runtime: dict[str, Any]
     search: dict[str, Any]
     latency_ms: dict[str, Any] | None = None
+    # per layer at the chosen point: distinct k in use, std of k, share of the most common k, varies or not
+    adaptivity_per_layer: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     cost_unit: str = ""  # of every point's "cost": "flops_ratio" (FLOP targets) or "ms" (latency targets)
     created: str = ""  # UTC, ISO 8601

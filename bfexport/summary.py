@@ -66,6 +66,7 @@ def behaviour(config: BudgetFormerConfig, flavor: str, outputs: dict[str, np.nda
         "mean_heads_per_layer": [round(float(v), 4) for v in counts.mean(0)],
         "k_histogram_per_layer": [np.bincount(counts[:, layer], minlength=H + 1)[1:].tolist() for layer in range(L)],
         "head_usage_per_layer": head_usage(selected, H).round(4).tolist(),
+        "adaptivity_per_layer": adaptivity(counts, H),
         "mean_length": float(lengths.mean()),
         "flops_ratio": cost.flops_ratio(config, lengths, heads, router=router),
         "flops_per_layer": [2 * m for m in cost.per_layer_macs(config, lengths, heads, router=router)],
@@ -80,3 +81,20 @@ def _kind(flavor: str) -> type[ExportConfig]:
 def head_usage(selected_heads: np.ndarray, n_heads: int) -> np.ndarray:
     """(N, L, H) selected heads (-1 = none) -> (L, H): the share of samples running each head."""
     return np.stack([(selected_heads == h).any(-1).mean(0) for h in range(n_heads)], axis=-1)
+
+
+ADAPTIVE_SHARE = 0.1  # a layer is adaptive when at least two budgets are each used by this share of inputs
+
+
+def adaptivity(head_counts: np.ndarray, n_heads: int) -> list[dict[str, Any]]:
+    """(N, L) budgets -> per layer: how many distinct k are in use, their std, the share of the
+    most common k, and whether the layer really varies (two budgets each on >= ADAPTIVE_SHARE of
+    inputs): a layer that runs one k on 99% of inputs is a static budget with per-input head choice."""
+    out = []
+    for layer in range(head_counts.shape[1]):
+        k = head_counts[:, layer]
+        shares = np.bincount(k, minlength=n_heads + 1)[1:] / len(k)
+        out.append({"distinct_k": int((shares > 0).sum()), "std_k": round(float(k.std()), 4),
+                    "top_k_share": round(float(shares.max()), 4),
+                    "adaptive": bool((shares >= ADAPTIVE_SHARE).sum() >= 2)})
+    return out

@@ -5,11 +5,15 @@ mixed with an epsilon of uniform, and picks heads by Gumbel-top-k on relevance /
 epsilon and temperature anneal linearly. Exploitation: the deterministic inference rule
 (k from the threshold, top-k relevance). Either way the hard 0/1 head gate carries
 straight-through gradients to the relevance head (softmax of relevance) and to the budget
-head (P(k > rank of the head)). Loss = cross-entropy + cost_lambda * mean_l E_q[k]/H.
+head (P(k > rank of the head)). Loss = cross-entropy + cost_lambda * mean_l E_q[k]/H, plus, with
+a teacher (`distill_from`, the dense twin), distill_weight * KL(teacher || student) on the logits:
+the soft targets carry what the dense model knows about the examples a cheap budget gets wrong.
+`static_heads` instead trains one fixed head set in every layer (fine-tuning a pruned model).
 """
 
 from __future__ import annotations
 
+import copy
 import math
 import random
 from dataclasses import asdict, dataclass
@@ -18,14 +22,22 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from bfexport import data
-from bfexport.checkpoint import save_checkpoint
+from bfexport.checkpoint import load_checkpoint, load_tokenizer_json, save_checkpoint
 from bfexport.errors import BfexportError
 from bfexport.files import write_json
-from bfexport.model import BudgetFormerConfig, BudgetFormerForSequenceClassification, Router, Selection, check_labels
+from bfexport.model import (
+    BudgetFormerConfig,
+    BudgetFormerForSequenceClassification,
+    GateFn,
+    Router,
+    Selection,
+    check_labels,
+)
 from bfexport.warm_start import load_warm_start, parameter_groups
 
 
@@ -41,6 +53,9 @@ class TrainConfig:
     epsilon: tuple[float, float] = (0.3, 0.0)  # uniform mixing into q when sampling k
     cost_lambda: float = 0.2  # weight of E_q[k]/H, the compute penalty
     dense: bool = False  # train with every head always on (the baseline)
+    static_heads: list[list[int]] | None = None  # per layer, the heads that always run (a pruned model); no cost term
+    distill_from: str | None = None  # a checkpoint with the same tokenizer and labels whose logits are soft targets
+    distill_weight: float = 1.0  # weight of KL(teacher || student) on the logits, with distill_from
     stop_after_epoch: int | None = None  # end early, keeping the schedule of `epochs` (time-boxed runs)
     seed: int = 0
     vocab_size: int = 8000
@@ -102,11 +117,29 @@ class ExploreExploit:
         return gates, Selection(order, active, counts)
 
 
-def all_heads_gate(layer: int, budget_logits: torch.Tensor, relevance: torch.Tensor) -> tuple[torch.Tensor, Selection]:
-    B, H = relevance.shape
-    order = torch.arange(H, device=relevance.device).expand(B, H)
-    return torch.ones_like(relevance), Selection(order, torch.ones_like(order, dtype=torch.bool),
-                                                 torch.full((B,), H, device=relevance.device))
+def fixed_heads_gate(heads: list[list[int]]) -> GateFn:
+    """The gate function that runs the same heads in every sample: heads[layer] (all of them: the dense model)."""
+    def gate(layer: int, budget_logits: torch.Tensor, relevance: torch.Tensor) -> tuple[torch.Tensor, Selection]:
+        gates = torch.zeros_like(relevance)  # (B, H)
+        gates[:, heads[layer]] = 1.0
+        return gates, Selection.fixed(heads[layer], relevance.shape[0], relevance.device)
+    return gate
+
+
+def distillation_loss(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """KL(teacher || student) of the class distributions, mean over the batch."""
+    return F.kl_div(student.log_softmax(-1), teacher.log_softmax(-1), log_target=True, reduction="batchmean")
+
+
+def load_teacher(path: str, tokenizer_json: str, labels: list[str]) -> BudgetFormerForSequenceClassification:
+    """The distillation teacher; it must read the same token ids and score the same labels."""
+    teacher, teacher_tokenizer = load_checkpoint(path), load_tokenizer_json(path)
+    if teacher.config.labels != labels:
+        raise BfexportError(f"{path}: the teacher's labels {teacher.config.labels} differ from the data's {labels}")
+    if teacher_tokenizer != tokenizer_json:
+        raise BfexportError(f"{path}: the teacher's tokenizer differs from this run's (train both on the same data "
+                            "with the same --vocab-size)")
+    return teacher.eval()
 
 
 def length_batches(examples: list[data.Example], lengths: np.ndarray, batch_size: int, *,
@@ -143,20 +176,47 @@ def tensors(tokenizer: Any, examples: list[data.Example], labels: list[str], max
     return torch.from_numpy(ids).to(device), torch.from_numpy(mask).to(device), torch.from_numpy(y).to(device)
 
 
+@dataclass
+class Predictions:
+    """Per example, in the order given: what a model predicted and what it ran."""
+
+    correct: np.ndarray  # (N,) bool
+    head_counts: np.ndarray  # (N, n_layers) int
+    heads: np.ndarray  # (N, n_layers, H) int: each example's heads by rank, -1 past its k
+    lengths: np.ndarray  # (N,) tokens the model saw (special tokens included, truncated)
+
+    @property
+    def accuracy(self) -> float:
+        return float(self.correct.mean())
+
+
 @torch.no_grad()
-def evaluate(model: BudgetFormerForSequenceClassification, tokenizer: Any, examples: list[data.Example],
-             batch_size: int = 64) -> dict[str, Any]:
-    """Accuracy and mean heads per layer at the model's configured thresholds."""
+def predict(model: BudgetFormerForSequenceClassification, tokenizer: Any, examples: list[data.Example],
+            batch_size: int = 64, **forward: Any) -> Predictions:
+    """Runs labelled examples; `forward` goes to the model (thresholds, caps, fixed_heads)."""
     model.eval()
     device = next(model.parameters()).device
-    correct, counts = 0, []
+    cfg = model.config
+    correct, counts = np.zeros(len(examples), bool), np.zeros((len(examples), cfg.n_layers), np.int64)
+    heads, lengths = np.full((len(examples), cfg.n_layers, cfg.n_heads), -1), np.zeros(len(examples), np.int64)
+    index = {id(e): i for i, e in enumerate(examples)}
     for batch in length_batches(examples, token_lengths(tokenizer, examples), batch_size):
-        ids, mask, y = tensors(tokenizer, batch, model.config.labels, model.config.max_length, device)
-        out = model(ids, mask)
-        correct += int((out.logits.argmax(-1) == y).sum())
-        counts.append(out.head_counts.float())
-    heads = torch.cat(counts).mean(0)
-    return {"accuracy": correct / len(examples), "mean_heads_per_layer": [round(float(h), 4) for h in heads],
+        rows = [index[id(e)] for e in batch]
+        ids, mask, y = tensors(tokenizer, batch, cfg.labels, cfg.max_length, device)
+        out = model(ids, mask, **forward)
+        correct[rows] = (out.logits.argmax(-1) == y).cpu().numpy()
+        counts[rows] = out.head_counts.cpu().numpy()
+        heads[rows] = out.selected_heads(cfg.n_heads).numpy()
+        lengths[rows] = mask.sum(-1).cpu().numpy()
+    return Predictions(correct, counts, heads, lengths)
+
+
+def evaluate(model: BudgetFormerForSequenceClassification, tokenizer: Any, examples: list[data.Example],
+             batch_size: int = 64, **forward: Any) -> dict[str, Any]:
+    """Accuracy and mean heads per layer at the model's configured thresholds (or `forward`'s)."""
+    p = predict(model, tokenizer, examples, batch_size, **forward)
+    heads = p.head_counts.mean(0)
+    return {"accuracy": p.accuracy, "mean_heads_per_layer": [round(float(h), 4) for h in heads],
             "mean_heads": float(heads.mean())}
 
 
@@ -171,9 +231,11 @@ def group_schedules(groups: list[dict[str, Any]], schedule: Callable[[int], floa
 
 
 def train(train_examples: list[data.Example], val_examples: list[data.Example], tc: TrainConfig,
-          out_dir: str | Path, *, show_progress: bool = True) -> dict[str, Any]:
+          out_dir: str | Path, *, show_progress: bool = True,
+          start: tuple[BudgetFormerForSequenceClassification, Any] | None = None) -> dict[str, Any]:
     """Train a BudgetFormer, keep the best epoch (validation accuracy), save it to out_dir.
-    show_progress: one line per epoch on stderr, plus a live bar when stderr is a terminal."""
+    show_progress: one line per epoch on stderr, plus a live bar when stderr is a terminal.
+    start: (model, tokenizer) to continue from instead of fresh weights (its architecture and labels win)."""
     seed_everything(tc.seed)
     labels = sorted({e.label for e in train_examples if e.label is not None})
     if len(labels) < 2:
@@ -181,27 +243,34 @@ def train(train_examples: list[data.Example], val_examples: list[data.Example], 
     check_labels(labels)  # one a checkpoint cannot carry (a line break: deploy's labels file) fails before any work
     recipe: dict[str, Any] = {}
     if tc.init is not None:  # architecture, tokenizer, labels and weights from the checkpoint
-        start = load_warm_start(tc.init, labels)
-        model, config, labels = start.model, start.model.config, start.model.config.labels
-        tokenizer = data.tokenizer_from_str(start.tokenizer_json, f"{tc.init}/tokenizer.json", config.vocab_size)
+        warm = load_warm_start(tc.init, labels)
+        model, config, labels = warm.model, warm.model.config, warm.model.config.labels
+        tokenizer = data.tokenizer_from_str(warm.tokenizer_json, f"{tc.init}/tokenizer.json", config.vocab_size)
         config.adaptive = not tc.dense
-        recipe = {"init_weights_sha256": start.weights_sha256, "init_routers_opened": start.routers_opened,
+        recipe = {"init_weights_sha256": warm.weights_sha256, "init_routers_opened": warm.routers_opened,
                   **{k: getattr(config, k) for k in ("vocab_size", "max_length", "d_model", "n_heads", "n_layers",
                                                       "d_ff", "dropout")}}  # the checkpoint's, not the defaults
+    elif start is not None:
+        model, tokenizer = copy.deepcopy(start[0]), start[1]
+        config = model.config
+        config.adaptive, labels = not tc.dense, config.labels
     else:
         tokenizer = data.train_tokenizer((e.text for e in train_examples), tc.vocab_size)
         config = BudgetFormerConfig(vocab_size=tokenizer.get_vocab_size(), max_length=tc.max_length,
                                     d_model=tc.d_model, n_heads=tc.n_heads, n_layers=tc.n_layers, d_ff=tc.d_ff,
                                     labels=labels, dropout=tc.dropout, adaptive=not tc.dense)
         model = BudgetFormerForSequenceClassification(config)
+    data.label_ids(train_examples, labels)  # with a start model, labels it does not know fail now
     data.label_ids(val_examples, labels)  # unknown validation labels fail now, not after an epoch
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model = model.to(device)
+    teacher = None if tc.distill_from is None else load_teacher(tc.distill_from, tokenizer.to_str(), labels).to(device)
     lengths = token_lengths(tokenizer, train_examples)
     steps_per_epoch = math.ceil(len(train_examples) / tc.batch_size)
     total = steps_per_epoch * tc.epochs
     epochs_run = min(tc.epochs, tc.stop_after_epoch or tc.epochs)
-    gate = all_heads_gate if tc.dense else ExploreExploit(config, tc, total)
+    fixed = [list(range(config.n_heads))] * config.n_layers if tc.dense else tc.static_heads
+    gate = fixed_heads_gate(fixed) if fixed is not None else ExploreExploit(config, tc, total)
     groups = parameter_groups(model, tc.weight_decay, encoder_lr_scale=1.0 if tc.init is None else tc.encoder_lr_scale)
     optimizer = torch.optim.AdamW(groups, lr=tc.lr)
     warmup = max(1, int(tc.warmup_frac * total))
@@ -229,7 +298,11 @@ def train(train_examples: list[data.Example], val_examples: list[data.Example], 
                 ids, mask, y = tensors(tokenizer, batch, labels, config.max_length, device)
                 out = model(ids, mask, gate_fn=gate, labels=y)
                 assert out.loss is not None
-                loss = out.loss if tc.dense else out.loss + tc.cost_lambda * expected_budget(out.budget_probs)
+                loss = out.loss if fixed is not None else out.loss + tc.cost_lambda * expected_budget(out.budget_probs)
+                if teacher is not None:
+                    with torch.no_grad():
+                        teacher_logits = teacher(ids, mask).logits
+                    loss = loss + tc.distill_weight * distillation_loss(out.logits, teacher_logits)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -240,7 +313,7 @@ def train(train_examples: list[data.Example], val_examples: list[data.Example], 
                 acc = float((out.logits.argmax(-1) == y).float().mean())
                 progress.update(task, advance=1, epoch=epoch, loss=float(loss.detach()), acc=acc,
                                 heads=float(out.head_counts.float().mean()))
-            metrics = evaluate(model, tokenizer, val_examples)
+            metrics = evaluate(model, tokenizer, val_examples, fixed_heads=tc.static_heads)
             history.append({"epoch": epoch, **metrics})
             if show_progress:
                 console.print(f"epoch {epoch}/{epochs_run}: validation accuracy {metrics['accuracy']:.4f}, "

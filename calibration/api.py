@@ -89,7 +89,7 @@ def calibrate(model: ModelSource, data: DataSource, target: Target, *, runtime: 
               samples: int | None = None, grid: Sequence[float] = DEFAULT_GRID, max_rounds: int = 10,
               shortlist: int = 8, eval_batch_size: int = 32, latency_batches: int = 48, profile_repeats: int = 5,
               profile_mode: str = "uniform", verify_sessions: int = 5, verify_repeats: int = 5,
-              max_attempts: int = 3, head_usage: bool = False,
+              max_attempts: int = 3, head_usage: bool = False, thresholds_only: bool = False,
               runtime_factory: Callable[..., LatencyRuntime] | None = None,
               log: Callable[[str], None] | None = None) -> CalibrationResult:
     """Find per-layer thresholds (and caps) that meet `target`, maximizing accuracy when the
@@ -103,6 +103,8 @@ def calibrate(model: ModelSource, data: DataSource, target: Target, *, runtime: 
         batch_size / seq_len: the deployment's batch size and fixed padded length (None: the
             data's lengths) for latency targets.
         samples: use at most this many rows.
+        thresholds_only: move thresholds only, caps stay at all heads, so every layer keeps choosing its
+            budget per input (the report's adaptivity_per_layer says how much it still does).
         runtime_factory: a LatencyRuntime class (or factory) to use instead of `runtime`, e.g. a fake in tests.
     Returns:
         CalibrationResult; raises BfexportError for infeasible targets or unusable data.
@@ -120,7 +122,7 @@ def calibrate(model: ModelSource, data: DataSource, target: Target, *, runtime: 
                      log=log)
     return calibrate_prepared(shared, target, grid=grid, max_rounds=max_rounds, shortlist=shortlist,
                               verify_sessions=verify_sessions, verify_repeats=verify_repeats,
-                              max_attempts=max_attempts, head_usage=head_usage)
+                              max_attempts=max_attempts, head_usage=head_usage, thresholds_only=thresholds_only)
 
 
 @dataclass
@@ -187,7 +189,8 @@ def prepare(model: ModelSource, data: DataSource, targets: Sequence[Target], *, 
 
 def calibrate_prepared(shared: Prepared, target: Target, *, grid: Sequence[float] = DEFAULT_GRID,
                        max_rounds: int = 10, shortlist: int = 8, verify_sessions: int = 5, verify_repeats: int = 5,
-                       max_attempts: int = 3, head_usage: bool = False) -> CalibrationResult:
+                       max_attempts: int = 3, head_usage: bool = False,
+                       thresholds_only: bool = False) -> CalibrationResult:
     """calibrate() for one target on prepared shared state; the evaluator's path cache keeps what
     earlier targets ran, so a later target runs only the paths they did not."""
     exported, cal, evaluator, scorer = shared.exported, shared.cal, shared.evaluator, shared.scorer
@@ -211,13 +214,14 @@ def calibrate_prepared(shared: Prepared, target: Target, *, grid: Sequence[float
     if isinstance(target, FlopsTarget):
         say(f"searching: FLOPs ratio <= {target.limit:.4g}")
         outcome = search(scorer, Goal(target.limit, target.floor), L, H, grid=grid, fallback_starts=[min_point],
-                         max_rounds=max_rounds, shortlist=shortlist, log=say)
+                         max_rounds=max_rounds, shortlist=shortlist, thresholds_only=thresholds_only, log=say)
         verification, attempts = None, []
     else:
         assert rt is not None and batches is not None  # set above for latency targets
         outcome, verification, attempts, target = _latency_search(
             scorer, target, rt, batches, all_heads, min_point, ref_point, grid=grid, max_rounds=max_rounds,
-            shortlist=shortlist, max_attempts=max_attempts, sessions=verify_sessions, repeats=verify_repeats, say=say)
+            shortlist=shortlist, max_attempts=max_attempts, sessions=verify_sessions, repeats=verify_repeats, say=say,
+            thresholds_only=thresholds_only)
 
     best = outcome.best
     best_outcome = evaluator.outcomes([best.config])[0]
@@ -232,8 +236,8 @@ def calibrate_prepared(shared: Prepared, target: Target, *, grid: Sequence[float
 
 def _latency_search(scorer: _Scorer, target: LatencyTarget, rt: LatencyRuntime, batches: list[Batch],
                     all_heads: Config, min_point: Point, ref_point: Point, *, grid: Sequence[float], max_rounds: int,
-                    shortlist: int, max_attempts: int, sessions: int, repeats: int, say: Callable[[str], None]
-                    ) -> tuple[SearchOutcome, dict[str, Any], list[dict[str, Any]], LatencyTarget]:
+                    shortlist: int, max_attempts: int, sessions: int, repeats: int, say: Callable[[str], None],
+                    thresholds_only: bool) -> tuple[SearchOutcome, dict[str, Any], list[dict[str, Any]], LatencyTarget]:
     """Search on the lookup table, verify end to end, and re-aim while the measurement misses
     the target or lands below its band (the table is a prediction; the machine drifts).
 
@@ -248,7 +252,7 @@ def _latency_search(scorer: _Scorer, target: LatencyTarget, rt: LatencyRuntime, 
         say(f"searching: predicted {key} <= {limit:.4g} ms (attempt {attempt})")
         outcome = search(scorer, Goal(limit, limit * (1 - target.tolerance)), scorer.table.n_layers,
                          scorer.table.n_heads, grid=grid, fallback_starts=[min_point], max_rounds=max_rounds,
-                         shortlist=shortlist, log=say)
+                         shortlist=shortlist, thresholds_only=thresholds_only, log=say)
         say(f"verifying end to end in {sessions} fresh sessions")
         v = verify(rt, batches, outcome.best.config, all_heads, percentile=target.percentile, target_ms=target.ms,
                    fraction=target.fraction, sessions=sessions, repeats=repeats)
@@ -374,7 +378,8 @@ def _result(exported: ExportedModel, model: ModelSource, cal: CalibrationData, t
         thresholds=list(best.config.thresholds), caps=list(best.config.caps), target=target.to_json(),
         achieved_flops_ratio=best.flops_ratio, objective=data_info["objective"], accuracy=best.accuracy,
         agreement=best.agreement, target_met=bool(met), within_tolerance=bool(within),
-        mean_heads_per_layer=list(best.mean_heads), baselines=baselines, model=model_info, data=data_info,
+        mean_heads_per_layer=list(best.mean_heads), adaptivity_per_layer=summary.adaptivity(K, exported.config.n_heads),
+        baselines=baselines, model=model_info, data=data_info,
         machine=machine(), runtime=runtime_info, search=search_info, latency_ms=verification, notes=notes,
         cost_unit="flops_ratio" if isinstance(target, FlopsTarget) else "ms",
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"), report=report)

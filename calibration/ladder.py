@@ -58,7 +58,7 @@ def calibrate_ladder(model: ModelSource, data: DataSource, values: Sequence[floa
                      threads: int | None = None, batch_size: int = 1, seq_len: int | None = None,
                      samples: int | None = None, grid: Sequence[float] = DEFAULT_GRID, max_rounds: int = 10,
                      shortlist: int = 8, verify_sessions: int = 5, verify_repeats: int = 5,
-                     measure_sessions: int = 3, measure_repeats: int = 3,
+                     measure_sessions: int = 3, measure_repeats: int = 3, thresholds_only: bool = False,
                      runtime_factory: Callable[..., LatencyRuntime] | None = None,
                      log: Callable[[str], None] | None = None) -> tuple[LadderResult, list[CalibrationResult | None]]:
     """Calibrate every rung of a ladder in one run; returns the ladder (top rung first) and each
@@ -68,6 +68,7 @@ def calibrate_ladder(model: ModelSource, data: DataSource, values: Sequence[floa
         values: targets, e.g. (1.0, 0.85, 0.7, 0.55): FLOPs ratios (unit "flops_ratio") or fractions
             of the all-heads latency (unit "latency_fraction", at `percentile`); 1.0 is the full model.
         measure_sessions / measure_repeats: the end-to-end timing of every rung, interleaved.
+        thresholds_only: every rung moves thresholds only (caps stay at all heads), as calibrate's.
         Other arguments as for calibrate().
 
     Example:
@@ -89,7 +90,8 @@ def calibrate_ladder(model: ModelSource, data: DataSource, values: Sequence[floa
             continue
         say(f"rung {value:g}: {target.describe()}")
         results.append(calibrate_prepared(shared, target, grid=grid, max_rounds=max_rounds, shortlist=shortlist,
-                                          verify_sessions=verify_sessions, verify_repeats=verify_repeats))
+                                          verify_sessions=verify_sessions, verify_repeats=verify_repeats,
+                                          thresholds_only=thresholds_only))
     configs = [shared.all_heads if r is None else Config(tuple(r.thresholds), tuple(r.caps)) for r in results]
     say(f"timing {len(configs)} rungs end to end, interleaved, in {measure_sessions} fresh sessions")
     latencies, measurement = measure_rungs(shared, configs, sessions=measure_sessions, repeats=measure_repeats)

@@ -14,6 +14,9 @@ knows nothing about ONNX Runtime or about what the cost is (FLOP ratio or predic
    ceiling first: where extra budget usually buys accuracy), and the best point evaluated
    anywhere, by the ranking below, wins.
 
+With thresholds_only, moves change tau_l only and caps stay at H: every layer keeps choosing k per
+input (caps set a static budget wherever they bind), at the price of a coarser cost staircase.
+
 Points are ranked lexicographically: within the ceiling, then objective (accuracy, or agreement
 with all heads), then lower cost, then agreement: among points of equal accuracy the cheapest
 wins, inside the band or not.
@@ -26,6 +29,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from bfexport.errors import BfexportError
 from calibration.evaluate import Config
 
 DEFAULT_GRID: tuple[float, ...] = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)
@@ -106,13 +110,14 @@ def global_sweep(evaluate: Evaluate, goal: Goal, grid: Sequence[float], n_layers
     return sorted(points, key=tau)
 
 
-def neighbours(config: Config, grid: Sequence[float], n_heads: int) -> list[tuple[int, Config]]:
-    """One-layer moves: (tau_l, cap_l) to any other grid value and cap."""
+def neighbours(config: Config, grid: Sequence[float], n_heads: int,
+               thresholds_only: bool = False) -> list[tuple[int, Config]]:
+    """One-layer moves: (tau_l, cap_l) to any other grid value and cap (thresholds_only: tau_l alone)."""
     moves = []
     for layer in range(len(config.thresholds)):
         here = (config.thresholds[layer], config.caps[layer])
-        moves += [(layer, config.with_layer(layer, tau=t, cap=k)) for t in grid for k in range(1, n_heads + 1)
-                  if (t, k) != here]
+        caps = [config.caps[layer]] if thresholds_only else range(1, n_heads + 1)
+        moves += [(layer, config.with_layer(layer, tau=t, cap=k)) for t in grid for k in caps if (t, k) != here]
     return moves
 
 
@@ -128,12 +133,13 @@ Key = Callable[[Point], tuple[float, ...]]  # ranked lexicographically, higher i
 
 def local_search(evaluate: Evaluate, key: Key, start: Point, grid: Sequence[float], n_heads: int, *,
                  max_rounds: int = 10, shortlist: int = 8, slices: int = 3, pool: int = 48,
+                 thresholds_only: bool = False,
                  log: Callable[[str], None] | None = None) -> tuple[Point, list[Point], int]:
     """Steepest ascent from `start` on `key`; returns (best, exact points tried, rounds)."""
     current, tried = start, {start.config: start}
     rounds = 0
     for rounds in range(1, max_rounds + 1):
-        moves = neighbours(current.config, grid, n_heads)
+        moves = neighbours(current.config, grid, n_heads, thresholds_only)
         screened = evaluate([c for _, c in moves], False)
         exact_free = [p for p in screened if p.exact]
         tried.update({p.config: p for p in exact_free})
@@ -172,10 +178,11 @@ def local_search(evaluate: Evaluate, key: Key, start: Point, grid: Sequence[floa
 
 def search(evaluate: Evaluate, goal: Goal, n_layers: int, n_heads: int, *, grid: Sequence[float] = DEFAULT_GRID,
            fallback_starts: Sequence[Point] = (), refine_steps: int = 4, max_rounds: int = 10, shortlist: int = 8,
-           log: Callable[[str], None] | None = None) -> SearchOutcome:
+           thresholds_only: bool = False, log: Callable[[str], None] | None = None) -> SearchOutcome:
     """Global sweep, then per-layer local search from the best feasible global point.
 
-    fallback_starts (e.g. k = 1 everywhere) are used only when no global threshold is feasible.
+    fallback_starts (e.g. k = 1 everywhere) are used only when no global threshold is feasible
+    (never with thresholds_only: they are set by caps).
     """
     global_points = global_sweep(evaluate, goal, grid, n_layers, n_heads, refine_steps)
     feasible = [p for p in global_points if goal.feasible(p)]
@@ -184,6 +191,10 @@ def search(evaluate: Evaluate, goal: Goal, n_layers: int, n_heads: int, *, grid:
         log(f"global sweep: {len(global_points)} thresholds, best feasible "
             + (f"tau {baseline.config.thresholds[0]:g} (cost {baseline.cost:.4f}, objective {baseline.objective:.4f})"
                if baseline else "none"))
+    if baseline is None and thresholds_only:
+        cheapest = min(global_points, key=lambda p: p.cost)
+        raise BfexportError(f"no threshold alone meets the target: the cheapest, tau {cheapest.config.thresholds[0]:g}"
+                            f" in every layer, costs {cheapest.cost:.4g}; raise the target or let caps set budgets")
     start = baseline or max((p for p in fallback_starts if goal.feasible(p)), key=goal.key, default=None)
     if start is None:
         raise ValueError("search needs a feasible starting point")
@@ -192,9 +203,11 @@ def search(evaluate: Evaluate, goal: Goal, n_layers: int, n_heads: int, *, grid:
     # reachable only by leaving the band); phase 2 climbs into the band from there, and is kept
     # only where it finds more accuracy.
     climbed, tried_free, rounds_free = local_search(evaluate, goal.key, start, layer_grid, n_heads,
-                                                    max_rounds=max_rounds, shortlist=shortlist, log=log)
+                                                    max_rounds=max_rounds, shortlist=shortlist,
+                                                    thresholds_only=thresholds_only, log=log)
     _, tried_band, rounds_band = local_search(evaluate, goal.band_key, climbed, layer_grid, n_heads,
-                                              max_rounds=max_rounds, shortlist=shortlist, log=log)
+                                              max_rounds=max_rounds, shortlist=shortlist,
+                                              thresholds_only=thresholds_only, log=log)
     tried = list({p.config: p for p in (*tried_free, *tried_band, *global_points, *fallback_starts)}.values())
     best = max((p for p in tried if p.exact), key=goal.key)
     return SearchOutcome(best, start, baseline, global_points, tried, rounds_free + rounds_band)

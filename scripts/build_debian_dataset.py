@@ -204,15 +204,21 @@ def list_dates(lists: Path) -> list[str]:
     return dates
 
 
-def data_md(splits: dict[str, list[Row]], dates: list[str], args: argparse.Namespace) -> str:
-    """Renders DATA.md: source, list dates, per-class counts per split, sampling and rebuild command."""
+def count_table(splits: dict[str, list[Row]]) -> str:
+    """A Markdown table of rows per label and split, with totals."""
     labels = sorted({r.label for rows in splits.values() for r in rows})
     counts = {name: Counter(r.label for r in rows) for name, rows in splits.items()}
-    header = "| label | " + " | ".join(splits) + " | total |"
-    table = [header, "|" + "---|" * (len(splits) + 2)]
+    table = ["| label | " + " | ".join(splits) + " | total |", "|" + "---|" * (len(splits) + 2)]
     for label in labels + ["**total**"]:
         cells = [sum(c.values()) if label == "**total**" else c[label] for c in counts.values()]
         table.append(f"| {label} | " + " | ".join(map(str, cells)) + f" | {sum(cells)} |")
+    return "\n".join(table)
+
+
+def data_md(splits: dict[str, list[Row]], dates: list[str], args: argparse.Namespace) -> str:
+    """Renders DATA.md: source, list dates, per-class counts per split, sampling and rebuild command."""
+    labels = sorted({r.label for rows in splits.values() for r in rows})
+    table = count_table(splits)
     return f"""# debian-sections
 
 Text classification: the English description of a Debian package -> its archive
@@ -239,7 +245,7 @@ Dates of the lists (InRelease `Date:`):
   split ~80/10/10 per label with all packages of one source package in the same split
   (so near-identical texts such as libfoo1 / libfoo-dev never straddle train and test).
 
-{chr(10).join(table)}
+{table}
 
 ## Rebuild
 

@@ -37,6 +37,10 @@ def _print(r: dict[str, Any]) -> None:
     console.print(f"[bold]calibrated[/bold] {r['model']['path']} for {what} on {d['samples']} samples "
                   f"({r['objective']} objective) in {r['search']['seconds']:.1f} s")
     console.print(f"  thresholds {r['thresholds']}  caps {r['caps']}  mean heads {r['mean_heads_per_layer']}")
+    adaptivity = r["adaptivity_per_layer"]
+    if adaptivity:
+        console.print("  per layer: distinct k " + ", ".join(str(a["distinct_k"]) for a in adaptivity)
+                      + "; std k " + ", ".join(f"{a['std_k']:.2f}" for a in adaptivity))
     score = f"accuracy {r['accuracy']:.4f}, " if r["accuracy"] is not None else ""
     console.print(f"  FLOPs ratio {r['achieved_flops_ratio']:.4f}: {score}"
                   f"agreement with all heads {r['agreement']:.4f}")
@@ -88,14 +92,15 @@ def _print_ladder(r: dict[str, Any]) -> None:
 
 def _run_ladder(model: str, data_path: str, values: list[float], unit: str, percentile: str | None,
                 tolerance: float | None, runtime: str, threads: int | None, batch_size: int, seq_len: int | None,
-                samples: int, output: str, force: bool, as_json: bool) -> None:
+                samples: int, thresholds_only: bool, output: str, force: bool, as_json: bool) -> None:
     check_outputs([Output(Path(output), "-o")], {"MODEL": model, "--data": data_path}, force=force)
     exported, _ = load_model(model)
     with console.status("calibrating a ladder") as status:
         ladder, _ = calibrate_ladder(exported, data_path, values, unit=unit,
                                      percentile=50 if percentile is None else int(percentile), tolerance=tolerance,
                                      runtime=runtime, threads=threads, batch_size=batch_size, seq_len=seq_len,
-                                     samples=samples, log=lambda msg: status.update(f"calibrating a ladder: {msg}"))
+                                     samples=samples, thresholds_only=thresholds_only,
+                                     log=lambda msg: status.update(f"calibrating a ladder: {msg}"))
     ladder.save(output)
     emit({**ladder.to_json(), "outputs": {"ladder": output}}, as_json, _print_ladder)
     if not all(r.target_met for r in ladder.rungs):
@@ -128,6 +133,9 @@ def _run_ladder(model: str, data_path: str, values: list[float], unit: str, perc
 @click.option("--seq-len", type=click.IntRange(min=1), default=None,
               help="Truncate inputs to this many tokens and pad latency batches to it (default: the data's lengths).")
 @output_options("Where to write the calibration.", default="calibration.json")
+@click.option("--thresholds-only", is_flag=True,
+              help="Move only the budget thresholds (caps stay at all heads), so every layer keeps choosing its "
+                   "budget per input; the report says per layer how adaptive the result still is.")
 @click.option("--write-model", type=click.Path(dir_okay=False), default=None,
               help="Also write MODEL with the calibrated thresholds/caps as its defaults.")
 @click.option("--report", "report_dir", type=click.Path(file_okay=False), default=None,
@@ -136,8 +144,8 @@ def _run_ladder(model: str, data_path: str, values: list[float], unit: str, perc
 def command(model: str, data_path: str, target_flops: float | None, target_latency_ms: float | None,
             target_latency_fraction: float | None, percentile: str | None, tolerance: float | None, runtime: str,
             threads: int | None, batch_size: int, seq_len: int | None, samples: int, output: str,
-            write_model: str | None, report_dir: str | None, force: bool, as_json: bool, ladder_flops: str | None,
-            ladder_latency_fraction: str | None) -> None:
+            thresholds_only: bool, write_model: str | None, report_dir: str | None, force: bool, as_json: bool,
+            ladder_flops: str | None, ladder_latency_fraction: str | None) -> None:
     """Find per-layer budget thresholds (and head caps) for MODEL that meet a FLOP or latency
     target, losing as little accuracy as possible.
 
@@ -165,7 +173,7 @@ def command(model: str, data_path: str, target_flops: float | None, target_laten
         assert text is not None  # chosen above
         get_runtime(runtime)
         _run_ladder(model, data_path, _ladder_values(text, option), unit, percentile, tolerance, runtime, threads,
-                    batch_size, seq_len, samples, output, force, as_json)
+                    batch_size, seq_len, samples, thresholds_only, output, force, as_json)
         return
     target = target_from_options(flops=target_flops, latency_ms=target_latency_ms,
                                  latency_fraction=target_latency_fraction,
@@ -181,6 +189,7 @@ def command(model: str, data_path: str, target_flops: float | None, target_laten
     with console.status("calibrating") as status:
         result = calibrate(exported, data_path, target, runtime=runtime, threads=threads, batch_size=batch_size,
                            seq_len=seq_len, samples=samples, head_usage=report_dir is not None,
+                           thresholds_only=thresholds_only,
                            log=lambda msg: status.update(f"calibrating: {msg}"))
     outputs = save_outputs(result, exported, output, model=write_model if result.target_met else None,
                            report=report_dir)

@@ -41,13 +41,17 @@ def _print(r: dict[str, Any]) -> None:
     if b["accuracy"] is not None:
         report_console.print(f"accuracy {b['accuracy']:.4f} on {b['samples']} samples "
                              f"(mean length {b['mean_length']:.1f} tokens)")
-    table = Table("layer", "mean k", "k histogram (1..H)", "MFLOPs", "dense MFLOPs")
+    table = Table("layer", "mean k", "std k", "top k share", "k histogram (1..H)", "MFLOPs", "dense MFLOPs")
     for layer in range(a["n_layers"]):
-        table.add_row(str(layer), f"{b['mean_heads_per_layer'][layer]:.2f}",
+        ad = b["adaptivity_per_layer"][layer]
+        table.add_row(str(layer), f"{b['mean_heads_per_layer'][layer]:.2f}", f"{ad['std_k']:.2f}",
+                      f"{ad['top_k_share']:.2f}",
                       " ".join(map(str, b["k_histogram_per_layer"][layer])),
                       f"{b['flops_per_layer'][layer] / 1e6:.2f}", f"{b['dense_flops_per_layer'][layer] / 1e6:.2f}")
     report_console.print(table)
-    report_console.print(f"FLOPs ratio vs dense: {b['flops_ratio']:.3f}")
+    varying = sum(ad["adaptive"] for ad in b["adaptivity_per_layer"])
+    report_console.print(f"FLOPs ratio vs dense: {b['flops_ratio']:.3f}; k varies per input in {varying} of "
+                         f"{a['n_layers']} layers (two budgets each on >= {summary.ADAPTIVE_SHARE:.0%} of inputs)")
 
 
 @click.command("inspect")
@@ -57,7 +61,8 @@ def _print(r: dict[str, Any]) -> None:
 def command(target: str, data_path: str | None, samples: int | None, as_json: bool) -> None:
     """Describe TARGET, a checkpoint directory or an exported .onnx file.
 
-    With --data: accuracy (when labelled), the distribution of k per layer, head usage,
+    With --data: accuracy (when labelled), the distribution of k per layer (with its std and
+    the share of the most common k: how adaptive each layer is), head usage,
     and FLOPs per layer against the dense model, counted as multiply-accumulates of the
     projections, attention products, FFN and router of the heads each input runs;
     flops_ratio is mean FLOPs at the current thresholds over mean dense FLOPs.

@@ -40,6 +40,11 @@ SIZE_OPTIONS = ("vocab_size", "max_length", "d_model", "n_heads", "n_layers", "d
               help="Share of steps spent exploring (sampled budgets, Gumbel-top-k heads).")
 @click.option("--cost-lambda", type=click.FloatRange(min=0), default=DEFAULTS.cost_lambda, show_default=True,
               help="Weight of the compute penalty E[k]/H.")
+@click.option("--distill-from", type=click.Path(exists=True, file_okay=False), default=None,
+              help="A checkpoint (the dense twin, trained on the same data with the same --vocab-size) whose "
+                   "logits are soft targets: adds --distill-weight * KL(teacher || student).")
+@click.option("--distill-weight", type=click.FloatRange(min=0), default=DEFAULTS.distill_weight, show_default=True,
+              help="Weight of the distillation term, with --distill-from.")
 @click.option("--stop-after-epoch", type=click.IntRange(min=1), default=None,
               help="End after this epoch while keeping the learning-rate and exploration schedule of --epochs.")
 @click.option("--seed", type=int, default=DEFAULTS.seed, show_default=True)

@@ -36,6 +36,12 @@ def test_convert_validate_inspect(bfexport, checkpoint: Path, data_file: Path, t
                     "flops_ratio"):
             assert key in info
         assert 0 < info["flops_ratio"] <= 1.1 and len(info["mean_heads_per_layer"]) == 3
+        hist, adaptivity = info["data"]["k_histogram_per_layer"], info["data"]["adaptivity_per_layer"]
+        for layer_hist, a in zip(hist, adaptivity, strict=True):  # the columns agree with the histogram
+            assert a["distinct_k"] == sum(n > 0 for n in layer_hist)
+            assert a["top_k_share"] == round(max(layer_hist) / sum(layer_hist), 4)
+        text = bfexport("inspect", target, "--data", data_file)
+        assert "std k" in text.stdout and "top k share" in text.stdout and "k varies per input in" in text.stdout
 
 
 def test_static_convert_picks_most_used_heads(bfexport, checkpoint: Path, data_file: Path, tmp_path: Path) -> None:

@@ -65,3 +65,31 @@ def test_stop_after_epoch_keeps_the_schedule_but_ends_early(tmp_path: Path) -> N
                                                           "stop_after_epoch": 2}),
                    tmp_path / "s", show_progress=False)
     assert [h["epoch"] for h in result["history"]] == [1, 2]
+
+
+def test_static_heads_fine_tune_a_start_model_on_its_fixed_heads(tmp_path: Path) -> None:
+    train(examples(), examples(), TrainConfig(**{**TINY, "dense": True, "epochs": 1}), tmp_path / "d",
+          show_progress=False)
+    dense = load_checkpoint(tmp_path / "d")
+    tokenizer = data.tokenizer_from_str((tmp_path / "d" / "tokenizer.json").read_text(), "d")
+    tc = TrainConfig(**{**TINY, "epochs": 1, "static_heads": [[1]], "weight_decay": 0.0})  # no decay: Adam leaves a
+    # weight with no gradient exactly where it was
+    train(examples(), examples(), tc, tmp_path / "s", show_progress=False, start=(dense, tokenizer))
+    metrics = json.loads((tmp_path / "s" / "metrics.json").read_text())
+    assert metrics["best"]["mean_heads_per_layer"] == [1.0]  # validated on the fixed head, not the router
+    tuned = load_file(str(tmp_path / "s" / "model.safetensors"))
+    start = load_file(str(tmp_path / "d" / "model.safetensors"))
+    qkv = "blocks.0.attn.qkv_weight"
+    assert (tuned[qkv][0] == start[qkv][0]).all() and not (tuned[qkv][1] == start[qkv][1]).all()  # head 0 never ran
+
+
+def test_distillation_needs_the_teachers_tokenizer_and_labels(tmp_path: Path) -> None:
+    train(examples(), examples(), TrainConfig(**{**TINY, "dense": True, "epochs": 1}), tmp_path / "t",
+          show_progress=False)
+    result = train(examples(), examples(), TrainConfig(**{**TINY, "distill_from": str(tmp_path / "t")}),
+                   tmp_path / "s", show_progress=False)
+    assert 0.0 <= result["best"]["accuracy"] <= 1.0
+    with pytest.raises(BfexportError, match="tokenizer differs"):
+        train(examples(), examples(), TrainConfig(**{**TINY, "vocab_size": 120, "distill_from": str(tmp_path / "t")}),
+              tmp_path / "x", show_progress=False)
+    assert not (tmp_path / "x").exists()

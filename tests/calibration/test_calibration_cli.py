@@ -86,3 +86,17 @@ def test_ctrl_c_leaves_no_partial_outputs(monkeypatch, capsys, model_path: Path,
                        "-o", out_dir / "c.json", "--write-model", out_dir / "m.onnx", "--report", out_dir / "rep")
     assert code == 130 and "interrupted" in err
     assert list(out_dir.iterdir()) == []
+
+
+def test_thresholds_only_keeps_caps_and_reports_adaptivity(monkeypatch, capsys, model_path: Path, data_path: Path,
+                                                          tmp_path: Path) -> None:
+    out = tmp_path / "cal.json"
+    code, stdout, _ = run(monkeypatch, capsys, model_path, "--data", data_path, "--target-flops", "0.8", "-o", out,
+                          "--thresholds-only", "--json")
+    assert code == 0
+    saved = json.loads(out.read_text())
+    n_heads = load_exported(model_path).config.n_heads
+    assert saved["caps"] == [n_heads] * len(saved["thresholds"]) and saved["achieved_flops_ratio"] <= 0.8
+    layers = saved["adaptivity_per_layer"]
+    assert len(layers) == len(saved["thresholds"]) and all(1 <= a["distinct_k"] <= n_heads for a in layers)
+    assert json.loads(stdout)["adaptivity_per_layer"] == layers

@@ -65,3 +65,26 @@ def test_bad_targets(make) -> None:
 def test_targets_round_trip() -> None:
     for t in (FlopsTarget(0.6), LatencyTarget(3.5, 90, 0.1), LatencyTarget(fraction=0.8)):
         assert target_from_json(t.to_json()) == t
+
+
+@pytest.mark.parametrize("limit", [0.6, 0.75])
+def test_thresholds_only_search_never_sets_a_cap(limit: float) -> None:
+    outcome = search(evaluate, Goal(limit, limit - 0.02), 3, H, thresholds_only=True)
+    assert outcome.best.cost <= limit
+    assert all(c == H for p in outcome.tried for c in p.config.caps)
+    assert outcome.baseline is not None and outcome.best.objective >= outcome.baseline.objective
+
+
+def test_thresholds_only_refuses_a_target_only_caps_reach() -> None:
+    # tau 0.05 everywhere is the cheapest threshold-only point (cost 0.57); 0.45 needs caps
+    with pytest.raises(BfexportError, match="no threshold alone meets the target"):
+        search(evaluate, Goal(0.45, 0.43), 3, H, thresholds_only=True)
+
+
+@pytest.mark.parametrize("limit", [0.6, 0.75, 0.9])
+def test_the_chosen_point_is_never_dominated(limit: float) -> None:
+    """A ceiling, not a budget to spend: no point tried that also meets it is cheaper and as accurate."""
+    cheapest = evaluate([Config.uniform(1.0, 1, 3)], True)[0]
+    outcome = search(evaluate, Goal(limit, limit - 0.02), 3, H, fallback_starts=[cheapest])
+    best = outcome.best
+    assert not any(p.cost <= limit and p.cost < best.cost and p.objective >= best.objective for p in outcome.tried)

@@ -1,0 +1,62 @@
+"""The arithmetic of the Pareto benchmark: paired tests and matched-cost comparisons (no model here).
+
+Exact McNemar: on the same test texts, only the discordant pairs (one model right, the other
+wrong) carry information; under H0 each discordant pair is a fair coin, so the two-sided p-value
+is the binomial probability of a split at least as uneven as the one seen. Written out here so
+the benchmark needs no scipy.
+"""
+
+from __future__ import annotations
+
+from math import comb
+from typing import Any
+
+import numpy as np
+
+
+def mcnemar_exact(a_correct: np.ndarray, b_correct: np.ndarray) -> float:
+    """Two-sided exact McNemar p-value for two classifiers' per-example correctness (same examples)."""
+    a, b = np.asarray(a_correct, bool), np.asarray(b_correct, bool)
+    if a.shape != b.shape:
+        raise ValueError(f"paired test needs the same examples: {a.shape} vs {b.shape}")
+    only_a, only_b = int((a & ~b).sum()), int((~a & b).sum())
+    n = only_a + only_b
+    if n == 0:
+        return 1.0
+    tail = sum(comb(n, i) for i in range(min(only_a, only_b) + 1)) / 2 ** n
+    return min(1.0, 2 * tail)
+
+
+def best_at_cost(rows: list[dict[str, Any]], kinds: set[str], ceiling: float,
+                 slack: float = 0.005) -> dict[str, Any] | None:
+    """The most accurate row of `kinds` whose FLOPs ratio is at most `ceiling` (+ slack), cheaper on ties."""
+    fit = [r for r in rows if r["kind"] in kinds and r["flops_ratio"] <= ceiling + slack]
+    return max(fit, key=lambda r: (r["accuracy"], -r["flops_ratio"]), default=None)
+
+
+def pareto_front(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows no other row beats on both accuracy and FLOPs ratio, cheapest first."""
+    front = [r for r in rows if not any(o["accuracy"] >= r["accuracy"] and o["flops_ratio"] < r["flops_ratio"]
+                                        or o["accuracy"] > r["accuracy"] and o["flops_ratio"] <= r["flops_ratio"]
+                                        for o in rows)]
+    return sorted(front, key=lambda r: r["flops_ratio"])
+
+
+def markdown(result: dict[str, Any]) -> str:
+    """The README table: each adaptive point vs the best static baseline at no more FLOPs and the dense twin."""
+    g = result["goals"]
+    lines = [f"dataset `{result['dataset']}`: {result['test_rows']} test texts, mean {result['mean_test_tokens']:.0f} "
+             f"tokens, attention {result['attention_flops_share_dense']:.0%} of dense FLOPs; dense twin accuracy "
+             f"{g['dense_accuracy']:.4f}; {result['seconds']:.0f} s in all",
+             "",
+             "| adaptive point | layers with k varying | FLOPs ratio | acc | vs dense (p) | best static at <= FLOPs "
+             "| its FLOPs | its acc | adaptive - static (p) |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    varying = {r["name"]: r.get("adaptive_layers") for r in result["rows"]}
+    for c in result["comparisons"]:
+        static = ("-", "-", "-", "-") if c["best_static"] is None else (
+            c["best_static"], f"{c['best_static_flops_ratio']:.3f}", f"{c['best_static_accuracy']:.4f}",
+            f"{c['vs_static']:+.4f} ({c['p_vs_static']:.3g})")
+        lines.append(f"| {c['adaptive']} | {varying[c['adaptive']]} | {c['flops_ratio']:.3f} | {c['accuracy']:.4f} | "
+                     f"{c['vs_dense']:+.4f} ({c['p_vs_dense']:.3g}) | " + " | ".join(static) + " |")
+    return "\n".join(lines) + "\n"
