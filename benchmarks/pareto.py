@@ -227,7 +227,7 @@ def main(argv: list[str] | None = None) -> None:
             checkpoint()
         teacher = str(dense_dir)
         variants = [("budgetformer", tc, None), ("budgetformer+distill", replace(tc, distill_from=teacher), None),
-                    ("dense->budgetformer+distill", replace(ft, distill_from=teacher), (dense, tok))]
+                    ("dense->budgetformer+distill", replace(ft, distill_from=teacher, init=teacher), None)]
         for name, config, start in (v for v in variants if v[0] in args.variants):
             model, t, ckpt = fit(name, bench, work, train_rows, val_rows, config, start=start)
             bench.score(f"{name} default", name, ADAPTIVE, model, t)
