@@ -13,7 +13,7 @@ import json
 import math
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 import onnx
@@ -52,8 +52,31 @@ def plain(obj: Any) -> Any:
     return json.loads(json.dumps(obj, default=default))
 
 
+class JsonRecord:
+    """A result kept as one JSON file: save writes it atomically, load checks it (from_json)
+    and names the file in any error."""
+
+    def to_json(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    @classmethod
+    def from_json(cls, data: Any) -> Self:
+        raise NotImplementedError
+
+    def save(self, path: str | Path) -> Path:
+        write_json(path, self.to_json())
+        return Path(path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> Self:
+        try:
+            return cls.from_json(read_json(path))
+        except BfexportError as e:
+            raise BfexportError(f"{path}: {e}") from None
+
+
 @dataclass
-class CalibrationResult:
+class CalibrationResult(JsonRecord):
     """The calibrated thresholds and caps, what they achieve, and how they were found."""
 
     thresholds: list[float]
@@ -90,7 +113,7 @@ class CalibrationResult:
         return saved
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> CalibrationResult:
+    def from_json(cls, data: Any) -> CalibrationResult:
         if not isinstance(data, dict) or data.get("format") != FORMAT:
             raise BfexportError(f"not a bfexport calibration (expected format {FORMAT!r})")
         known = {f.name for f in fields(cls)} - {"report"}
@@ -102,17 +125,6 @@ class CalibrationResult:
         result = cls(**{k: v for k, v in data.items() if k in known})
         result.thresholds = check_thresholds(result.thresholds, len(result.thresholds))
         return result
-
-    def save(self, path: str | Path) -> Path:
-        write_json(path, self.to_json())
-        return Path(path)
-
-    @classmethod
-    def load(cls, path: str | Path) -> CalibrationResult:
-        try:
-            return cls.from_json(read_json(path))
-        except BfexportError as e:
-            raise BfexportError(f"{path}: {e}") from None
 
     def check_model(self, exported: ExportedModel) -> None:
         """Refuse to apply this calibration to a model other than the one it was made on."""

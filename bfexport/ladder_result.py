@@ -13,13 +13,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
-from bfexport.calibration_result import fingerprint, plain
+from bfexport.calibration_result import JsonRecord, fingerprint, plain
 from bfexport.errors import BfexportError
 from bfexport.exported import ExportedModel
-from bfexport.files import read_json, write_json
 from bfexport.model import SIZES, check_caps, check_thresholds, show
 
 FORMAT = "bfexport.ladder/1"
@@ -44,7 +42,7 @@ class Rung:
 
 
 @dataclass
-class LadderResult:
+class LadderResult(JsonRecord):
     """The rungs (top first) and what they were measured on."""
 
     unit: str
@@ -86,17 +84,6 @@ class LadderResult:
         return cls(unit=data["unit"], rungs=rungs, model=data["model"], data=data["data"], runtime=data["runtime"],
                    measurement=data["measurement"], machine=data["machine"], search=data["search"],
                    created=str(data.get("created", "")))
-
-    def save(self, path: str | Path) -> Path:
-        write_json(path, self.to_json())
-        return Path(path)
-
-    @classmethod
-    def load(cls, path: str | Path) -> LadderResult:
-        try:
-            return cls.from_json(read_json(path))
-        except BfexportError as e:
-            raise BfexportError(f"{path}: {e}") from None
 
     def check_model(self, exported: ExportedModel) -> None:
         """Refuse to serve this ladder with a model other than the one it was made on."""
