@@ -193,6 +193,14 @@ def write_jsonl_gz(path: Path, rows: list[Row]) -> None:
         out.write(lines.encode("utf-8"))
 
 
+def write_splits(out: Path, splits: dict[str, list[Row]]) -> None:
+    """Writes NAME.jsonl.gz per split into out (created if absent) and says how many rows each has."""
+    out.mkdir(parents=True, exist_ok=True)
+    for name, members in splits.items():
+        write_jsonl_gz(out / f"{name}.jsonl.gz", members)
+        print(f"{name}: {len(members)} rows")
+
+
 def list_dates(lists: Path) -> list[str]:
     """Returns 'codename: Date' per InRelease file, to record how fresh the source lists were."""
     dates = []
@@ -276,10 +284,7 @@ def main(argv: list[str] | None = None) -> None:
     rng = random.Random(args.seed)
     rows = sample(load_rows(args.lists, args.max_chars), args.top_sections, args.per_class_cap, rng)
     splits = split_by_source(rows, rng)
-    args.out.mkdir(parents=True, exist_ok=True)
-    for name, members in splits.items():
-        write_jsonl_gz(args.out / f"{name}.jsonl.gz", members)
-        print(f"{name}: {len(members)} rows")
+    write_splits(args.out, splits)
     (args.out / "DATA.md").write_text(data_md(splits, list_dates(args.lists), args), encoding="utf-8")
 
 

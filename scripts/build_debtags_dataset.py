@@ -28,7 +28,7 @@ from build_debian_dataset import (
     sample,
     split_by_source,
     stanzas,
-    write_jsonl_gz,
+    write_splits,
 )
 
 REBUILD_COMMAND = "python scripts/build_debtags_dataset.py --lists /var/lib/apt/lists --out examples/debian-use"
@@ -103,10 +103,7 @@ def main(argv: list[str] | None = None) -> None:
     rng = random.Random(args.seed)
     rows = sample(load_rows(args.lists, args.facet), args.top_labels, args.per_class_cap, rng)
     splits = split_by_source(rows, rng)
-    args.out.mkdir(parents=True, exist_ok=True)
-    for name, members in splits.items():
-        write_jsonl_gz(args.out / f"{name}.jsonl.gz", members)
-        print(f"{name}: {len(members)} rows")
+    write_splits(args.out, splits)
     (args.out / "DATA.md").write_text(data_md(splits, list_dates(args.lists), args), encoding="utf-8")
 
 

@@ -24,7 +24,7 @@ import re
 import sys
 from pathlib import Path
 
-from build_debian_dataset import Row, count_table, sample, split_by_source, write_jsonl_gz
+from build_debian_dataset import Row, count_table, sample, split_by_source, write_splits
 
 REBUILD_COMMAND = "python scripts/build_manpages_dataset.py --man /usr/share/man --out examples/man-sections"
 SECTIONS = {"1": "1-user-commands", "2": "2-system-calls", "3": "3-library-calls", "5": "5-file-formats",
@@ -138,10 +138,7 @@ def main(argv: list[str] | None = None) -> None:
     rows = thin_prefixes(load_rows(args.man, args.max_chars, args.min_chars), args.per_prefix_cap, rng)
     rows = sample(rows, len(SECTIONS), args.per_class_cap, rng)
     splits = split_by_source(rows, rng)
-    args.out.mkdir(parents=True, exist_ok=True)
-    for name, members in splits.items():
-        write_jsonl_gz(args.out / f"{name}.jsonl.gz", members)
-        print(f"{name}: {len(members)} rows")
+    write_splits(args.out, splits)
     (args.out / "DATA.md").write_text(data_md(splits, args), encoding="utf-8")
 
 
