@@ -79,13 +79,18 @@ def test_a_stub_environment_with_numpy_2_is_refused_in_one_line(tmp_path: Path,
     assert "has numpy 2.1.0; this Triton build's python backend needs numpy < 2" in err and "\n" not in err
 
 
+# Ctrl-C as in a terminal, even when the tests run in the background (a shell without job control
+# starts background commands with SIGINT ignored, and Python then installs no KeyboardInterrupt).
+CTRL_C_AS_IN_A_TERMINAL = "import signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
+
+
 def test_ctrl_c_during_the_live_check_leaves_no_server_stub_or_shared_memory(
         server_env: tuple[ServerBinary, StubPython], tiny_repo: Path) -> None:
     regions = shm_regions()
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     process = subprocess.Popen(
-        [sys.executable, "-c", "from bfexport.cli import main; main()", "deploy", "--check", str(tiny_repo),
-         "--server", "--stub-python", str(server_env[1].executable), "--requests", "10000"],
+        [sys.executable, "-c", CTRL_C_AS_IN_A_TERMINAL + "from bfexport.cli import main; main()", "deploy", "--check",
+         str(tiny_repo), "--server", "--stub-python", str(server_env[1].executable), "--requests", "10000"],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
     server = stubs = None
     try:
@@ -99,7 +104,7 @@ def test_ctrl_c_during_the_live_check_leaves_no_server_stub_or_shared_memory(
         assert server and stubs and running(server) and all(running(p) for p in stubs)
         time.sleep(1.0)  # into the requests
         process.send_signal(signal.SIGINT)
-        _, err = process.communicate(timeout=180)  # a hang guard, not a speed bound: a loaded machine stops slowly
+        _, err = process.communicate(timeout=180)  # a hang guard, not a speed bound
     finally:
         if process.poll() is None:
             process.kill()
