@@ -26,6 +26,7 @@ Imports run one way (tests/test_import_direction.py): this package's ground floo
   summary            what inspect reports: architecture, cost per layer, behaviour on data.
   timing             the one timing loop (interleaved rounds) and its summary statistics.
   machine            the machine numbers were measured on (CPU, versions, load average).
+  hf/                bfexport import: transformers classifiers (architectures as data, weights, tokenizer).
   benchmark/         the bench harness (above calibration).
   cli/               one module per command (the top).
 """
