@@ -8,8 +8,8 @@ measurements behind the rule):
           nothing is zeroed.
   pairs   batch > 1, seq >= PAIRS_MIN_SEQ and some head skipped: one (sample, head) pair per
           selected head, the batch's pairs computed side by side, and each pair's output
-          projection added into its sample (ScatterND add). Each sample pays for its own k,
-          not the batch's largest.
+          projection written to its (sample, slot) and summed per sample. Each sample pays for
+          its own k, not the batch's largest.
   packed  otherwise (short batched inputs, or every head selected): every head with the
           dense projections (constant weights, pre-packed by ONNX Runtime), the unselected
           heads' outputs zeroed. Per-sample weight copies would cost more than the heads
@@ -25,9 +25,6 @@ ONNX Runtime loads the file.
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-import numpy as np
-from onnx import TensorProto
 
 from converters.onnx.router import RoutedWriter, Selection
 
@@ -121,14 +118,14 @@ class AdaptiveWriter(RoutedWriter):
             ctx = self.attend(q, k, v, g.op("Gather", key_bias, sample, axis=0), f"{p}.pairs")  # (N, 1, S, dh)
         ctx = g.op("Squeeze", ctx, g.const([1]))  # (N, S, dh)
         out = g.op("MatMul", ctx, g.op("Gather", w.out, heads, axis=0), name=f"{p}.pairs.out")  # (N, S, d)
-        if g.float_type != TensorProto.FLOAT:  # ONNX Runtime's CPU ScatterND adds float32, not float16
-            out = g.op("Cast", out, to=TensorProto.FLOAT)
-        zeros = g.op("Expand", g.const(0.0, np.float32), g.op("Shape", h))  # (B, S, d)
-        out = g.op("ScatterND", zeros, g.op("Unsqueeze", sample, g.const([1])), out, reduction="add",
-                   name=f"{p}.pairs.sum")  # each sample: the sum of its pairs
-        if g.float_type != TensorProto.FLOAT:
-            out = g.op("Cast", out, to=g.float_type)
-        return g.op("Add", out, w.out_bias)
+        # Each pair back to its (sample, slot): the indices are distinct, so the scatter is a plain
+        # write, then a sum over the slots. (ScatterND's add reduction is not deterministic in ONNX
+        # Runtime with several threads: concurrent adds into one sample lose updates.)
+        slots = g.op("Concat", g.op("Shape", sel.active), g.op("Slice", g.op("Shape", h), g.const([1]), g.const([3])),
+                     axis=0)  # (B, kmax, S, d)
+        zeros = g.op("Expand", g.const(0.0), slots)
+        out = g.op("ScatterND", zeros, index, out, name=f"{p}.pairs.scatter")  # (B, kmax, S, d), empty slots 0
+        return g.op("Add", g.reduce("ReduceSum", out, [1], False), w.out_bias, name=f"{p}.pairs.sum")
 
     def packed(self, p: str, h: str, key_bias: str, sel: Selection, w: _Weights) -> str:
         """Every head with the dense weights; the heads a sample did not select are zeroed."""
