@@ -17,29 +17,21 @@ import pytest
 from bfexport.checkpoint import save_checkpoint
 from bfexport.errors import BfexportError
 from bfexport.ladder_result import LadderResult
-from calibration.ladder import calibrate_ladder
-from converters import AdaptiveExport, export_with_metadata, save_onnx
 from converters.triton import DeployOptions, check_repository, deploy
 from converters.triton.controller_dir import controller_file
 from converters.triton.schema import parse_config, string_parameters
 from tests.converters.triton import backend_stand_in
-from tests.factories import LABELS, TEXTS, tiny_model
+from tests.converters.triton.ladders import tiny_ladder
+from tests.factories import tiny_model
 
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory: pytest.TempPathFactory, tokenizer) -> dict[str, Path]:
     work = tmp_path_factory.mktemp("slo")
-    model = tiny_model(vocab_size=tokenizer.get_vocab_size())
-    ckpt = save_checkpoint(model, work / "ckpt", tokenizer_json=tokenizer.to_str())
-    onnx_path = work / "model.onnx"
-    save_onnx(export_with_metadata(model, AdaptiveExport(), tokenizer.to_str()), onnx_path)
-    data = work / "data.jsonl"
-    data.write_text("".join(json.dumps({"text": t, "label": LABELS[i % 4]}) + "\n" for i, t in enumerate(TEXTS)))
-    ladder, _ = calibrate_ladder(onnx_path, data, [1.0, 0.9, 0.8], measure_sessions=1)
-    ladder.save(work / "ladder.json")
+    ckpt, _, ladder = tiny_ladder(work, tokenizer, [1.0, 0.9, 0.8])
     other = tiny_model(vocab_size=tokenizer.get_vocab_size(), seed=1)
     other_ckpt = save_checkpoint(other, work / "other", tokenizer_json=tokenizer.to_str())
-    return {"work": work, "ckpt": ckpt, "ladder": work / "ladder.json", "other": other_ckpt}
+    return {"work": work, "ckpt": ckpt, "ladder": ladder, "other": other_ckpt}
 
 
 def test_deploy_writes_a_checked_controller(setup: dict[str, Path]) -> None:

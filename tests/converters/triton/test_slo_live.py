@@ -13,31 +13,22 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bfexport.checkpoint import save_checkpoint
 from bfexport.runtime import OnnxClassifier
-from calibration.ladder import calibrate_ladder
-from converters import AdaptiveExport, export_with_metadata, save_onnx
 from converters.triton import DeployOptions, deploy
 from converters.triton.live_cases import Reference
 from converters.triton.live_check import bfexport_models, served_copy
 from converters.triton.schema import parse_config
 from converters.triton.server import ServerBinary, StubPython, TritonServer, running, shm_regions
+from tests.converters.triton.ladders import tiny_ladder
 from tests.converters.triton.test_live_server import server_env  # noqa: F401 - the fixture
-from tests.factories import LABELS, TEXTS, tiny_model
+from tests.factories import TEXTS
 
 
 @pytest.fixture(scope="module")
 def slo_repo(tmp_path_factory: pytest.TempPathFactory, tokenizer) -> dict:
     work = tmp_path_factory.mktemp("slo-live")
-    model = tiny_model(vocab_size=tokenizer.get_vocab_size())
-    ckpt = save_checkpoint(model, work / "ckpt", tokenizer_json=tokenizer.to_str())
-    onnx_path = work / "model.onnx"
-    save_onnx(export_with_metadata(model, AdaptiveExport(), tokenizer.to_str()), onnx_path)
-    data = work / "data.jsonl"
-    data.write_text("".join(json.dumps({"text": t, "label": LABELS[i % 4]}) + "\n" for i, t in enumerate(TEXTS)))
-    ladder, _ = calibrate_ladder(onnx_path, data, [1.0, 0.85, 0.7], measure_sessions=1)
-    ladder.save(work / "ladder.json")
-    deploy(ckpt, work / "repo", DeployOptions(name="m", ladder=work / "ladder.json", slo_p99_ms=1000.0))
+    ckpt, onnx_path, ladder = tiny_ladder(work, tokenizer, [1.0, 0.85, 0.7])
+    deploy(ckpt, work / "repo", DeployOptions(name="m", ladder=ladder, slo_p99_ms=1000.0))
     config = parse_config((work / "repo" / "m_slo" / "config.pbtxt").read_text())
     return {"repo": work / "repo", "onnx": onnx_path, "rungs": json.loads(config.parameters["ladder"].string_value)}
 
