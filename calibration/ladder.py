@@ -25,9 +25,9 @@ from bfexport.machine import machine
 from calibration.api import ModelSource, Prepared, calibrate_prepared, check_grid, prepare
 from calibration.evaluate import Config
 from calibration.inputs import DataSource
-from calibration.latency import LatencyRuntime
+from calibration.latency import LatencyRuntime, percentiles, session_samples
 from calibration.search import DEFAULT_GRID, Point
-from calibration.targets import PERCENTILES, FlopsTarget, LatencyTarget, Target
+from calibration.targets import FlopsTarget, LatencyTarget, Target
 
 
 def ladder_targets(values: Sequence[float], unit: str, *, percentile: int = 50,
@@ -124,19 +124,11 @@ def measure_rungs(shared: Prepared, configs: Sequence[Config], *, sessions: int 
     rt, batches = shared.rt, shared.batches
     if rt is None or batches is None:
         raise BfexportError("internal: measuring rungs needs a runtime (prepare(with_runtime=True))")
-    pooled: list[list[np.ndarray]] = [[] for _ in configs]
-    for _ in range(max(1, sessions)):
-        fresh = rt.fresh()
-        raw = fresh.measure(batches, list(configs), repeats)  # (repeats, len(configs), batches)
-        del fresh
-        for i in range(len(configs)):
-            pooled[i].append(raw[:, i, :].ravel())
-    out = []
-    for samples in pooled:
-        ms = np.concatenate(samples)
-        out.append({f"p{q}": float(np.percentile(ms, q)) for q in PERCENTILES} | {"mean": float(ms.mean())})
-    info = {"sessions": max(1, sessions), "repeats": repeats, "batches": len(batches), "batch_size": shared.batch_size,
-            "calls_per_rung": int(sum(len(s) for s in pooled[0])), "interleaved": True}
+    runs = session_samples(rt, batches, configs, sessions=sessions, repeats=repeats)
+    pooled = [np.concatenate([run[i] for run in runs]) for i in range(len(configs))]
+    out = [percentiles(ms) | {"mean": float(ms.mean())} for ms in pooled]
+    info = {"sessions": len(runs), "repeats": repeats, "batches": len(batches), "batch_size": shared.batch_size,
+            "calls_per_rung": len(pooled[0]), "interleaved": True}
     return out, info
 
 

@@ -38,6 +38,7 @@ from bfexport.runtime import session_options
 from bfexport.timing import time_interleaved
 from calibration.evaluate import Config
 from calibration.inputs import CalibrationData
+from calibration.targets import PERCENTILES
 
 Batch = tuple[np.ndarray, np.ndarray]  # (input_ids, attention_mask), int64 (B, S)
 
@@ -205,8 +206,22 @@ def profile(runtime: LatencyRuntime, batches: Sequence[Batch], groups: Sequence[
 
 
 # ---- verification ---------------------------------------------------------------------------
-def _percentiles(values: np.ndarray) -> dict[str, float]:
-    return {f"p{q}": float(np.percentile(values, q)) for q in (50, 90, 95, 99)}
+def percentiles(values: np.ndarray) -> dict[str, float]:
+    """p50 / p90 / p95 / p99 of milliseconds per call (the percentiles a target may name)."""
+    return {f"p{q}": float(np.percentile(values, q)) for q in PERCENTILES}
+
+
+def session_samples(runtime: LatencyRuntime, batches: Sequence[Batch], configs: Sequence[Config], *,
+                    sessions: int, repeats: int) -> list[list[np.ndarray]]:
+    """Per fresh session of `runtime`, each configuration's milliseconds per call (repeats x
+    batches, flattened), the configurations interleaved per batch."""
+    out = []
+    for _ in range(max(1, sessions)):
+        rt = runtime.fresh()
+        raw = rt.measure(batches, list(configs), repeats)  # (repeats, len(configs), batches)
+        del rt
+        out.append([raw[:, i, :].ravel() for i in range(len(configs))])
+    return out
 
 
 def verify(runtime: LatencyRuntime, batches: Sequence[Batch], candidate: Config, reference: Config, *,
@@ -217,19 +232,12 @@ def verify(runtime: LatencyRuntime, batches: Sequence[Batch], candidate: Config,
     sessions); each session's own percentile says how often a re-measurement meets the target.
     With `fraction`, the target is that fraction of the reference measured alongside (pooled,
     and per session for the per-session count)."""
-    cand, ref, per_session = [], [], []
-    for _ in range(max(1, sessions)):
-        rt = runtime.fresh()
-        raw = rt.measure(batches, [candidate, reference], repeats)
-        del rt
-        c, r = raw[:, 0, :].ravel(), raw[:, 1, :].ravel()
-        cand.append(c)
-        ref.append(r)
-        per_session.append({"ms": float(np.percentile(c, percentile)),
-                            "all_heads_ms": float(np.percentile(r, percentile))})
-    c, r = np.concatenate(cand), np.concatenate(ref)
+    runs = session_samples(runtime, batches, [candidate, reference], sessions=sessions, repeats=repeats)
+    per_session = [{"ms": float(np.percentile(c, percentile)), "all_heads_ms": float(np.percentile(r, percentile))}
+                   for c, r in runs]
+    c, r = np.concatenate([run[0] for run in runs]), np.concatenate([run[1] for run in runs])
     key = f"p{percentile}"
-    measured, reference_ms = _percentiles(c), _percentiles(r)
+    measured, reference_ms = percentiles(c), percentiles(r)
     session_ms = [s["ms"] for s in per_session]
     if fraction is not None:
         target_ms = float(fraction) * reference_ms[key]
@@ -252,6 +260,6 @@ def verify(runtime: LatencyRuntime, batches: Sequence[Batch], candidate: Config,
         "sessions_meeting_target": int(sum(v <= t for v, t in zip(session_ms, session_targets, strict=True))),
         "sessions_meeting_pooled_target": int(sum(v <= target_ms for v in session_ms)),  # same as above for ms targets
         "per_session": per_session,
-        "calls_per_session": int(raw.shape[0] * raw.shape[2]),
+        "calls_per_session": len(runs[0][0]),
         "batches": len(batches),
     }
