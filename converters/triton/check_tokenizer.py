@@ -14,7 +14,7 @@ from bfexport.names import BUDGET_INPUTS
 from converters.triton.build import tokenizer_model_py
 from converters.triton.layout import MODEL_FILES, ROW_OUTPUTS, TOKENIZER_JSON, TOKENIZER_MODEL_FILE
 from converters.triton.model_dir import ModelCheck, ModelDir, dims_match, labels_file, onnx_defaults, session
-from converters.triton.offline_backend import INVALID_ARG, load_tokenizer_model, run_tokenizer_model, text_request
+from converters.triton.offline_backend import TritonError, load_tokenizer_model, run_tokenizer_model, text_request
 from converters.triton.options import padded_width
 from converters.triton.schema import NUMPY_TYPES, dtype_name, full_dims, string_parameters
 
@@ -111,7 +111,7 @@ def check_tokenizer(model: ModelDir, check: ModelCheck, tokenizers: dict[Path, t
     if has_budgets:
         bad = run_tokenizer_model(instance, [{"text": text_request(["x"], model.mbs),
                                            "budget_thresholds": np.full((1, thresholds.size), 2.0, np.float32)}])
-        if bad[0].has_error() and bad[0].error().code() == INVALID_ARG:
+        if bad[0].has_error() and bad[0].error().code() == TritonError.INVALID_ARG:
             check.passed.append("an out-of-range budget gets an INVALID_ARG error response (HTTP 400)")
         else:
             check.errors.append("an out-of-range budget_thresholds was accepted")

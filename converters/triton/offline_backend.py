@@ -29,9 +29,6 @@ class Tensor:
         return self._array
 
 
-INVALID_ARG = 3  # TritonError.INVALID_ARG: Triton answers it with HTTP 400
-
-
 class TritonError(Exception):
     UNKNOWN, INTERNAL, NOT_FOUND, INVALID_ARG, UNAVAILABLE, UNSUPPORTED, ALREADY_EXISTS = range(7)
 
