@@ -326,6 +326,15 @@ def read_tokenizer_file(path: str | Path) -> str:
         raise BfexportError(f"{path}: not UTF-8 (byte {error.start + 1}); a tokenizer.json is UTF-8 JSON") from None
 
 
+def parse_tokenizer(text: str, source: str | Path) -> tokenizers.Tokenizer:
+    """tokenizer.json text as a Tokenizer, as it is (no checks of its tokens); a bad file is one line."""
+    try:
+        return tokenizers.Tokenizer.from_str(text)
+    except Exception as error:  # tokenizers raises a bare Exception for bad files
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise BfexportError(f"{source}: not a valid tokenizer.json ({reason})") from None
+
+
 def tokenizer_from_str(text: str, source: str = "tokenizer", vocab_size: int | None = None) -> tokenizers.Tokenizer:
     """A tokenizer from its JSON text; padding and truncation stored in it are switched off
     because `encode` does both itself. With vocab_size, every id it can produce must be below it
@@ -337,11 +346,7 @@ def tokenizer_from_str(text: str, source: str = "tokenizer", vocab_size: int | N
     if len(text) > MAX_TOKENIZER_BYTES:
         raise BfexportError(f"{source}: tokenizer of {len(text):,} characters, larger than the "
                             f"{MAX_TOKENIZER_BYTES:,} accepted")
-    try:
-        tokenizer = tokenizers.Tokenizer.from_str(text)
-    except Exception as error:  # tokenizers raises a bare Exception for bad files
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise BfexportError(f"{source}: not a valid tokenizer.json ({reason})") from None
+    tokenizer = parse_tokenizer(text, source)
     padding = tokenizer.padding
     if padding is not None:
         if tokenizer.token_to_id(padding["pad_token"]) != padding["pad_id"]:

@@ -19,7 +19,7 @@ from typing import Any
 import tokenizers
 from tokenizers import decoders, models, normalizers, pre_tokenizers, processors
 
-from bfexport.data import read_tokenizer_file, tokenizer_from_str
+from bfexport.data import parse_tokenizer, read_tokenizer_file, tokenizer_from_str
 from bfexport.errors import BfexportError
 from bfexport.files import read_json
 
@@ -109,7 +109,7 @@ def import_tokenizer(directory: Path, vocab_size: int, pad_token_id: int) -> str
     settings = _settings(directory)
     if (directory / "tokenizer.json").exists():
         source = directory / "tokenizer.json"
-        tokenizer = _parse(read_tokenizer_file(source), source)
+        tokenizer = parse_tokenizer(read_tokenizer_file(source), source)
         defaults = WORDPIECE_DEFAULTS if tokenizer.token_to_id("[PAD]") is not None else BPE_DEFAULTS
     elif (directory / "vocab.txt").exists():
         source, tokenizer, defaults = directory / "vocab.txt", _wordpiece(directory, settings), WORDPIECE_DEFAULTS
@@ -126,11 +126,3 @@ def import_tokenizer(directory: Path, vocab_size: int, pad_token_id: int) -> str
     text: str = tokenizer.to_str()
     tokenizer_from_str(text, str(source), vocab_size)  # every id below vocab_size, as bfexport checks on load
     return text
-
-
-def _parse(text: str, source: Path) -> tokenizers.Tokenizer:
-    try:
-        return tokenizers.Tokenizer.from_str(text)
-    except Exception as error:  # tokenizers raises a bare Exception for bad files
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise BfexportError(f"{source}: not a valid tokenizer.json ({reason})") from None
