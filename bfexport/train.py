@@ -8,6 +8,14 @@ straight-through gradients to the relevance head (softmax of relevance) and to t
 head (P(k > rank of the head)). Loss = cross-entropy + cost_lambda * mean_l E_q[k]/H, plus, with
 a teacher (`distill_from`, the dense twin), distill_weight * KL(teacher || student) on the logits:
 the soft targets carry what the dense model knows about the examples a cheap budget gets wrong.
+
+`budget_signal = "paired"` trains the budget head from the per-input loss instead: every step
+also runs a probe pass (no gradient, the same dropout masks and head choices) in which each
+sample runs one more or one fewer head in one random layer; the difference in that sample's
+cross-entropy + cost_lambda * FLOPs (the head's FLOPs at the sample's own length, as a share of
+the dense model's mean) says which of the two budgets was better for this input, and a two-action
+REINFORCE term moves q(k | x) toward it. Neither the straight-through budget gradient nor E_q[k]
+is used then; the relevance head keeps its straight-through gradient.
 `static_heads` instead trains one fixed head set in every layer (fine-tuning a pruned model).
 """
 
@@ -28,11 +36,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from bfexport import data
 from bfexport.checkpoint import load_checkpoint, load_tokenizer_json, save_checkpoint
+from bfexport.cost import attention_macs, model_macs
 from bfexport.errors import BfexportError
 from bfexport.files import write_json
 from bfexport.model import (
     BudgetFormerConfig,
     BudgetFormerForSequenceClassification,
+    BudgetFormerOutput,
     GateFn,
     Router,
     Selection,
@@ -56,6 +66,7 @@ class TrainConfig:
     static_heads: list[list[int]] | None = None  # per layer, the heads that always run (a pruned model); no cost term
     distill_from: str | None = None  # a checkpoint with the same tokenizer and labels whose logits are soft targets
     distill_weight: float = 1.0  # weight of KL(teacher || student) on the logits, with distill_from
+    budget_signal: str = "straight-through"  # or "paired": the budget head learns from k +- 1 probes (docstring)
     stop_after_epoch: int | None = None  # end early, keeping the schedule of `epochs` (time-boxed runs)
     seed: int = 0
     vocab_size: int = 8000
@@ -76,13 +87,44 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+BUDGET_SIGNALS = ("straight-through", "paired")
+
+
+@dataclass
+class Probe:
+    """The probe pass's change to the main pass: per sample, one layer runs k + delta heads."""
+
+    layer: torch.Tensor  # (B,) int64
+    delta: torch.Tensor  # (B,) int64, +1 or -1 (always within [1, H])
+
+
 class ExploreExploit:
-    """The gate function handed to the model's forward during training."""
+    """The gate function handed to the model's forward during training. Its own random generator
+    draws budgets and Gumbel noise, so dropout (the global generator) can be replayed exactly."""
 
     def __init__(self, config: BudgetFormerConfig, train_config: TrainConfig, total_steps: int) -> None:
         self.config, self.tc = config, train_config
         self.explore_steps = int(train_config.explore_frac * total_steps)
         self.step = 0
+        self.generator: torch.Generator | None = None
+        self.chosen: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # layer -> (order, counts) of the last pass
+        self.probe: Probe | None = None  # set: replay `chosen`, changed as the probe says
+
+    def random(self, device: torch.device) -> torch.Generator:
+        if self.generator is None:
+            self.generator = torch.Generator(device=device)
+            self.generator.manual_seed(self.tc.seed)
+        return self.generator
+
+    def plan_probe(self, batch: int, device: torch.device) -> Probe:
+        """A random layer per sample and a direction that keeps its k within [1, H]."""
+        g, H = self.random(device), self.config.n_heads
+        layer = torch.randint(self.config.n_layers, (batch,), generator=g, device=device)
+        counts = torch.stack([self.chosen[i][1] for i in range(self.config.n_layers)], 1)  # (B, L)
+        k = counts.gather(1, layer.unsqueeze(1)).squeeze(1)
+        delta = torch.randint(2, (batch,), generator=g, device=device) * 2 - 1
+        delta = torch.where(k + delta > H, -1, torch.where(k + delta < 1, 1, delta))
+        return Probe(layer, delta)
 
     def schedule(self) -> tuple[float, float] | None:
         """(temperature, epsilon) while exploring, None once exploiting."""
@@ -95,6 +137,8 @@ class ExploreExploit:
     def __call__(self, layer: int, budget_logits: torch.Tensor,
                  relevance: torch.Tensor) -> tuple[torch.Tensor, Selection]:
         B, H = relevance.shape
+        if self.probe is not None:
+            return self.replay(layer, relevance)
         q = budget_logits.softmax(-1)  # (B, H): q[:, j] = P(k = j + 1)
         phase = self.schedule()
         if phase is None:
@@ -103,18 +147,31 @@ class ExploreExploit:
             order, temperature = Router.rank(relevance), 1.0
         else:
             temperature, eps = phase
+            g = self.random(q.device)
             explore_q = (1 - eps) * q.detach() + eps / H
-            counts = torch.multinomial(explore_q, 1).squeeze(1) + 1  # (B,)
-            gumbel = -torch.log(-torch.log(torch.rand_like(relevance).clamp(1e-9, 1 - 1e-9)))
-            order = Router.rank(relevance.detach() / temperature + gumbel)  # Gumbel-top-k
+            counts = torch.multinomial(explore_q, 1, generator=g).squeeze(1) + 1  # (B,)
+            uniform = torch.rand(relevance.shape, generator=g, device=q.device).clamp(1e-9, 1 - 1e-9)
+            order = Router.rank(relevance.detach() / temperature - torch.log(-torch.log(uniform)))  # Gumbel-top-k
+        self.chosen[layer] = (order, counts)
         rank_of_head = order.argsort(-1)  # (B, H): position of each head in the order
         hard = (rank_of_head < counts.unsqueeze(1)).to(q.dtype)  # (B, H) 0/1
-        survival = q.flip(-1).cumsum(-1).flip(-1)  # (B, H): P(k > r) at r = 0..H-1
-        soft_budget = survival.gather(1, rank_of_head)
         soft_relevance = (relevance / temperature).softmax(-1)
-        gates = hard + (soft_budget - soft_budget.detach()) + (soft_relevance - soft_relevance.detach())
+        gates = hard + (soft_relevance - soft_relevance.detach())
+        if self.tc.budget_signal == "straight-through":
+            survival = q.flip(-1).cumsum(-1).flip(-1)  # (B, H): P(k > r) at r = 0..H-1
+            soft_budget = survival.gather(1, rank_of_head)
+            gates = gates + (soft_budget - soft_budget.detach())
         active = torch.arange(H, device=q.device).unsqueeze(0) < counts.unsqueeze(1)
         return gates, Selection(order, active, counts)
+
+    def replay(self, layer: int, relevance: torch.Tensor) -> tuple[torch.Tensor, Selection]:
+        """The main pass's heads, but k + delta in the probe's layer for the samples it names."""
+        assert self.probe is not None
+        order, counts = self.chosen[layer]
+        counts = counts + torch.where(self.probe.layer == layer, self.probe.delta, 0)
+        hard = (order.argsort(-1) < counts.unsqueeze(1)).to(relevance.dtype)  # (B, H) 0/1
+        active = torch.arange(relevance.shape[1], device=relevance.device).unsqueeze(0) < counts.unsqueeze(1)
+        return hard, Selection(order, active, counts)
 
 
 def fixed_heads_gate(heads: list[list[int]]) -> GateFn:
@@ -167,6 +224,48 @@ def expected_budget(budget_probs: list[torch.Tensor]) -> torch.Tensor:
     H = budget_probs[0].shape[-1]
     ks = torch.arange(1, H + 1, dtype=budget_probs[0].dtype, device=budget_probs[0].device)
     return torch.stack([(q * ks).sum(-1).mean() for q in budget_probs]).mean() / H
+
+
+def paired_budget_loss(budget_probs: list[torch.Tensor], gate: ExploreExploit, probe: Probe,
+                       main_loss: torch.Tensor, probe_loss: torch.Tensor) -> torch.Tensor:
+    """Two-action REINFORCE: per sample, (probe loss - main loss) x (log q(k_probe) - log q(k_main))
+    in the probed layer, so q moves toward whichever budget served this input better. Losses are
+    per sample (B,), cost included, and carry no gradient."""
+    q = torch.stack(budget_probs, 1)  # (B, L, H)
+    rows = torch.arange(q.shape[0], device=q.device)
+    counts = torch.stack([gate.chosen[i][1] for i in range(q.shape[1])], 1)  # (B, L)
+    k_main = counts[rows, probe.layer]
+    log_q = q[rows, probe.layer].clamp_min(1e-9).log()  # (B, H)
+    advantage = (probe_loss - main_loss).detach()  # < 0: the probe's budget was better for this input
+    return (advantage * (log_q[rows, k_main + probe.delta - 1] - log_q[rows, k_main - 1])).mean()
+
+
+def head_flops_share(config: BudgetFormerConfig, lengths: torch.Tensor, mean_dense_macs: float) -> torch.Tensor:
+    """One head's attention MACs at each sample's length, as a share of the dense model's mean MACs."""
+    macs = [attention_macs(config, int(n), 1) for n in lengths.tolist()]
+    return torch.tensor(macs, dtype=torch.float32, device=lengths.device) / mean_dense_macs
+
+
+def paired_step(model: BudgetFormerForSequenceClassification, gate: GateFn, ids: torch.Tensor, mask: torch.Tensor,
+                y: torch.Tensor, out: BudgetFormerOutput, dropout_state: torch.Tensor, mean_dense_macs: float,
+                cost_lambda: float) -> torch.Tensor:
+    """The probe pass and its budget loss (see the module docstring). The global generator is
+    rewound to where the main pass started, so both passes drop the same units."""
+    assert isinstance(gate, ExploreExploit)
+    probe = gate.plan_probe(ids.shape[0], ids.device)
+    after = torch.get_rng_state()
+    torch.set_rng_state(dropout_state)
+    gate.probe = probe
+    try:
+        with torch.no_grad():
+            probe_logits = model(ids, mask, gate_fn=gate).logits
+    finally:
+        gate.probe = None
+        torch.set_rng_state(after)
+    head_cost = cost_lambda * head_flops_share(model.config, mask.sum(-1), mean_dense_macs)  # (B,)
+    main_loss = F.cross_entropy(out.logits.detach(), y, reduction="none")
+    probe_loss = F.cross_entropy(probe_logits, y, reduction="none") + probe.delta * head_cost
+    return paired_budget_loss(out.budget_probs, gate, probe, main_loss, probe_loss)
 
 
 def tensors(tokenizer: Any, examples: list[data.Example], labels: list[str], max_length: int,
@@ -237,6 +336,8 @@ def train(train_examples: list[data.Example], val_examples: list[data.Example], 
     show_progress: one line per epoch on stderr, plus a live bar when stderr is a terminal.
     start: (model, tokenizer) to continue from instead of fresh weights (its architecture and labels win)."""
     seed_everything(tc.seed)
+    if tc.budget_signal not in BUDGET_SIGNALS:
+        raise BfexportError(f"budget_signal must be one of {', '.join(BUDGET_SIGNALS)}, got {tc.budget_signal!r}")
     labels = sorted({e.label for e in train_examples if e.label is not None})
     if len(labels) < 2:
         raise BfexportError("training data needs at least two distinct labels")
@@ -270,6 +371,7 @@ def train(train_examples: list[data.Example], val_examples: list[data.Example], 
     total = steps_per_epoch * tc.epochs
     epochs_run = min(tc.epochs, tc.stop_after_epoch or tc.epochs)
     fixed = [list(range(config.n_heads))] * config.n_layers if tc.dense else tc.static_heads
+    mean_dense_macs = float(np.mean([model_macs(config, int(n)) for n in np.minimum(lengths + 2, config.max_length)]))
     gate = fixed_heads_gate(fixed) if fixed is not None else ExploreExploit(config, tc, total)
     groups = parameter_groups(model, tc.weight_decay, encoder_lr_scale=1.0 if tc.init is None else tc.encoder_lr_scale)
     optimizer = torch.optim.AdamW(groups, lr=tc.lr)
@@ -296,9 +398,16 @@ def train(train_examples: list[data.Example], val_examples: list[data.Example], 
             model.train()
             for batch in length_batches(train_examples, lengths, tc.batch_size, seed=tc.seed + epoch):
                 ids, mask, y = tensors(tokenizer, batch, labels, config.max_length, device)
+                dropout_state = torch.get_rng_state()
                 out = model(ids, mask, gate_fn=gate, labels=y)
                 assert out.loss is not None
-                loss = out.loss if fixed is not None else out.loss + tc.cost_lambda * expected_budget(out.budget_probs)
+                if fixed is not None:
+                    loss = out.loss
+                elif tc.budget_signal == "straight-through":
+                    loss = out.loss + tc.cost_lambda * expected_budget(out.budget_probs)
+                else:
+                    loss = out.loss + paired_step(model, gate, ids, mask, y, out, dropout_state, mean_dense_macs,
+                                                  tc.cost_lambda)
                 if teacher is not None:
                     with torch.no_grad():
                         teacher_logits = teacher(ids, mask).logits

@@ -11,7 +11,7 @@ from bfexport import data
 from bfexport.checkpoint import CHECKPOINT_DIR
 from bfexport.cli.args import console, emit, json_option, output_options, verbosity
 from bfexport.files import Output, check_outputs
-from bfexport.train import TrainConfig, train
+from bfexport.train import BUDGET_SIGNALS, TrainConfig, train
 
 DEFAULTS = TrainConfig()
 SIZE_OPTIONS = ("vocab_size", "max_length", "d_model", "n_heads", "n_layers", "d_ff")  # what --init decides
@@ -40,6 +40,12 @@ SIZE_OPTIONS = ("vocab_size", "max_length", "d_model", "n_heads", "n_layers", "d
               help="Share of steps spent exploring (sampled budgets, Gumbel-top-k heads).")
 @click.option("--cost-lambda", type=click.FloatRange(min=0), default=DEFAULTS.cost_lambda, show_default=True,
               help="Weight of the compute penalty E[k]/H.")
+@click.option("--budget-signal", type=click.Choice(BUDGET_SIGNALS), default=DEFAULTS.budget_signal,
+              show_default=True,
+              help="What trains the budget head: the straight-through gradient of the loss plus --cost-lambda x "
+                   "E[k]/H, or 'paired': per input, a probe pass with one head more or fewer in one layer, and "
+                   "q(k|x) moves toward the budget with the lower loss + --cost-lambda x FLOPs share (about a "
+                   "third more time per step).")
 @click.option("--distill-from", type=click.Path(exists=True, file_okay=False), default=None,
               help="A checkpoint (the dense twin, trained on the same data with the same --vocab-size) whose "
                    "logits are soft targets: adds --distill-weight * KL(teacher || student).")
