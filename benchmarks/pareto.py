@@ -4,9 +4,10 @@
     python benchmarks/pareto.py --data examples/debian-use --name debian-use --max-length 32
 
 Trains, with the same step budget (--epochs, same data, seed and sizes): the dense twin, the
-BudgetFormer (the default recipe) and the BudgetFormer distilled from the dense twin; then, from
-the dense twin, --finetune-epochs more of: the dense-then-budgetize BudgetFormer (distilled) and,
-at matched steps, static head pruning fine-tuned. Every model is scored on the same test texts:
+BudgetFormer (the default recipe), the BudgetFormer distilled from the dense twin and the one whose
+budget head learns from paired probes (`budget_signal="paired"`); then, from the dense twin,
+--finetune-epochs more of: dense-then-budgetize BudgetFormers (distilled; paired) and, at matched
+steps, static head pruning fine-tuned. Every model is scored on the same test texts:
 the dense model; each BudgetFormer at its default thresholds and calibrated (on validation) to
 each --targets FLOPs ratio, with thresholds only and with caps; static pruning of the dense twin
 by head importance (Michel et al. 2019) with and without the fine-tune, and its first k heads;
@@ -41,7 +42,8 @@ from converters.onnx import AdaptiveExport, export_with_metadata, save_onnx
 
 RESULTS = Path(__file__).resolve().parent / "results"
 STATIC, ADAPTIVE, DENSE = "static", "adaptive", "dense"
-VARIANTS = ["budgetformer", "budgetformer+distill", "dense->budgetformer+distill"]
+VARIANTS = ["budgetformer", "budgetformer+distill", "dense->budgetformer+distill", "budgetformer+paired",
+            "dense->budgetformer+paired"]
 
 
 def say(message: str) -> None:
@@ -185,6 +187,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="BudgetFormer recipes to train")
     parser.add_argument("--calibration-rounds", type=int, default=4, help="local-search rounds per calibration")
     parser.add_argument("--cost-lambda", type=float, default=TrainConfig.cost_lambda)
+    parser.add_argument("--paired-lambda", type=float, default=1.0,
+                        help="cost_lambda of the paired-signal recipes (a FLOPs share, not E[k]/H)")
     parser.add_argument("--max-length", type=int, default=128)
     parser.add_argument("--d-model", type=int, default=64)
     parser.add_argument("--n-heads", type=int, default=8)
@@ -226,8 +230,11 @@ def main(argv: list[str] | None = None) -> None:
                         model, t, fixed_heads=heads)
             checkpoint()
         teacher = str(dense_dir)
+        paired: dict[str, Any] = {"budget_signal": "paired", "cost_lambda": args.paired_lambda}
         variants = [("budgetformer", tc, None), ("budgetformer+distill", replace(tc, distill_from=teacher), None),
-                    ("dense->budgetformer+distill", replace(ft, distill_from=teacher, init=teacher), None)]
+                    ("dense->budgetformer+distill", replace(ft, distill_from=teacher, init=teacher), None),
+                    ("budgetformer+paired", replace(tc, **paired), None),
+                    ("dense->budgetformer+paired", replace(ft, init=teacher, **paired), None)]
         for name, config, start in (v for v in variants if v[0] in args.variants):
             model, t, ckpt = fit(name, bench, work, train_rows, val_rows, config, start=start)
             bench.score(f"{name} default", name, ADAPTIVE, model, t)

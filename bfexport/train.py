@@ -249,8 +249,9 @@ def head_flops_share(config: BudgetFormerConfig, lengths: torch.Tensor, mean_den
 def paired_step(model: BudgetFormerForSequenceClassification, gate: GateFn, ids: torch.Tensor, mask: torch.Tensor,
                 y: torch.Tensor, out: BudgetFormerOutput, dropout_state: torch.Tensor, mean_dense_macs: float,
                 cost_lambda: float) -> torch.Tensor:
-    """The probe pass and its budget loss (see the module docstring). The global generator is
-    rewound to where the main pass started, so both passes drop the same units."""
+    """The probe pass and its budget loss (see the module docstring). The global (CPU) generator is
+    rewound to where the main pass started, so both passes drop the same units; on CUDA, whose
+    dropout draws from the device's generator, the masks differ, which adds noise (not run there)."""
     assert isinstance(gate, ExploreExploit)
     probe = gate.plan_probe(ids.shape[0], ids.device)
     after = torch.get_rng_state()
