@@ -59,7 +59,7 @@ class AdaptiveWriter(RoutedWriter):
         def batched() -> str:  # the pairs test runs only here, so batch 1 does not pay for it
             pairs = g.reduce("ReduceSum", sel.k, [0], False)  # (1,) selected (sample, head) pairs
             per_pair = g.op("And", long_seq, g.op("Less", pairs, all_pairs), name=f"{p}.use_pairs")
-            return g.if_else(per_pair, lambda: self.pairs(p, h, key_bias, sel, w),
+            return g.if_else(per_pair, lambda: self.pairs(p, h, key_bias, sel, kmax, w),
                              lambda: self.packed(p, h, key_bias, sel, w), name=f"{p}.pairs_or_packed")
 
         return g.if_else(shared, lambda: self.shared(p, h, key_bias, sel, kmax, w), batched, name=f"{p}.strategy")
@@ -100,32 +100,30 @@ class AdaptiveWriter(RoutedWriter):
         w_out = g.op("Reshape", w_out, g.const([0, -1, self.cfg.d_model]))  # (1, k*dh, d)
         return g.op("Add", g.op("MatMul", ctx, w_out), w.out_bias, name=f"{p}.shared.out")
 
-    def pairs(self, p: str, h: str, key_bias: str, sel: Selection, w: _Weights) -> str:
+    def pairs(self, p: str, h: str, key_bias: str, sel: Selection, kmax: str, w: _Weights) -> str:
         """Batch > 1: one (sample, head) pair per selected head, N = sum of k pairs in all."""
         g, dh = self.g, self.cfg.d_head
-        index = g.op("Transpose", g.op("NonZero", sel.active), perm=[1, 0], name=f"{p}.pairs.index")  # (N, 2)
+        active = g.op("Slice", sel.active, g.const([0]), kmax, g.const([1]))  # (B, kmax)
+        ranking = g.op("Slice", sel.ranking, g.const([0]), kmax, g.const([1]))  # (B, kmax)
+        index = g.op("Transpose", g.op("NonZero", active), perm=[1, 0], name=f"{p}.pairs.index")  # (N, 2)
         sample = g.op("Gather", index, g.const(0), axis=1)  # (N,) the pair's sample
-        heads = g.op("GatherND", sel.ranking, index, name=f"{p}.pairs.heads")  # (N,) the pair's head
+        heads = g.op("GatherND", ranking, index, name=f"{p}.pairs.heads")  # (N,) the pair's head
         x = g.op("Gather", h, sample, axis=0)  # (N, S, d)
         qkv = g.op("Add", g.op("MatMul", x, g.op("Gather", w.qkv, heads, axis=0)),
                    g.op("Gather", w.qkv_bias, heads, axis=0), name=f"{p}.pairs.qkv")  # (N, S, 3dh)
         q, k, v = g.op("Split", g.op("Unsqueeze", qkv, g.const([1])), g.const([dh, dh, dh]), axis=-1,
                        outputs=3)  # (N, 1, S, dh)
-        if g.opset >= 23:
-            bias = g.op("Gather", self.full_bias(key_bias), sample, axis=0)  # (N, 1, S, S)
-            ctx = g.op("Attention", q, k, v, bias, name=f"{p}.pairs.attention")
-        else:
-            ctx = self.attend(q, k, v, g.op("Gather", key_bias, sample, axis=0), f"{p}.pairs")  # (N, 1, S, dh)
-        ctx = g.op("Squeeze", ctx, g.const([1]))  # (N, S, dh)
-        out = g.op("MatMul", ctx, g.op("Gather", w.out, heads, axis=0), name=f"{p}.pairs.out")  # (N, S, d)
-        # Each pair back to its (sample, slot): the indices are distinct, so the scatter is a plain
-        # write, then a sum over the slots. (ScatterND's add reduction is not deterministic in ONNX
-        # Runtime with several threads: concurrent adds into one sample lose updates.)
-        slots = g.op("Concat", g.op("Shape", sel.active), g.op("Slice", g.op("Shape", h), g.const([1]), g.const([3])),
-                     axis=0)  # (B, kmax, S, d)
-        zeros = g.op("Expand", g.const(0.0), slots)
-        out = g.op("ScatterND", zeros, index, out, name=f"{p}.pairs.scatter")  # (B, kmax, S, d), empty slots 0
-        return g.op("Add", g.reduce("ReduceSum", out, [1], False), w.out_bias, name=f"{p}.pairs.sum")
+        # the key bias per pair, (N, 1, 1, S): MatMul/Softmax broadcasts it over the queries; the
+        # opset-23 Attention kernel would need it as (N, 1, S, S), a copy of S x S floats per pair
+        ctx = self.attend_matmul(q, k, v, g.op("Gather", key_bias, sample, axis=0), f"{p}.pairs")  # (N, 1, S, dh)
+        # The batch's ctx to (sample, slot), then one output projection per sample over its slots'
+        # heads (empty slots are zeros, so they add nothing): (B, S, kmax*dh) @ (B, kmax*dh, d)
+        slots = g.op("Concat", g.op("Shape", active), g.op("Shape", ctx, start=2), axis=0)  # (B, kmax, S, dh)
+        ctx = g.op("ScatterND", g.op("Expand", g.const(0.0), slots), index, g.op("Squeeze", ctx, g.const([1])),
+                   name=f"{p}.pairs.scatter")  # (B, kmax, S, dh)
+        ctx = g.op("Reshape", g.op("Transpose", ctx, perm=[0, 2, 1, 3]), g.const([0, 0, -1]))  # (B, S, kmax*dh)
+        w_out = g.op("Reshape", g.op("Gather", w.out, ranking, axis=0), g.const([0, -1, self.cfg.d_model]))
+        return g.op("Add", g.op("MatMul", ctx, w_out), w.out_bias, name=f"{p}.pairs.out")
 
     def packed(self, p: str, h: str, key_bias: str, sel: Selection, w: _Weights) -> str:
         """Every head with the dense weights; the heads a sample did not select are zeroed."""
