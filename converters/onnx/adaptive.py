@@ -45,20 +45,20 @@ class _Weights:
 
 
 class AdaptiveWriter(RoutedWriter):
-    _shape: tuple[str, str, str] | None = None  # (batch == 1, seq >= PAIRS_MIN_SEQ, batch * H), once per graph
+    _limits: tuple[str, str] | None = None  # shape_limits(), written once per graph
 
     def attention(self, layer: int, h: str, key_bias: str, sel: Selection) -> str:
-        g, p, H = self.g, f"blocks.{layer}.attn", self.cfg.n_heads
+        g, p = self.g, f"blocks.{layer}.attn"
         w = self.weights(p)
         if g.opset >= 23:
             self.full_bias(key_bias)  # made here, in the outer graph, so every branch can read it
-        one_sample, long_seq, all_pairs = self.shape_facts(h)
+        shared_limit, pairs_limit = self.shape_limits(h)
         kmax = g.reduce("ReduceMax", sel.k, [0], False)  # (1,)
-        shared = g.op("And", one_sample, g.op("Less", kmax, g.const([H])), name=f"{p}.use_shared")
+        shared = g.op("Less", kmax, shared_limit, name=f"{p}.use_shared")
 
         def batched() -> str:  # the pairs test runs only here, so batch 1 does not pay for it
             pairs = g.reduce("ReduceSum", sel.k, [0], False)  # (1,) selected (sample, head) pairs
-            per_pair = g.op("And", long_seq, g.op("Less", pairs, all_pairs), name=f"{p}.use_pairs")
+            per_pair = g.op("Less", pairs, pairs_limit, name=f"{p}.use_pairs")
             return g.if_else(per_pair, lambda: self.pairs(p, h, key_bias, sel, kmax, w),
                              lambda: self.packed(p, h, key_bias, sel, w), name=f"{p}.pairs_or_packed")
 
@@ -76,23 +76,27 @@ class AdaptiveWriter(RoutedWriter):
                         out=out, out_dense=g.op("Reshape", out, g.const([H * dh, d]), name=f"{p}.out_dense"),
                         out_bias=g.weight(f"{p}.out_bias", self.w[f"{p}.out_bias"]))
 
-    def shape_facts(self, h: str) -> tuple[str, str, str]:
-        """(batch == 1, seq >= PAIRS_MIN_SEQ, batch * H) from h (B, S, d), written once."""
-        if self._shape is None:
-            g = self.g
+    def shape_limits(self, h: str) -> tuple[str, str]:
+        """From h (B, S, d), written once per graph, so each layer tests its path with one Less:
+        shared runs when its kmax < H if batch == 1, else 0 (never); pairs when its sum of k <
+        B * H if seq >= PAIRS_MIN_SEQ, else 0."""
+        if self._limits is None:
+            g, H = self.g, self.cfg.n_heads
             shape = g.op("Shape", h, name="hidden_shape")
             batch = g.op("Slice", shape, g.const([0]), g.const([1]), name="batch_size")  # (1,)
             seq = g.op("Slice", shape, g.const([1]), g.const([2]))
-            self._shape = (g.op("Equal", batch, g.const([1]), name="one_sample"),
-                           g.op("GreaterOrEqual", seq, g.const([PAIRS_MIN_SEQ]), name="long_seq"),
-                           g.op("Mul", batch, g.const([self.cfg.n_heads]), name="all_pairs"))
-        return self._shape
+            never = g.const([0])
+            self._limits = (g.op("Where", g.op("Equal", batch, g.const([1])), g.const([H]), never, name="shared_limit"),
+                            g.op("Where", g.op("GreaterOrEqual", seq, g.const([PAIRS_MIN_SEQ])),
+                                 g.op("Mul", batch, g.const([H])), never, name="pairs_limit"))
+        return self._limits
 
     def shared(self, p: str, h: str, key_bias: str, sel: Selection, kmax: str, w: _Weights) -> str:
         """Batch 1: the sample's k heads' weight slices gathered, one broadcast MatMul; no slot to zero."""
         g = self.g
         heads = g.op("Slice", sel.ranking, g.const([0]), kmax, g.const([1]), name=f"{p}.shared.heads")  # (1, k)
-        q, k, v = self.per_head_qkv(g.op("Unsqueeze", h, g.const([1])), g.op("Gather", w.qkv, heads, axis=0),
+        # h (1, S, d) broadcasts against the gathered (1, k, d, 3dh) as (1, 1, S, d)
+        q, k, v = self.per_head_qkv(h, g.op("Gather", w.qkv, heads, axis=0),
                                     g.op("Gather", w.qkv_bias, heads, axis=0), f"{p}.shared")  # (1, k, S, dh)
         ctx = self.attend(q, k, v, key_bias, f"{p}.shared")
         ctx = g.op("Reshape", g.op("Transpose", ctx, perm=[0, 2, 1, 3]), g.const([0, 0, -1]))  # (1, S, k*dh)
@@ -103,7 +107,7 @@ class AdaptiveWriter(RoutedWriter):
     def pairs(self, p: str, h: str, key_bias: str, sel: Selection, kmax: str, w: _Weights) -> str:
         """Batch > 1: one (sample, head) pair per selected head, N = sum of k pairs in all."""
         g, dh = self.g, self.cfg.d_head
-        active = g.op("Slice", sel.active, g.const([0]), kmax, g.const([1]))  # (B, kmax)
+        active = g.op("Slice", self.active(sel), g.const([0]), kmax, g.const([1]))  # (B, kmax)
         ranking = g.op("Slice", sel.ranking, g.const([0]), kmax, g.const([1]))  # (B, kmax)
         index = g.op("Transpose", g.op("NonZero", active), perm=[1, 0], name=f"{p}.pairs.index")  # (N, 2)
         sample = g.op("Gather", index, g.const(0), axis=1)  # (N,) the pair's sample
