@@ -24,6 +24,7 @@ ONNX Runtime loads the file.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from converters.onnx.router import RoutedWriter, Selection
@@ -46,12 +47,14 @@ class _Weights:
 
 class AdaptiveWriter(RoutedWriter):
     _limits: tuple[str, str] | None = None  # shape_limits(), written once per graph
+    _columns: tuple[str, str] | None = None  # bias_columns(), written once per graph
 
     def attention(self, layer: int, h: str, key_bias: str, sel: Selection) -> str:
         g, p = self.g, f"blocks.{layer}.attn"
         w = self.weights(p)
         if g.opset >= 23:
             self.full_bias(key_bias)  # made here, in the outer graph, so every branch can read it
+        self.bias_columns(key_bias)  # likewise
         shared_limit, pairs_limit = self.shape_limits(h)
         kmax = g.reduce("ReduceMax", sel.k, [0], False)  # (1,)
         shared = g.op("Less", kmax, shared_limit, name=f"{p}.use_shared")
@@ -115,19 +118,32 @@ class AdaptiveWriter(RoutedWriter):
         x = g.op("Gather", h, sample, axis=0)  # (N, S, d)
         qkv = g.op("Add", g.op("MatMul", x, g.op("Gather", w.qkv, heads, axis=0)),
                    g.op("Gather", w.qkv_bias, heads, axis=0), name=f"{p}.pairs.qkv")  # (N, S, 3dh)
-        q, k, v = g.op("Split", g.op("Unsqueeze", qkv, g.const([1])), g.const([dh, dh, dh]), axis=-1,
-                       outputs=3)  # (N, 1, S, dh)
-        # the key bias per pair, (N, 1, 1, S): MatMul/Softmax broadcasts it over the queries; the
-        # opset-23 Attention kernel would need it as (N, 1, S, S), a copy of S x S floats per pair
-        ctx = self.attend_matmul(q, k, v, g.op("Gather", key_bias, sample, axis=0), f"{p}.pairs")  # (N, 1, S, dh)
+        q, k, v = g.op("Split", qkv, g.const([dh, dh, dh]), axis=-1, outputs=3)  # (N, S, dh)
+        # The key bias rides in the score MatMul: q / sqrt(dh) gets a column of ones and k one of its
+        # sample's key bias, so scores = q k^T / sqrt(dh) + bias without an (N, S, S) Add (and
+        # without the (N, 1, S, S) bias copy per pair the opset-23 Attention kernel would need)
+        ones, bias = self.bias_columns(key_bias)
+        q = g.op("Concat", g.op("Mul", q, g.const(1.0 / math.sqrt(dh))), g.op("Gather", ones, sample, axis=0),
+                 axis=-1)  # (N, S, dh + 1)
+        k = g.op("Concat", k, g.op("Gather", bias, sample, axis=0), axis=-1)  # (N, S, dh + 1)
+        scores = g.op("MatMul", q, g.op("Transpose", k, perm=[0, 2, 1]), name=f"{p}.pairs.scores")  # (N, S, S)
+        ctx = g.op("MatMul", g.op("Softmax", scores, axis=-1), v, name=f"{p}.pairs.context")  # (N, S, dh)
         # The batch's ctx to (sample, slot), then one output projection per sample over its slots'
         # heads (empty slots are zeros, so they add nothing): (B, S, kmax*dh) @ (B, kmax*dh, d)
-        slots = g.op("Concat", g.op("Shape", active), g.op("Shape", ctx, start=2), axis=0)  # (B, kmax, S, dh)
-        ctx = g.op("ScatterND", g.op("Expand", g.const(0.0), slots), index, g.op("Squeeze", ctx, g.const([1])),
+        slots = g.op("Concat", g.op("Shape", active), g.op("Shape", ctx, start=1), axis=0)  # (B, kmax, S, dh)
+        ctx = g.op("ScatterND", g.op("Expand", g.const(0.0), slots), index, ctx,
                    name=f"{p}.pairs.scatter")  # (B, kmax, S, dh)
         ctx = g.op("Reshape", g.op("Transpose", ctx, perm=[0, 2, 1, 3]), g.const([0, 0, -1]))  # (B, S, kmax*dh)
         w_out = g.op("Reshape", g.op("Gather", w.out, ranking, axis=0), g.const([0, -1, self.cfg.d_model]))
         return g.op("Add", g.op("MatMul", ctx, w_out), w.out_bias, name=f"{p}.pairs.out")
+
+    def bias_columns(self, key_bias: str) -> tuple[str, str]:
+        """key_bias (B, 1, 1, S) as a column (B, S, 1), and a column of ones beside it; once per graph."""
+        if self._columns is None:
+            g = self.g
+            bias = g.op("Reshape", key_bias, g.const([0, -1, 1]), name="key_bias_column")
+            self._columns = (g.op("Expand", g.const([[[1.0]]]), g.op("Shape", bias), name="ones_column"), bias)
+        return self._columns
 
     def packed(self, p: str, h: str, key_bias: str, sel: Selection, w: _Weights) -> str:
         """Every head with the dense weights; the heads a sample did not select are zeroed."""

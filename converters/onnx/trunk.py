@@ -152,13 +152,9 @@ class GraphWriter:
         From opset 23 this is one `Attention` node on (B, h, S, dh), whatever h is at run time:
         ONNX Runtime's kernel for it measured faster than MatMul/Softmax on our CPUs.
         """
-        if self.g.opset >= 23:
-            return self.g.op("Attention", q, k, v, self.full_bias(key_bias), name=f"{name}.attention")  # (B, h, S, dh)
-        return self.attend_matmul(q, k, v, key_bias, name)
-
-    def attend_matmul(self, q: str, k: str, v: str, key_bias: str, name: str) -> str:
-        """attend as MatMul/Softmax, whatever the opset: key_bias (B, 1, 1, S) broadcasts over the queries."""
         g = self.g
+        if g.opset >= 23:
+            return g.op("Attention", q, k, v, self.full_bias(key_bias), name=f"{name}.attention")  # (B, h, S, dh)
         scores = g.op("MatMul", q, g.op("Transpose", k, perm=[0, 1, 3, 2]), name=f"{name}.scores")
         scores = g.op("Add", g.op("Div", scores, g.const(math.sqrt(self.cfg.d_head))), key_bias)
         return g.op("MatMul", g.op("Softmax", scores, axis=-1), v, name=f"{name}.context")
