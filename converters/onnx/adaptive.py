@@ -7,9 +7,11 @@ measurements behind the rule):
           contiguous Gather per weight) and one broadcast MatMul; every slot is live, so
           nothing is zeroed.
   pairs   batch > 1, seq >= PAIRS_MIN_SEQ and some head skipped: one (sample, head) pair per
-          selected head, the batch's pairs computed side by side, and each pair's output
-          projection written to its (sample, slot) and summed per sample. Each sample pays for
-          its own k, not the batch's largest.
+          selected head; the pairs' Q/K/V projections and attention computed side by side
+          (the key bias folded into the score dot products, so no per-pair S x S mask), each
+          pair's context written to its (sample, slot) and one output projection per sample
+          over its slots. Each sample pays for its own k in the projections and attention,
+          and for the batch's largest k only in the output projection's zero slots.
   packed  otherwise (short batched inputs, or every head selected): every head with the
           dense projections (constant weights, pre-packed by ONNX Runtime), the unselected
           heads' outputs zeroed. Per-sample weight copies would cost more than the heads
@@ -118,16 +120,22 @@ class AdaptiveWriter(RoutedWriter):
         x = g.op("Gather", h, sample, axis=0)  # (N, S, d)
         qkv = g.op("Add", g.op("MatMul", x, g.op("Gather", w.qkv, heads, axis=0)),
                    g.op("Gather", w.qkv_bias, heads, axis=0), name=f"{p}.pairs.qkv")  # (N, S, 3dh)
-        q, k, v = g.op("Split", qkv, g.const([dh, dh, dh]), axis=-1, outputs=3)  # (N, S, dh)
-        # The key bias rides in the score MatMul: q / sqrt(dh) gets a column of ones and k one of its
-        # sample's key bias, so scores = q k^T / sqrt(dh) + bias without an (N, S, S) Add (and
-        # without the (N, 1, S, S) bias copy per pair the opset-23 Attention kernel would need)
+        q, k, v = g.op("Split", g.op("Unsqueeze", qkv, g.const([1])), g.const([dh, dh, dh]), axis=-1,
+                       outputs=3)  # (N, 1, S, dh)
+        # The key bias rides in the scores' dot products: q / sqrt(dh) gets a column of ones and k
+        # one of its sample's key bias, so q'k'^T = q k^T / sqrt(dh) + bias with no mask input: no
+        # (N, 1, S, S) copy of the bias per pair (which the opset-23 Attention kernel would need)
+        # and no (N, 1, S, S) Add (MatMul/Softmax)
         ones, bias = self.bias_columns(key_bias)
         q = g.op("Concat", g.op("Mul", q, g.const(1.0 / math.sqrt(dh))), g.op("Gather", ones, sample, axis=0),
-                 axis=-1)  # (N, S, dh + 1)
-        k = g.op("Concat", k, g.op("Gather", bias, sample, axis=0), axis=-1)  # (N, S, dh + 1)
-        scores = g.op("MatMul", q, g.op("Transpose", k, perm=[0, 2, 1]), name=f"{p}.pairs.scores")  # (N, S, S)
-        ctx = g.op("MatMul", g.op("Softmax", scores, axis=-1), v, name=f"{p}.pairs.context")  # (N, S, dh)
+                 axis=-1)  # (N, 1, S, dh + 1)
+        k = g.op("Concat", k, g.op("Gather", bias, sample, axis=0), axis=-1)  # (N, 1, S, dh + 1)
+        if g.opset >= 23:
+            ctx = g.op("Attention", q, k, v, scale=1.0, name=f"{p}.pairs.attention")  # (N, 1, S, dh)
+        else:
+            scores = g.op("MatMul", q, g.op("Transpose", k, perm=[0, 1, 3, 2]), name=f"{p}.pairs.scores")
+            ctx = g.op("MatMul", g.op("Softmax", scores, axis=-1), v, name=f"{p}.pairs.context")  # (N, 1, S, dh)
+        ctx = g.op("Squeeze", ctx, g.const([1]))  # (N, S, dh)
         # The batch's ctx to (sample, slot), then one output projection per sample over its slots'
         # heads (empty slots are zeros, so they add nothing): (B, S, kmax*dh) @ (B, kmax*dh, d)
         slots = g.op("Concat", g.op("Shape", active), g.op("Shape", ctx, start=1), axis=0)  # (B, kmax, S, dh)
@@ -138,11 +146,11 @@ class AdaptiveWriter(RoutedWriter):
         return g.op("Add", g.op("MatMul", ctx, w_out), w.out_bias, name=f"{p}.pairs.out")
 
     def bias_columns(self, key_bias: str) -> tuple[str, str]:
-        """key_bias (B, 1, 1, S) as a column (B, S, 1), and a column of ones beside it; once per graph."""
+        """key_bias (B, 1, 1, S) as a column (B, 1, S, 1), and a column of ones beside it; once per graph."""
         if self._columns is None:
             g = self.g
-            bias = g.op("Reshape", key_bias, g.const([0, -1, 1]), name="key_bias_column")
-            self._columns = (g.op("Expand", g.const([[[1.0]]]), g.op("Shape", bias), name="ones_column"), bias)
+            bias = g.op("Reshape", key_bias, g.const([0, 1, -1, 1]), name="key_bias_column")
+            self._columns = (g.op("Expand", g.const([[[[1.0]]]]), g.op("Shape", bias), name="ones_column"), bias)
         return self._columns
 
     def packed(self, p: str, h: str, key_bias: str, sel: Selection, w: _Weights) -> str:
