@@ -7,7 +7,7 @@ A before/after check for changes to converters/onnx/adaptive.py and router.py: t
 tree (git archive) exports the adaptive graph of the benchmark's random-weight shapes (shipped,
 wide) in a subprocess with that tree on the path, today's tree exports the same weights, and both
 are timed interleaved (bfexport.timing) beside static at k = H/2 and the plain dense export, with
-k forced to H/2 at batch 1 and per-sample caps of mean H/2 at batch > 1 (as head_skipping.py).
+k forced to H/2 (and H) at batch 1 and per-sample caps of mean H/2 at batch > 1 (as head_skipping.py).
 Both graphs' logits and head counts are checked to agree first. Prints one line per cell with
 the medians and old/new - 1; --out writes the rows as JSON. A benchmark: it asserts nothing about
 time and exits 0 whatever it measures.
@@ -24,6 +24,7 @@ import tempfile
 import time
 from io import BytesIO
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -32,8 +33,9 @@ from bfexport.benchmark.graphs import budget_feeds, cpu_session, token_feeds
 from bfexport.files import write_json
 from bfexport.flavors import AdaptiveExport, DenseExport, StaticExport
 from bfexport.machine import load_average
+from bfexport.model import BudgetFormerConfig
 from bfexport.names import HEAD_COUNTS, LOGITS
-from bfexport.timing import summarize, time_slots
+from bfexport.timing import Clock, summarize, time_slots
 from converters import export
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -63,6 +65,33 @@ def export_at(revision: str, shape: str, work: Path) -> bytes:
     return out.read_bytes()
 
 
+def time_cell(sessions: dict[str, Any], cfg: BudgetFormerConfig, batch: int, seq: int, *, repeats: int,
+              min_time_s: float, clock: Clock) -> dict[str, Any]:
+    """One cell, every variant interleaved: before and after at k = H/2 (batch 1) or per-sample caps
+    of mean H/2 (batch > 1), at batch 1 also at k = H, beside static (k = H/2) and dense."""
+    H, L = cfg.n_heads, cfg.n_layers
+    half = budgets(H, (0.5,))[0]
+    base = token_feeds(cfg, batch, seq, seed=seq)
+    caps = np.full((1, L), half) if batch == 1 else per_sample_caps(np.random.default_rng(seq), batch, L, H, half)
+    budgeted = {"": budget_feeds(cfg, base, caps)}
+    if batch == 1:
+        budgeted["@H"] = budget_feeds(cfg, base, np.full((1, L), H))
+    slots: dict[str, tuple[Any, dict[str, np.ndarray]]] = {}
+    for suffix, feeds in budgeted.items():
+        before, after = (sessions[v].run([LOGITS, HEAD_COUNTS], feeds) for v in ("before", "after"))
+        np.testing.assert_allclose(before[0], after[0], atol=1e-4, rtol=0)
+        if not (before[1] == after[1]).all():
+            raise SystemExit(f"batch {batch} seq {seq}: the two revisions chose different head counts")
+        slots.update({f"before{suffix}": (sessions["before"], feeds), f"after{suffix}": (sessions["after"], feeds)})
+    slots.update({"static": (sessions["static"], base), "dense": (sessions["dense"], base)})
+    runs = [lambda s=session, f=feeds: s.run(None, f) for session, feeds in slots.values()]
+    seconds = time_slots(runs, repeats=repeats, warmup=3, min_time_s=min_time_s, clock=clock)
+    ms = {label: summarize(s)["median_ms"] for label, s in zip(slots, seconds, strict=True)}
+    return {"batch": batch, "seq": seq, "mean_k": float(caps.mean()), "median_ms": ms,
+            "after_vs_before": ms["after"] / ms["before"] - 1, "before_vs_static": ms["before"] / ms["static"] - 1,
+            "after_vs_static": ms["after"] / ms["static"] - 1}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("revision", help="the git revision whose adaptive graph is the 'before'")
@@ -83,34 +112,23 @@ def main(argv: list[str] | None = None) -> int:
         for name in args.shape or sorted(SHAPES, reverse=True):
             model = random_model(SHAPES[name], MAX_LENGTH).model
             cfg = model.config
-            H, L = cfg.n_heads, cfg.n_layers
-            half = budgets(H, (0.5,))[0]
-            static = StaticExport(opset=23, heads=[list(range(half))] * L)
+            half = budgets(cfg.n_heads, (0.5,))[0]
+            static = StaticExport(opset=23, heads=[list(range(half))] * cfg.n_layers)
             graphs = {"before": export_at(args.revision, name, Path(tmp)),
                       "after": export(model, AdaptiveExport(opset=23)).SerializeToString(),
                       "static": export(model, static).SerializeToString(),
                       "dense": export(model, DenseExport()).SerializeToString()}
             sessions = {variant: cpu_session(payload, 1) for variant, payload in graphs.items()}
             for batch, seq in cells:
-                base = token_feeds(cfg, batch, seq, seed=seq)
-                caps = np.full((1, L), half) if batch == 1 else per_sample_caps(np.random.default_rng(seq), batch, L,
-                                                                                   H, half)
-                routed = budget_feeds(cfg, base, caps)
-                before, after = (sessions[v].run([LOGITS, HEAD_COUNTS], routed) for v in ("before", "after"))
-                np.testing.assert_allclose(before[0], after[0], atol=1e-4, rtol=0)
-                assert (before[1] == after[1]).all(), "the two revisions chose different head counts"
-                feeds = {v: routed if v in ("before", "after") else base for v in graphs}
-                runs = [lambda s=sessions[v], f=feeds[v]: s.run(None, f) for v in graphs]
-                seconds = time_slots(runs, repeats=args.repeats, warmup=3, min_time_s=args.min_time, clock=clock)
-                ms = {v: summarize(s)["median_ms"] for v, s in zip(graphs, seconds, strict=True)}
-                row = {"shape": name, "batch": batch, "seq": seq, "mean_k": float(caps.mean()), "median_ms": ms,
-                       "after_vs_before": ms["after"] / ms["before"] - 1,
-                       "before_vs_static": ms["before"] / ms["static"] - 1,
-                       "after_vs_static": ms["after"] / ms["static"] - 1}
-                rows.append(row)
-                print(f"{name:8s} batch {batch:2d} seq {seq:3d}: " + "  ".join(f"{v} {t:.3f} ms" for v, t in ms.items())
-                      + f"  | after/before {row['after_vs_before']:+.1%}  vs static: before "
-                        f"{row['before_vs_static']:+.1%}, after {row['after_vs_static']:+.1%}", flush=True)
+                row = time_cell(sessions, cfg, batch, seq, repeats=args.repeats, min_time_s=args.min_time,
+                                clock=clock)
+                rows.append({"shape": name, **row})
+                ms = row["median_ms"]
+                full = (f"  | k = H: before {ms['before@H'] / ms['dense'] - 1:+.1%}, after "
+                        f"{ms['after@H'] / ms['dense'] - 1:+.1%} vs dense" if batch == 1 else "")
+                print(f"{name:8s} batch {batch:2d} seq {seq:3d}: " + "  ".join(f"{v} {t:.3f}" for v, t in ms.items())
+                      + f" ms  | after/before {row['after_vs_before']:+.1%}  vs static: before "
+                        f"{row['before_vs_static']:+.1%}, after {row['after_vs_static']:+.1%}" + full, flush=True)
     print(f"load average {load_average()} at the end", file=sys.stderr)
     if args.out:
         write_json(args.out, {"revision": args.revision, "clock": args.clock, "threads": 1,
