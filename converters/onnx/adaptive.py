@@ -7,9 +7,11 @@ measurements behind the rule):
           contiguous Gather per weight) and one broadcast MatMul; every slot is live, so
           nothing is zeroed.
   pairs   batch > 1, seq >= PAIRS_MIN_SEQ and some head skipped: one (sample, head) pair per
-          selected head, the batch's pairs computed side by side, and each pair's output
-          projection written to its (sample, slot) and summed per sample. Each sample pays for
-          its own k, not the batch's largest.
+          selected head; the pairs' Q/K/V projections and attention computed side by side
+          (the key bias folded into the score dot products, so no per-pair S x S mask), each
+          pair's context written to its (sample, slot) and one output projection per sample
+          over its slots. Each sample pays for its own k in the projections and attention,
+          and for the batch's largest k only in the output projection's zero slots.
   packed  otherwise (short batched inputs, or every head selected): every head with the
           dense projections (constant weights, pre-packed by ONNX Runtime), the unselected
           heads' outputs zeroed. Per-sample weight copies would cost more than the heads
@@ -24,6 +26,7 @@ ONNX Runtime loads the file.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from converters.onnx.router import RoutedWriter, Selection
@@ -45,21 +48,23 @@ class _Weights:
 
 
 class AdaptiveWriter(RoutedWriter):
-    _shape: tuple[str, str, str] | None = None  # (batch == 1, seq >= PAIRS_MIN_SEQ, batch * H), once per graph
+    _limits: tuple[str, str] | None = None  # shape_limits(), written once per graph
+    _columns: tuple[str, str] | None = None  # bias_columns(), written once per graph
 
     def attention(self, layer: int, h: str, key_bias: str, sel: Selection) -> str:
-        g, p, H = self.g, f"blocks.{layer}.attn", self.cfg.n_heads
+        g, p = self.g, f"blocks.{layer}.attn"
         w = self.weights(p)
         if g.opset >= 23:
             self.full_bias(key_bias)  # made here, in the outer graph, so every branch can read it
-        one_sample, long_seq, all_pairs = self.shape_facts(h)
+        self.bias_columns(key_bias)  # likewise
+        shared_limit, pairs_limit = self.shape_limits(h)
         kmax = g.reduce("ReduceMax", sel.k, [0], False)  # (1,)
-        shared = g.op("And", one_sample, g.op("Less", kmax, g.const([H])), name=f"{p}.use_shared")
+        shared = g.op("Less", kmax, shared_limit, name=f"{p}.use_shared")
 
         def batched() -> str:  # the pairs test runs only here, so batch 1 does not pay for it
             pairs = g.reduce("ReduceSum", sel.k, [0], False)  # (1,) selected (sample, head) pairs
-            per_pair = g.op("And", long_seq, g.op("Less", pairs, all_pairs), name=f"{p}.use_pairs")
-            return g.if_else(per_pair, lambda: self.pairs(p, h, key_bias, sel, w),
+            per_pair = g.op("Less", pairs, pairs_limit, name=f"{p}.use_pairs")
+            return g.if_else(per_pair, lambda: self.pairs(p, h, key_bias, sel, kmax, w),
                              lambda: self.packed(p, h, key_bias, sel, w), name=f"{p}.pairs_or_packed")
 
         return g.if_else(shared, lambda: self.shared(p, h, key_bias, sel, kmax, w), batched, name=f"{p}.strategy")
@@ -76,23 +81,27 @@ class AdaptiveWriter(RoutedWriter):
                         out=out, out_dense=g.op("Reshape", out, g.const([H * dh, d]), name=f"{p}.out_dense"),
                         out_bias=g.weight(f"{p}.out_bias", self.w[f"{p}.out_bias"]))
 
-    def shape_facts(self, h: str) -> tuple[str, str, str]:
-        """(batch == 1, seq >= PAIRS_MIN_SEQ, batch * H) from h (B, S, d), written once."""
-        if self._shape is None:
-            g = self.g
+    def shape_limits(self, h: str) -> tuple[str, str]:
+        """From h (B, S, d), written once per graph, so each layer tests its path with one Less:
+        shared runs when its kmax < H if batch == 1, else 0 (never); pairs when its sum of k <
+        B * H if seq >= PAIRS_MIN_SEQ, else 0."""
+        if self._limits is None:
+            g, H = self.g, self.cfg.n_heads
             shape = g.op("Shape", h, name="hidden_shape")
             batch = g.op("Slice", shape, g.const([0]), g.const([1]), name="batch_size")  # (1,)
             seq = g.op("Slice", shape, g.const([1]), g.const([2]))
-            self._shape = (g.op("Equal", batch, g.const([1]), name="one_sample"),
-                           g.op("GreaterOrEqual", seq, g.const([PAIRS_MIN_SEQ]), name="long_seq"),
-                           g.op("Mul", batch, g.const([self.cfg.n_heads]), name="all_pairs"))
-        return self._shape
+            never = g.const([0])
+            self._limits = (g.op("Where", g.op("Equal", batch, g.const([1])), g.const([H]), never, name="shared_limit"),
+                            g.op("Where", g.op("GreaterOrEqual", seq, g.const([PAIRS_MIN_SEQ])),
+                                 g.op("Mul", batch, g.const([H])), never, name="pairs_limit"))
+        return self._limits
 
     def shared(self, p: str, h: str, key_bias: str, sel: Selection, kmax: str, w: _Weights) -> str:
         """Batch 1: the sample's k heads' weight slices gathered, one broadcast MatMul; no slot to zero."""
         g = self.g
         heads = g.op("Slice", sel.ranking, g.const([0]), kmax, g.const([1]), name=f"{p}.shared.heads")  # (1, k)
-        q, k, v = self.per_head_qkv(g.op("Unsqueeze", h, g.const([1])), g.op("Gather", w.qkv, heads, axis=0),
+        # h (1, S, d) broadcasts against the gathered (1, k, d, 3dh) as (1, 1, S, d)
+        q, k, v = self.per_head_qkv(h, g.op("Gather", w.qkv, heads, axis=0),
                                     g.op("Gather", w.qkv_bias, heads, axis=0), f"{p}.shared")  # (1, k, S, dh)
         ctx = self.attend(q, k, v, key_bias, f"{p}.shared")
         ctx = g.op("Reshape", g.op("Transpose", ctx, perm=[0, 2, 1, 3]), g.const([0, 0, -1]))  # (1, S, k*dh)
@@ -100,32 +109,49 @@ class AdaptiveWriter(RoutedWriter):
         w_out = g.op("Reshape", w_out, g.const([0, -1, self.cfg.d_model]))  # (1, k*dh, d)
         return g.op("Add", g.op("MatMul", ctx, w_out), w.out_bias, name=f"{p}.shared.out")
 
-    def pairs(self, p: str, h: str, key_bias: str, sel: Selection, w: _Weights) -> str:
+    def pairs(self, p: str, h: str, key_bias: str, sel: Selection, kmax: str, w: _Weights) -> str:
         """Batch > 1: one (sample, head) pair per selected head, N = sum of k pairs in all."""
         g, dh = self.g, self.cfg.d_head
-        index = g.op("Transpose", g.op("NonZero", sel.active), perm=[1, 0], name=f"{p}.pairs.index")  # (N, 2)
+        active = g.op("Slice", self.active(sel), g.const([0]), kmax, g.const([1]))  # (B, kmax)
+        ranking = g.op("Slice", sel.ranking, g.const([0]), kmax, g.const([1]))  # (B, kmax)
+        index = g.op("Transpose", g.op("NonZero", active), perm=[1, 0], name=f"{p}.pairs.index")  # (N, 2)
         sample = g.op("Gather", index, g.const(0), axis=1)  # (N,) the pair's sample
-        heads = g.op("GatherND", sel.ranking, index, name=f"{p}.pairs.heads")  # (N,) the pair's head
+        heads = g.op("GatherND", ranking, index, name=f"{p}.pairs.heads")  # (N,) the pair's head
         x = g.op("Gather", h, sample, axis=0)  # (N, S, d)
         qkv = g.op("Add", g.op("MatMul", x, g.op("Gather", w.qkv, heads, axis=0)),
                    g.op("Gather", w.qkv_bias, heads, axis=0), name=f"{p}.pairs.qkv")  # (N, S, 3dh)
         q, k, v = g.op("Split", g.op("Unsqueeze", qkv, g.const([1])), g.const([dh, dh, dh]), axis=-1,
                        outputs=3)  # (N, 1, S, dh)
+        # The key bias rides in the scores' dot products: q / sqrt(dh) gets a column of ones and k
+        # one of its sample's key bias, so q'k'^T = q k^T / sqrt(dh) + bias with no mask input: no
+        # (N, 1, S, S) copy of the bias per pair (which the opset-23 Attention kernel would need)
+        # and no (N, 1, S, S) Add (MatMul/Softmax)
+        ones, bias = self.bias_columns(key_bias)
+        q = g.op("Concat", g.op("Mul", q, g.const(1.0 / math.sqrt(dh))), g.op("Gather", ones, sample, axis=0),
+                 axis=-1)  # (N, 1, S, dh + 1)
+        k = g.op("Concat", k, g.op("Gather", bias, sample, axis=0), axis=-1)  # (N, 1, S, dh + 1)
         if g.opset >= 23:
-            bias = g.op("Gather", self.full_bias(key_bias), sample, axis=0)  # (N, 1, S, S)
-            ctx = g.op("Attention", q, k, v, bias, name=f"{p}.pairs.attention")
+            ctx = g.op("Attention", q, k, v, scale=1.0, name=f"{p}.pairs.attention")  # (N, 1, S, dh)
         else:
-            ctx = self.attend(q, k, v, g.op("Gather", key_bias, sample, axis=0), f"{p}.pairs")  # (N, 1, S, dh)
+            scores = g.op("MatMul", q, g.op("Transpose", k, perm=[0, 1, 3, 2]), name=f"{p}.pairs.scores")
+            ctx = g.op("MatMul", g.op("Softmax", scores, axis=-1), v, name=f"{p}.pairs.context")  # (N, 1, S, dh)
         ctx = g.op("Squeeze", ctx, g.const([1]))  # (N, S, dh)
-        out = g.op("MatMul", ctx, g.op("Gather", w.out, heads, axis=0), name=f"{p}.pairs.out")  # (N, S, d)
-        # Each pair back to its (sample, slot): the indices are distinct, so the scatter is a plain
-        # write, then a sum over the slots. (ScatterND's add reduction is not deterministic in ONNX
-        # Runtime with several threads: concurrent adds into one sample lose updates.)
-        slots = g.op("Concat", g.op("Shape", sel.active), g.op("Slice", g.op("Shape", h), g.const([1]), g.const([3])),
-                     axis=0)  # (B, kmax, S, d)
-        zeros = g.op("Expand", g.const(0.0), slots)
-        out = g.op("ScatterND", zeros, index, out, name=f"{p}.pairs.scatter")  # (B, kmax, S, d), empty slots 0
-        return g.op("Add", g.reduce("ReduceSum", out, [1], False), w.out_bias, name=f"{p}.pairs.sum")
+        # The batch's ctx to (sample, slot), then one output projection per sample over its slots'
+        # heads (empty slots are zeros, so they add nothing): (B, S, kmax*dh) @ (B, kmax*dh, d)
+        slots = g.op("Concat", g.op("Shape", active), g.op("Shape", ctx, start=1), axis=0)  # (B, kmax, S, dh)
+        ctx = g.op("ScatterND", g.op("Expand", g.const(0.0), slots), index, ctx,
+                   name=f"{p}.pairs.scatter")  # (B, kmax, S, dh)
+        ctx = g.op("Reshape", g.op("Transpose", ctx, perm=[0, 2, 1, 3]), g.const([0, 0, -1]))  # (B, S, kmax*dh)
+        w_out = g.op("Reshape", g.op("Gather", w.out, ranking, axis=0), g.const([0, -1, self.cfg.d_model]))
+        return g.op("Add", g.op("MatMul", ctx, w_out), w.out_bias, name=f"{p}.pairs.out")
+
+    def bias_columns(self, key_bias: str) -> tuple[str, str]:
+        """key_bias (B, 1, 1, S) as a column (B, 1, S, 1), and a column of ones beside it; once per graph."""
+        if self._columns is None:
+            g = self.g
+            bias = g.op("Reshape", key_bias, g.const([0, 1, -1, 1]), name="key_bias_column")
+            self._columns = (g.op("Expand", g.const([[[[1.0]]]]), g.op("Shape", bias), name="ones_column"), bias)
+        return self._columns
 
     def packed(self, p: str, h: str, key_bias: str, sel: Selection, w: _Weights) -> str:
         """Every head with the dense weights; the heads a sample did not select are zeroed."""

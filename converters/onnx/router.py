@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 from onnx import TensorProto
 
-from bfexport.names import BUDGET_THRESHOLDS, HEAD_CAPS, router_tail
+from bfexport.names import BUDGET_THRESHOLDS, HEAD_CAPS, SELECTED_HEADS, router_tail
 from converters.onnx.graph import INT64
 from converters.onnx.trunk import GraphWriter
 
@@ -19,8 +19,6 @@ class Selection:
 
     k: str  # (B, 1) int64: heads each sample runs, min(budget, cap)
     ranking: str  # (B, H) int64: heads by relevance, ties to the lower index
-    active: str  # (B, H) bool: rank slot r < k
-    selected: str  # (B, 1, H) int64: heads by rank, -1 past k
 
 
 class RoutedWriter(GraphWriter):
@@ -49,8 +47,24 @@ class RoutedWriter(GraphWriter):
         return self.g.op("Split", x, self.g.const([1] * L), axis=1, outputs=L, name=name)
 
     def block(self, layer: int, h: str, key_bias: str, pool: str, length: str) -> tuple[str, str, str]:
+        """Routed blocks hand on their ranking; selected_heads() masks every layer's at once."""
         sel = self.route(layer, h, pool)
-        return self.attention(layer, h, key_bias, sel), sel.k, sel.selected
+        return self.attention(layer, h, key_bias, sel), sel.k, sel.ranking
+
+    def selected_heads(self, counts: str, per_layer: list[str]) -> None:
+        """Each layer's ranking (B, H) past its k (head_counts) set to -1: three ops for all layers, not per layer."""
+        g, L, H = self.g, self.cfg.n_layers, self.cfg.n_heads
+        ranking = g.op("Reshape", g.op("Concat", *per_layer, axis=1), g.const([0, L, H]))  # (B, L, H)
+        active = g.op("Less", g.const(np.arange(H)), g.op("Unsqueeze", counts, g.const([2])))  # (B, L, H)
+        g.op("Where", active, ranking, g.const(-1), name=SELECTED_HEADS)
+
+    def active(self, sel: Selection) -> str:
+        """(B, H) bool: rank slot r < k, for the attention paths that need it."""
+        return self.g.op("Less", self.g.const(np.arange(self.cfg.n_heads)[None, :]), sel.k)
+
+    def selected(self, sel: Selection) -> str:
+        """(B, H) int64: the heads by rank, -1 past k."""
+        return self.g.op("Where", self.active(sel), sel.ranking, self.g.const([[-1]]))
 
     def attention(self, layer: int, h: str, key_bias: str, sel: Selection) -> str:
         """Layer `layer`'s attention over the heads `sel` chose: (B, S, d)."""
@@ -67,20 +81,19 @@ class RoutedWriter(GraphWriter):
         # P(K > k) for k = 1..H-1 (Router.budget): reverse cumulative sum, first entry dropped
         tail = g.op("CumSum", g.op("Softmax", budget, axis=-1), g.const(1), reverse=1,
                     name=router_tail(layer))  # (B, H)
-        tail = g.op("Slice", tail, g.const([1]), g.const([H]), g.const([1]))  # (B, H-1)
+        # k = 1 + #{k' = 1..H-1 : P(K > k') > 1 - tau}, counted over the whole tail: its first entry
+        # P(K > 0) = 1 counts as the 1 whenever it is above the level, and when it is not (rounding,
+        # tau near 0) no later, smaller entry is either, so max(count, 1) is exactly that k
         above = g.op("Cast", g.op("Greater", tail, self.levels[layer]), to=INT64)  # level (rows, 1): 1 - tau_l
-        k = g.op("Add", g.reduce("ReduceSum", above, [1], True), g.const([[1]]))  # (B, 1)
+        k = g.op("Max", g.reduce("ReduceSum", above, [1], True), g.const([[1]]))  # (B, 1)
         k = g.op("Min", k, self.caps[layer], name=f"blocks.{layer}.k")  # (B, 1)
         _, ranking = g.op("TopK", relevance, g.const([H]), axis=-1, largest=1, sorted=1, outputs=2,
                           name=f"{p}.ranking")  # (B, H) ties to the lower index
-        active = g.op("Less", g.const(np.arange(H)[None, :]), k, name=f"{p}.active")  # (B, H) slot r < k
-        selected = g.op("Where", active, ranking, g.const([[-1]]), name=f"blocks.{layer}.selected")
-        selected = g.op("Unsqueeze", selected, g.const([1]))  # (B, 1, H)
-        return Selection(k=k, ranking=ranking, active=active, selected=selected)
+        return Selection(k=k, ranking=ranking)
 
     def head_mask(self, sel: Selection, name: str) -> str:
         """(B, H) float: 1 for the heads a sample selected, 0 for the others."""
         g = self.g
         zeros = g.op("Mul", g.op("Cast", sel.ranking, to=g.float_type), g.const(0.0))
-        return g.op("ScatterElements", zeros, sel.ranking, g.op("Cast", sel.active, to=g.float_type),
+        return g.op("ScatterElements", zeros, sel.ranking, g.op("Cast", self.active(sel), to=g.float_type),
                     axis=1, name=f"{name}.head_mask")

@@ -30,8 +30,7 @@ class TrtPluginWriter(RoutedWriter):
         H, dh = cfg.n_heads, cfg.d_head
         if self._mask is None:
             self._mask = g.op("Cast", ATTENTION_MASK, to=g.float_type, name="plugin_mask")
-        heads = g.op("Squeeze", sel.selected, g.const([1]))  # (B, H) by rank, -1 past k
-        heads = g.op("Cast", heads, to=TensorProto.INT32, name=f"{p}.heads")
+        heads = g.op("Cast", self.selected(sel), to=TensorProto.INT32, name=f"{p}.heads")  # (B, H) by rank, -1 past k
         out = g.op(PLUGIN_NAME, h, self._mask, heads,
                    g.weight(f"{p}.qkv_weight", self.w[f"{p}.qkv_weight"]),  # (H, d, 3dh)
                    g.weight(f"{p}.qkv_bias", self.w[f"{p}.qkv_bias"]),  # (H, 3dh)

@@ -37,8 +37,13 @@ class GraphWriter:
 
     def block(self, layer: int, h: str, key_bias: str, pool: str, length: str) -> tuple[str, str, str]:
         """Layer `layer`'s attention on the hidden state h (B, S, d) it reads: returns its output
-        (B, S, d), the heads each sample ran (B, 1) and which, by rank ((B, 1, H), -1 past k)."""
+        (B, S, d), the heads each sample ran (B, 1) and which, for selected_heads() (here: by rank,
+        (B, 1, H), -1 past k)."""
         raise NotImplementedError
+
+    def selected_heads(self, counts: str, per_layer: list[str]) -> None:
+        """The selected_heads output (B, L, H) from head_counts (B, L) and each block's third result."""
+        self.g.op("Concat", *per_layer, axis=1, name=SELECTED_HEADS)
 
     def doc(self) -> str:
         return f"BudgetFormer exported by bfexport, flavor {self.config.flavor}"
@@ -78,8 +83,7 @@ class GraphWriter:
         if self.config.fp16:
             logits = g.op("Cast", logits, to=TensorProto.FLOAT)
         g.op("Identity", logits, name=LOGITS)
-        g.op("Concat", *counts, axis=1, name=HEAD_COUNTS)
-        g.op("Concat", *selected, axis=1, name=SELECTED_HEADS)
+        self.selected_heads(g.op("Concat", *counts, axis=1, name=HEAD_COUNTS), selected)
         g.output(LOGITS, TensorProto.FLOAT, ["batch", cfg.n_labels])
         g.output(HEAD_COUNTS, INT64, ["batch", L])
         g.output(SELECTED_HEADS, INT64, ["batch", L, H])

@@ -110,3 +110,20 @@ def test_fp16_pairs_path_runs_close_to_pytorch() -> None:
     ref = model.predict(torch.from_numpy(inputs["input_ids"]), torch.from_numpy(inputs["attention_mask"]),
                         caps=torch.tensor(caps), thresholds=[1.0] * L)
     np.testing.assert_allclose(logits, ref.logits.numpy(), atol=2e-2, rtol=0)
+
+
+@pytest.mark.parametrize("tau", [1e-30, 1e-7, 0.3, 1 - 1e-7, 1.0])
+def test_router_k_matches_pytorch_at_threshold_extremes(tau: float) -> None:
+    """The graph counts k over the router's whole tail, max(count, 1), where PyTorch counts the
+    tail past its first entry and adds 1: the same k, also when tau is so small that 1 - tau
+    rounds to 1 and no tail entry clears it."""
+    model = tiny_model()
+    batch, seq = 3, PAIRS_MIN_SEQ
+    inputs = feeds(batch, seq, [[H] * L] * batch)
+    inputs["budget_thresholds"] = np.full((1, L), tau, np.float32)
+    session = ort.InferenceSession(export(model, AdaptiveExport()).SerializeToString())
+    counts, selected = session.run(["head_counts", "selected_heads"], inputs)
+    ref = model.predict(torch.from_numpy(inputs["input_ids"]), torch.from_numpy(inputs["attention_mask"]),
+                        thresholds=[tau] * L)
+    assert (counts == ref.head_counts.numpy()).all()
+    assert (selected == ref.selected_heads(H).numpy()).all()

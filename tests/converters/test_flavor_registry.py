@@ -47,10 +47,9 @@ def test_the_router_selection_is_typed() -> None:
     h = g.input("h", 1, ["batch", "seq", model.config.d_model])
     pool = g.input("pool", 1, ["batch", 1, "seq"])
     selection = writer.route(0, h, pool)
-    assert isinstance(selection, Selection) and [f.name for f in fields(Selection)] == ["k", "ranking", "active",
-                                                                                          "selected"]
+    assert isinstance(selection, Selection) and [f.name for f in fields(Selection)] == ["k", "ranking"]
     produced = {name for node in g.nodes for name in node.output}
-    assert {selection.k, selection.ranking, selection.active, selection.selected} <= produced
+    assert {selection.k, selection.ranking} <= produced
 
 
 # ---- no module outside the registry spells flavor names or ladders over config types -------------
