@@ -11,12 +11,16 @@ The rule, evaluated before each batch:
 - hot (step down one rung, toward the cheapest): at least `queue_down` requests arrived together
   (Triton's dynamic batcher hands an instance what queued while it was busy, so the batch size
   is the queue length), or the recent p99 exceeds `down_at` x target, or the last two latencies
-  both exceed the target;
+  both exceed the target, or the recent request rate times this rung's service time (its
+  utilisation) exceeds `down_utilization` (0.95): a rung that cannot keep up will build a queue,
+  so it steps down before the latencies show it;
 - cool (step up one rung, toward the full model): at most `queue_up` requests together and every
   recent latency, scaled by how much slower the rung above served a request when it last ran
   (learned online, per instance), under `up_at` x target (an idle window counts as cool), and
   the recent request rate times the rung above's service time (the utilisation it would run
-  at) under `up_utilization` (0.8), since a rung that cannot keep up with the arrivals builds a queue;
+  at) under `up_utilization` (0.8), since a rung that cannot keep up with the arrivals builds a queue
+  (a rung steps down for its own utilisation only once the instance has served for a whole
+  window, so a first burst, which the queue rule handles, does not read as a rate);
 - hysteresis: down_at > up_at, and a move needs `dwell_down_s` / `dwell_up_s` since the last
   one (stepping up waits longer); only latencies recorded since the last move count, so a rung is
   judged on its own latencies.
@@ -47,9 +51,10 @@ class ControllerSettings:
     dwell_down_s: float = 0.2  # least time between a move and a step down
     dwell_up_s: float = 1.0  # least time between a move and a step up
     up_utilization: float = 0.8  # step up only if the rung above would be busy less than this fraction of the time
+    down_utilization: float = 0.95  # step down when this rung is busy more than this fraction of the time
 
     def __post_init__(self) -> None:
-        for name in ("target_p99_ms", "window_s", "down_at", "up_at", "up_utilization"):
+        for name in ("target_p99_ms", "window_s", "down_at", "up_at", "up_utilization", "down_utilization"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
                     or value <= 0:
@@ -65,6 +70,9 @@ class ControllerSettings:
         if self.up_at >= self.down_at:
             raise ValueError(f"up_at ({self.up_at}) must be below down_at ({self.down_at}): that gap is the "
                              "hysteresis that keeps the rung from flapping")
+        if self.up_utilization >= self.down_utilization:
+            raise ValueError(f"up_utilization ({self.up_utilization}) must be below down_utilization "
+                             f"({self.down_utilization})")
         if self.queue_up >= self.queue_down:
             raise ValueError(f"queue_up ({self.queue_up}) must be below queue_down ({self.queue_down})")
 
@@ -117,11 +125,12 @@ class BudgetController:
         since = now - self.last_move
         hot = waiting >= s.queue_down or (len(latencies) >= s.min_samples and _p99(latencies) > s.down_at *
                                           s.target_p99_ms) or (len(latencies) >= 2 and
-                                                               min(latencies[-2:]) > s.target_p99_ms)
+                                                               min(latencies[-2:]) > s.target_p99_ms) \
+            or self._utilization(self.rung, full_window=True) > s.down_utilization
         above = self._slowdown_above()
         cool = waiting <= s.queue_up and (not latencies or all(ms * above < s.up_at * s.target_p99_ms
                                                                 for ms in latencies)) \
-            and self._utilization_above() < s.up_utilization
+            and (self.rung == 0 or self._utilization(self.rung - 1) < s.up_utilization)
         if hot and self.rung < s.n_rungs - 1 and since >= s.dwell_down_s:
             self._move(now, self.rung + 1)
             self.counters.moves_down += 1
@@ -169,14 +178,17 @@ class BudgetController:
             return math.inf
         return max(1.0, above / here) if above is not None else 1.0
 
-    def _utilization_above(self) -> float:
-        """The fraction of the time the rung above would be busy at the recent request rate (0 when unknown)."""
-        above = self.service_ms[self.rung - 1] if self.rung > 0 else None
-        if above is None or self._first_served is None:
+    def _utilization(self, rung: int, *, full_window: bool = False) -> float:
+        """The fraction of the time `rung` would be busy at the recent request rate; 0 when unknown
+        (no service time for it yet or, with full_window, the instance younger than the window)."""
+        service = self.service_ms[rung]
+        if service is None or self._first_served is None or \
+                (full_window and self.clock() - self._first_served < self.settings.window_s):
             return 0.0
+        served = sum(count for _, count in self._served)
         span = min(self.settings.window_s, self.clock() - self._first_served)  # shorter while the instance is young
-        rate = sum(count for _, count in self._served) / max(span, 1e-3)  # requests per second
-        return rate * above / 1e3
+        rate = served / max(span, 1e-3)  # requests per second
+        return rate * service / 1e3
 
     def _move(self, now: float, rung: int) -> None:
         self.rung, self.last_move = rung, now

@@ -70,7 +70,7 @@ def test_hysteresis_between_up_at_and_down_at_holds_the_rung() -> None:
     serve(c, clock, 30.0, waiting=6, batches=1)
     assert c.rung == 1
     # 0.65 x target: over up_at (0.5), under down_at (0.8): neither direction, for a long time
-    assert set(serve(c, clock, 0.65 * TARGET, batches=400)) == {1}
+    assert set(serve(c, clock, 0.65 * TARGET, batches=400, step_s=0.1)) == {1}  # 65% busy: under down_utilization
 
 
 def test_steps_up_only_after_the_up_dwell_when_load_falls() -> None:
@@ -175,3 +175,28 @@ def test_steps_up_only_when_the_rung_above_could_keep_up_with_the_arrivals() -> 
         if c.choose(1) == 0:
             break
     assert c.rung == 0 and c.counters.moves_up == 1
+
+
+def test_a_rung_busier_than_down_utilization_steps_down_before_its_latencies_rise() -> None:
+    c, clock = controller(dwell_down_s=0.0, window_s=1.0)
+    rungs = []
+    for _ in range(100):  # one request every 20 ms, each served in 19.8 ms: 99% busy, latencies still low
+        rungs.append(c.choose(1))
+        clock.advance(0.02)
+        c.record(19.8, rungs[-1], service_ms=19.8 if rungs[-1] == 0 else 5.0)
+    assert 19.8 < 0.8 * TARGET  # no latency rule fired: the utilisation did
+    first = rungs.index(1)
+    assert 49 <= first <= 52  # once the instance has served for a whole window (1 s at 20 ms a request)
+    assert set(rungs[first:]) == {1}  # rung 1 is 25% busy, and the top rung would be 99%: it stays
+
+
+def test_a_first_request_does_not_read_as_overload() -> None:
+    c, clock = controller(dwell_down_s=0.0)
+    c.record(5.0, 0, service_ms=50.0)  # one request: over a vanishing span any rate looks huge
+    clock.advance(0.001)
+    assert c.choose(1) == 0
+
+
+def test_up_utilization_must_stay_below_down_utilization() -> None:
+    with pytest.raises(ValueError, match="down_utilization"):
+        ControllerSettings(target_p99_ms=1.0, n_rungs=2, up_utilization=0.9, down_utilization=0.9)
