@@ -11,9 +11,12 @@ The rule, evaluated before each batch:
 - hot (step down one rung, toward the cheapest): at least `queue_down` requests arrived together
   (Triton's dynamic batcher hands an instance what queued while it was busy, so the batch size
   is the queue length), or the recent p99 exceeds `down_at` x target, or the last two latencies
-  both exceed the target, or the recent request rate times this rung's service time (its
-  utilisation) exceeds `down_utilization` (0.95): a rung that cannot keep up will build a queue,
-  so it steps down before the latencies show it;
+  both exceed the target, or the recent request rate times this rung's per-request service time
+  (its utilisation) exceeds `down_utilization` (1.2): a rung that cannot keep up will build a
+  queue, so it steps down before the latencies show it. Above 1 because the estimate overstates
+  the load: with a 0.95 limit the controller served rung 1 for 97% of the requests at half the
+  full model's capacity in the quick load test (the service time an instance measures includes
+  the wait in the classifier's own queue);
 - cool (step up one rung, toward the full model): at most `queue_up` requests together and every
   recent latency, scaled by how much slower the rung above served a request when it last ran
   (learned online, per instance), under `up_at` x target (an idle window counts as cool), and
@@ -51,7 +54,7 @@ class ControllerSettings:
     dwell_down_s: float = 0.2  # least time between a move and a step down
     dwell_up_s: float = 1.0  # least time between a move and a step up
     up_utilization: float = 0.8  # step up only if the rung above would be busy less than this fraction of the time
-    down_utilization: float = 0.95  # step down when this rung is busy more than this fraction of the time
+    down_utilization: float = 1.2  # step down when this rung would need more than this fraction of the time
 
     def __post_init__(self) -> None:
         for name in ("target_p99_ms", "window_s", "down_at", "up_at", "up_utilization", "down_utilization"):
