@@ -16,6 +16,7 @@ cross-entropy + cost_lambda * FLOPs (the head's FLOPs at the sample's own length
 the dense model's mean) says which of the two budgets was better for this input, and a two-action
 REINFORCE term moves q(k | x) toward it. Neither the straight-through budget gradient nor E_q[k]
 is used then; the relevance head keeps its straight-through gradient.
+
 `static_heads` instead trains one fixed head set in every layer (fine-tuning a pruned model).
 """
 
@@ -372,7 +373,9 @@ def train(train_examples: list[data.Example], val_examples: list[data.Example], 
     total = steps_per_epoch * tc.epochs
     epochs_run = min(tc.epochs, tc.stop_after_epoch or tc.epochs)
     fixed = [list(range(config.n_heads))] * config.n_layers if tc.dense else tc.static_heads
-    mean_dense_macs = float(np.mean([model_macs(config, int(n)) for n in np.minimum(lengths + 2, config.max_length)]))
+    # the paired signal's cost unit: the dense model's mean MACs over the training texts (special tokens left out)
+    mean_dense_macs = float(np.mean([model_macs(config, int(n)) for n in np.minimum(lengths, config.max_length)])) \
+        if tc.budget_signal == "paired" else 0.0
     gate = fixed_heads_gate(fixed) if fixed is not None else ExploreExploit(config, tc, total)
     groups = parameter_groups(model, tc.weight_decay, encoder_lr_scale=1.0 if tc.init is None else tc.encoder_lr_scale)
     optimizer = torch.optim.AdamW(groups, lr=tc.lr)
