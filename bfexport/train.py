@@ -117,12 +117,15 @@ class ExploreExploit:
             self.generator.manual_seed(self.tc.seed)
         return self.generator
 
+    def chosen_counts(self) -> torch.Tensor:
+        """(B, L): each sample's k in each layer of the last pass."""
+        return torch.stack([self.chosen[i][1] for i in range(self.config.n_layers)], 1)
+
     def plan_probe(self, batch: int, device: torch.device) -> Probe:
         """A random layer per sample and a direction that keeps its k within [1, H]."""
         g, H = self.random(device), self.config.n_heads
         layer = torch.randint(self.config.n_layers, (batch,), generator=g, device=device)
-        counts = torch.stack([self.chosen[i][1] for i in range(self.config.n_layers)], 1)  # (B, L)
-        k = counts.gather(1, layer.unsqueeze(1)).squeeze(1)
+        k = self.chosen_counts().gather(1, layer.unsqueeze(1)).squeeze(1)
         delta = torch.randint(2, (batch,), generator=g, device=device) * 2 - 1
         delta = torch.where(k + delta > H, -1, torch.where(k + delta < 1, 1, delta))
         return Probe(layer, delta)
@@ -234,8 +237,7 @@ def paired_budget_loss(budget_probs: list[torch.Tensor], gate: ExploreExploit, p
     per sample (B,), cost included, and carry no gradient."""
     q = torch.stack(budget_probs, 1)  # (B, L, H)
     rows = torch.arange(q.shape[0], device=q.device)
-    counts = torch.stack([gate.chosen[i][1] for i in range(q.shape[1])], 1)  # (B, L)
-    k_main = counts[rows, probe.layer]
+    k_main = gate.chosen_counts()[rows, probe.layer]
     log_q = q[rows, probe.layer].clamp_min(1e-9).log()  # (B, H)
     advantage = (probe_loss - main_loss).detach()  # < 0: the probe's budget was better for this input
     return (advantage * (log_q[rows, k_main + probe.delta - 1] - log_q[rows, k_main - 1])).mean()
