@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Any
 
@@ -61,8 +62,9 @@ def calibrate_ladder(model: ModelSource, data: DataSource, values: Sequence[floa
                      measure_sessions: int = 3, measure_repeats: int = 3, thresholds_only: bool = False,
                      runtime_factory: Callable[..., LatencyRuntime] | None = None,
                      log: Callable[[str], None] | None = None) -> tuple[LadderResult, list[CalibrationResult | None]]:
-    """Calibrate every rung of a ladder in one run; returns the ladder (top rung first) and each
-    rung's full CalibrationResult (None for the full-model rung).
+    """Calibrate every rung of a ladder in one run; returns the ladder (top rung first, after
+    `best_points`) and each target's own CalibrationResult (None for the full model), in target
+    order.
 
     Args:
         values: targets, e.g. (1.0, 0.85, 0.7, 0.55): FLOPs ratios (unit "flops_ratio") or fractions
@@ -96,8 +98,13 @@ def calibrate_ladder(model: ModelSource, data: DataSource, values: Sequence[floa
     say(f"timing {len(configs)} rungs end to end, interleaved, in {measure_sessions} fresh sessions")
     latencies, measurement = measure_rungs(shared, configs, sessions=measure_sessions, repeats=measure_repeats)
     full = shared.scorer([shared.all_heads], True)[0]
-    ladder = [_rung(value, result, full, lat) for (value, _), result, lat in zip(rungs, results, latencies,
-                                                                                   strict=True)]
+    searched = [_rung(value, result, full, lat) for (value, _), result, lat in zip(rungs, results, latencies,
+                                                                                     strict=True)]
+    ladder = best_points(searched, unit, percentile)
+    for rung in ladder:
+        for note in rung.notes:
+            if note.startswith(BETTER) or note.startswith(MERGED):
+                say(f"rung {rung.target:g}: {note}")
     exported, cal = shared.exported, shared.cal
     assert shared.rt is not None  # prepare(with_runtime=True)
     s = shared.evaluator.stats
@@ -130,6 +137,40 @@ def measure_rungs(shared: Prepared, configs: Sequence[Config], *, sessions: int 
     info = {"sessions": len(runs), "repeats": repeats, "batches": len(batches), "batch_size": shared.batch_size,
             "calls_per_rung": len(pooled[0]), "interleaved": True}
     return out, info
+
+
+BETTER = "took the point calibrated for target"
+MERGED = "also serves target"
+
+
+def best_points(rungs: Sequence[Rung], unit: str, percentile: int = 50) -> list[Rung]:
+    """Each rung below the top takes the most accurate point of the ladder (ties to the cheaper)
+    that meets its target as timed end to end; its own point stays when none beats it. A rung
+    that then repeats the one above is merged into it: a controller step that changes nothing
+    only delays the next one. Costs are FLOPs ratios, or latency at `percentile` as a fraction
+    of the top rung's."""
+    def cost(r: Rung) -> float:
+        if unit == "flops_ratio":
+            return r.flops_ratio
+        return r.latency_ms[f"p{percentile}"] / rungs[0].latency_ms[f"p{percentile}"]
+
+    def score(r: Rung) -> tuple[float, float]:
+        return (r.agreement if r.accuracy is None else r.accuracy, -cost(r))
+
+    out: list[Rung] = [rungs[0]]
+    for rung in rungs[1:]:
+        fits = [r for r in rungs[1:] if r is not rung and cost(r) <= rung.target and score(r) > score(rung)]
+        if fits:
+            donor = max(fits, key=score)
+            rung = replace(donor, target=rung.target, target_met=True, full=False,
+                           notes=[f"{BETTER} {donor.target:g}: more accurate, and {cost(donor):.3f} meets this "
+                                  f"target", *donor.notes])
+        above = out[-1]
+        if (rung.thresholds, rung.caps) == (above.thresholds, above.caps):
+            out[-1] = replace(above, notes=[*above.notes, f"{MERGED} {rung.target:g} (the same point)"])
+        else:
+            out.append(rung)
+    return out
 
 
 def _rung(value: float, result: CalibrationResult | None, full: Point, latency: dict[str, float]) -> Rung:

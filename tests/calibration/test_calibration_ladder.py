@@ -1,6 +1,7 @@
-"""A ladder of targets from one calibration run: each rung equals the single-target calibration
-at its target, the run shares the path cache (fewer rows run than separate runs), the ladder
-file loads strictly, and `bfexport calibrate --ladder-*` writes it or refuses in one line."""
+"""A ladder of targets from one calibration run: each rung is at least as good as the
+single-target calibration at its target (the ladder's most accurate point that fits), the run
+shares the path cache (fewer rows run than separate runs), the ladder file loads strictly, and
+`bfexport calibrate --ladder-*` writes it or refuses in one line."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ from bfexport.cli import main
 from bfexport.errors import BfexportError
 from bfexport.ladder_result import LadderResult
 from calibration import FlopsTarget, LatencyTarget, calibrate, load_model
-from calibration.ladder import calibrate_ladder
+from bfexport.ladder_result import Rung
+from calibration.ladder import MERGED, best_points, calibrate_ladder
 from tests.calibration.test_calibration_latency import FakeRuntime
 
 VALUES = (1.0, 0.9, 0.8, 0.7)
@@ -25,19 +27,49 @@ def flops_ladder(model_path: Path, data_path: Path) -> tuple:
     return calibrate_ladder(model_path, data_path, [0.8, 1.0, 0.7, 0.9], runtime_factory=FakeRuntime)
 
 
-def test_each_flops_rung_equals_the_single_target_calibration(flops_ladder: tuple, model_path: Path,
-                                                               data_path: Path) -> None:
+def test_each_flops_rung_is_at_least_the_single_target_calibration(flops_ladder: tuple, model_path: Path,
+                                                                    data_path: Path) -> None:
     ladder, results = flops_ladder
-    assert [r.target for r in ladder.rungs] == list(VALUES)  # sorted top first
+    targets = [r.target for r in ladder.rungs]
+    assert targets == sorted(targets, reverse=True) and targets[0] == 1.0  # top first
     rows_alone = 0
-    for rung, result, value in zip(ladder.rungs[1:], results[1:], VALUES[1:], strict=True):
+    for result, value in zip(results[1:], VALUES[1:], strict=True):
         single = calibrate(model_path, data_path, FlopsTarget(value))
         rows_alone += single.search["rows_run"]
-        assert (rung.thresholds, rung.caps) == (single.thresholds, single.caps)
-        assert (rung.accuracy, rung.flops_ratio, rung.target_met) == (single.accuracy, single.achieved_flops_ratio,
-                                                                      single.target_met)
-        assert result is not None and result.thresholds == single.thresholds
+        assert result is not None and (result.thresholds, result.caps) == (single.thresholds, single.caps)
+        served = [r for r in ladder.rungs if r.target == value or any(n == f"{MERGED} {value:g} (the same point)"
+                                                                      for n in r.notes)]
+        assert len(served) == 1 and served[0].accuracy is not None and single.accuracy is not None
+        assert served[0].accuracy >= single.accuracy and served[0].flops_ratio <= value
     assert ladder.search["rows_run"] < rows_alone  # the path cache is shared across rungs
+
+
+def point(target: float, accuracy: float, cost: float, caps: list[int]) -> Rung:
+    """A rung whose FLOPs ratio and p50 latency (top rung: 1 ms) are both `cost`."""
+    return Rung(target=target, thresholds=[0.5, 0.5], caps=caps, latency_ms={"p50": cost, "p99": 2 * cost},
+                accuracy=accuracy, agreement=1.0, flops_ratio=cost, mean_heads_per_layer=[], target_met=True,
+                full=target == 1.0)
+
+
+@pytest.mark.parametrize("unit", ["flops_ratio", "latency_fraction"])
+def test_a_rung_takes_a_more_accurate_point_that_fits_and_repeats_merge(unit: str) -> None:
+    # the shipped model's ladder once: the 0.85 search found a point cheaper and less accurate than the 0.75 one
+    top, r85, r75, r65 = (point(1.0, 0.80, 1.0, [4, 4]), point(0.85, 0.82, 0.67, [4, 1]),
+                          point(0.75, 0.823, 0.73, [4, 3]), point(0.65, 0.81, 0.63, [2, 1]))
+    out = best_points([top, r85, r75, r65], unit)
+    assert [(r.target, r.caps) for r in out] == [(1.0, [4, 4]), (0.85, [4, 3]), (0.65, [2, 1])]
+    assert any(n.startswith("took the point calibrated for target 0.75") for n in out[1].notes)
+    assert f"{MERGED} 0.75 (the same point)" in out[1].notes
+    costs = [r.flops_ratio for r in out]
+    assert costs == sorted(costs, reverse=True)  # every step down is cheaper
+
+
+def test_a_rung_keeps_its_own_point_unless_another_fits_and_scores_higher() -> None:
+    top, r8, r6 = point(1.0, 0.80, 1.0, [4, 4]), point(0.8, 0.79, 0.78, [4, 2]), point(0.6, 0.78, 0.59, [2, 1])
+    assert best_points([top, r8, r6], "flops_ratio") == [top, r8, r6]  # already ordered: nothing changes
+    tie = point(0.6, 0.79, 0.55, [1, 1])  # as accurate as the 0.8 rung and cheaper: the 0.8 rung takes it
+    out = best_points([top, r8, tie], "flops_ratio")
+    assert [r.caps for r in out] == [[4, 4], [1, 1]]
 
 
 def test_top_rung_is_the_full_model_and_every_rung_is_timed(flops_ladder: tuple) -> None:
