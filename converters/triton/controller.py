@@ -10,16 +10,19 @@ for itself.
 The rule, evaluated before each batch:
 - hot (step down one rung, toward the cheapest): at least `queue_down` requests arrived together
   (Triton's dynamic batcher hands an instance what queued while it was busy, so the batch size
-  is the queue length), or the recent p99 exceeds `down_at` x target, or the last two latencies
+  is the queue length) and, once this rung's per-request service time is known, they would take
+  it more than `down_at` x target to serve (a queue a loose target absorbs is no reason to give
+  up heads); or the recent p99 exceeds `down_at` x target, or the last two latencies
   both exceed the target, or the recent request rate times this rung's per-request service time
   (its utilisation) exceeds `down_utilization` (1.2): a rung that cannot keep up will build a
   queue, so it steps down before the latencies show it. Above 1 because the estimate overstates
   the load: with a 0.95 limit the controller served rung 1 for 97% of the requests at half the
   full model's capacity in the quick load test (the service time an instance measures includes
   the wait in the classifier's own queue);
-- cool (step up one rung, toward the full model): at most `queue_up` requests together and every
-  recent latency, scaled by how much slower the rung above served a request when it last ran
-  (learned online, per instance), under `up_at` x target (an idle window counts as cool), and
+- cool (step up one rung, toward the full model): at most `queue_up` requests together and the
+  recent p95 latency, scaled by how much slower the rung above served a request when it last ran
+  (learned online, per instance), under `up_at` x target (an idle window counts as cool; p95, so
+  one stall of a shared machine does not pin the rung down), and
   the recent request rate times the rung above's service time (the utilisation it would run
   at) under `up_utilization` (0.8), since a rung that cannot keep up with the arrivals builds a queue
   (a rung steps down for its own utilisation only once the instance has served for a whole
@@ -49,7 +52,7 @@ class ControllerSettings:
     min_samples: int = 8  # latencies needed before their p99 counts
     down_at: float = 0.8  # step down when the recent p99 exceeds this fraction of the target
     up_at: float = 0.5  # step up when every recent latency is under this fraction of the target
-    queue_down: int = 4  # ... or when this many requests arrive in one batch
+    queue_down: int = 4  # ... or when this many requests arrive in one batch (and would take over down_at x target)
     queue_up: int = 1  # step up only when at most this many arrive together
     dwell_down_s: float = 0.2  # least time between a move and a step down
     dwell_up_s: float = 1.0  # least time between a move and a step up
@@ -126,13 +129,13 @@ class BudgetController:
         self._forget(now)
         latencies = [ms for _, ms in self._recent]
         since = now - self.last_move
-        hot = waiting >= s.queue_down or (len(latencies) >= s.min_samples and _p99(latencies) > s.down_at *
-                                          s.target_p99_ms) or (len(latencies) >= 2 and
-                                                               min(latencies[-2:]) > s.target_p99_ms) \
+        service = self.service_ms[self.rung]
+        queued = waiting >= s.queue_down and (service is None or waiting * service > s.down_at * s.target_p99_ms)
+        hot = queued or (len(latencies) >= s.min_samples and _percentile(latencies, 0.99) > s.down_at *
+                         s.target_p99_ms) or (len(latencies) >= 2 and min(latencies[-2:]) > s.target_p99_ms) \
             or self._utilization(self.rung, full_window=True) > s.down_utilization
-        above = self._slowdown_above()
-        cool = waiting <= s.queue_up and (not latencies or all(ms * above < s.up_at * s.target_p99_ms
-                                                                for ms in latencies)) \
+        cool = waiting <= s.queue_up \
+            and (not latencies or _percentile(latencies, 0.95) * self._slowdown_above() < s.up_at * s.target_p99_ms) \
             and (self.rung == 0 or self._utilization(self.rung - 1) < s.up_utilization)
         if hot and self.rung < s.n_rungs - 1 and since >= s.dwell_down_s:
             self._move(now, self.rung + 1)
@@ -205,10 +208,10 @@ class BudgetController:
             self._served.popleft()
 
 
-def _p99(values: list[float]) -> float:
-    """The 99th percentile, linear between order statistics (numpy's default)."""
+def _percentile(values: list[float], q: float) -> float:
+    """The q-quantile (0.99: the p99), linear between order statistics (numpy's default)."""
     ordered = sorted(values)
-    position = 0.99 * (len(ordered) - 1)
+    position = q * (len(ordered) - 1)
     low = int(position)
     high = min(low + 1, len(ordered) - 1)
     return ordered[low] + (ordered[high] - ordered[low]) * (position - low)

@@ -200,3 +200,27 @@ def test_a_first_request_does_not_read_as_overload() -> None:
 def test_up_utilization_must_stay_below_down_utilization() -> None:
     with pytest.raises(ValueError, match="down_utilization"):
         ControllerSettings(target_p99_ms=1.0, n_rungs=2, up_utilization=0.9, down_utilization=0.9)
+
+
+def test_a_queue_the_target_absorbs_keeps_the_rung() -> None:
+    c, clock = controller()
+    c.record(5.0, 0, service_ms=5.0)  # the top rung serves a request in 5 ms
+    for _ in range(20):  # bursts of 6, each batch served in 30 ms: under 0.8 x 100 ms
+        assert c.choose(6) == 0
+        clock.advance(0.1)
+        c.record(30.0, 0, count=6, service_ms=30.0)
+    slow, clock = controller()
+    slow.record(20.0, 0, service_ms=20.0)
+    assert slow.choose(6) == 1  # 6 x 20 ms: 120 ms, over it
+    fresh, clock = controller()
+    assert fresh.choose(6) == 1  # the service time unknown yet: the count alone decides
+
+
+def test_one_stall_among_cool_latencies_does_not_hold_the_rung_down() -> None:
+    c, clock = controller(dwell_up_s=1.0)
+    serve(c, clock, 30.0, waiting=6, batches=1)
+    assert c.rung == 1
+    serve(c, clock, 10.0, batches=10, step_s=0.05)
+    serve(c, clock, 60.0, batches=1, step_s=0.05)  # one stall: 60 ms, over up_at (0.5) x 100 ms
+    rungs = serve(c, clock, 10.0, batches=20, step_s=0.05)
+    assert rungs[-1] == 0 and c.counters.moves_up == 1  # the window's p95 is still 10 ms
