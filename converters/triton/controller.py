@@ -35,11 +35,16 @@ The rule, evaluated before each batch:
 from __future__ import annotations
 
 import math
+import statistics
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+SERVICE_SAMPLES = 32  # a rung's service time is the median per-request time of its last 32 batches: one stall
+# of a shared machine would otherwise inflate the estimate of a rung the controller then stops serving, and
+# a stale, inflated estimate of the rung above keeps the utilisation check from ever letting it step back up
 
 
 @dataclass(frozen=True)
@@ -121,7 +126,8 @@ class BudgetController:
         self._served: deque[tuple[float, int]] = deque()  # (time, requests) in the window, across moves
         self._first_served: float | None = None
         self.counters = Counters(per_rung=[0] * settings.n_rungs)
-        self.service_ms: list[float | None] = [None] * settings.n_rungs  # per request, moving average per rung
+        self._services: list[deque[float]] = [deque(maxlen=SERVICE_SAMPLES) for _ in range(settings.n_rungs)]
+        self.service_ms: list[float | None] = [None] * settings.n_rungs  # per request, median of the last batches
 
     def choose(self, waiting: int) -> int:
         """The rung for a batch of `waiting` requests (moves at most one rung per call)."""
@@ -157,8 +163,8 @@ class BudgetController:
         if 0 <= rung < self.settings.n_rungs:
             self.counters.per_rung[rung] += count
             if service_ms is not None and count > 0:
-                per_request, old = service_ms / count, self.service_ms[rung]
-                self.service_ms[rung] = per_request if old is None else 0.8 * old + 0.2 * per_request
+                self._services[rung].append(service_ms / count)
+                self.service_ms[rung] = statistics.median(self._services[rung])
         if rung == self.rung:
             self._recent.append((self.clock(), float(latency_ms)))
 

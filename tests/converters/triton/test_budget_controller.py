@@ -224,3 +224,11 @@ def test_one_stall_among_cool_latencies_does_not_hold_the_rung_down() -> None:
     serve(c, clock, 60.0, batches=1, step_s=0.05)  # one stall: 60 ms, over up_at (0.5) x 100 ms
     rungs = serve(c, clock, 10.0, batches=20, step_s=0.05)
     assert rungs[-1] == 0 and c.counters.moves_up == 1  # the window's p95 is still 10 ms
+
+
+def test_one_slow_batch_does_not_inflate_a_rungs_service_time() -> None:
+    c, _ = controller()
+    for _ in range(10):
+        c.record(4.0, 0, service_ms=4.0)
+    c.record(60.0, 0, service_ms=60.0)  # a stall: the median of the last batches stays 4 ms
+    assert c.service_ms[0] == 4.0
