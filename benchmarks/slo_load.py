@@ -6,9 +6,11 @@ All three variants are the same Python-backend controller model (NAME_slo, BLS: 
 classifier), so they pay the same serving overheads; the fixed ones are copies whose ladder holds
 only the top rung or only the cheapest one. The capacity is measured first: what the full model
 serves when this client's Poisson arrivals outrun it (`saturated`). The target p99 (unless
---target-p99-ms) is 1.5 x the full model's p99 under Poisson arrivals at half its capacity,
-measured next: an SLO the full model meets at low load, so the controller has a reason to serve
-the top rung there and to step down only under load. At
+--target-p99-ms) is 2 x the full model's p99 under Poisson arrivals at half its capacity,
+measured next: an SLO the full model meets at low load with the margin this shared machine needs
+(the p99 of one configuration differs up to 1.5x between steps, and the controller steps down
+at 0.8 x target), so it has a reason to serve the top rung there and to step down only under
+load. At
 each load the three variants run one after the other (the order rotating per step; each drains
 before the next starts), so they see the same machine; the controller keeps its state from
 step to step. Each request's latency counts from its scheduled arrival, so queueing in the
@@ -215,7 +217,7 @@ def main() -> int:
                                                       "(default 0.5,1,1.5,2,1,0.5)")
     parser.add_argument("--step-s", type=float, default=None, help="seconds per load step (default 8)")
     parser.add_argument("--target-p99-ms", type=float, default=None,
-                        help="default: 1.5 x the full model's p99 at half its capacity")
+                        help="default: 2 x the full model's p99 at half its capacity")
     parser.add_argument("--max-batch-size", type=int, default=8)
     parser.add_argument("--tritonserver", default=None)
     parser.add_argument("--stub-python", default=os.environ.get("BFEXPORT_STUB_PYTHON"))
@@ -253,7 +255,7 @@ def main() -> int:
                                         for variant in ("fixed_full", "fixed_cheapest"))
             half = open_loop(client, f"{NAME}_fixed_full", texts, labels, 0.5 * capacity, step_s, args.seed + 1000,
                              len(texts) // 2, pool)
-            target = args.target_p99_ms or round(1.5 * half["p99_ms"], 1)
+            target = args.target_p99_ms or round(2 * half["p99_ms"], 1)
             say(f"full model: unloaded p50 {unloaded['p50_ms']:.1f} ms p99 {unloaded['p99_ms']:.1f} ms, capacity "
                 f"{capacity:.0f} req/s (cheapest rung {cheap_capacity:.0f} req/s), p99 {half['p99_ms']:.1f} ms at half "
                 f"of it; target p99 {target} ms")

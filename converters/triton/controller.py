@@ -11,8 +11,8 @@ The rule, evaluated before each batch:
 - hot (step down one rung, toward the cheapest): at least `queue_down` requests arrived together
   (Triton's dynamic batcher hands an instance what queued while it was busy, so the batch size
   is the queue length) and, once this rung's per-request service time is known, they would take
-  it more than `down_at` x target to serve (a queue a loose target absorbs is no reason to give
-  up heads); or the recent p99 exceeds `down_at` x target, or the last two latencies
+  it more than `queue_down_at` (0.8) x target to serve (a queue a loose target absorbs is no
+  reason to give up heads); or the recent p99 exceeds `down_at` x target, or the last two latencies
   both exceed the target, or the recent request rate times this rung's per-request service time
   (its utilisation) exceeds `down_utilization` (1.2): a rung that cannot keep up will build a
   queue, so it steps down before the latencies show it. Above 1 because the estimate overstates
@@ -56,8 +56,9 @@ class ControllerSettings:
     window_s: float = 2.0  # latencies older than this are forgotten
     min_samples: int = 8  # latencies needed before their p99 counts
     down_at: float = 0.8  # step down when the recent p99 exceeds this fraction of the target
-    up_at: float = 0.5  # step up when every recent latency is under this fraction of the target
-    queue_down: int = 4  # ... or when this many requests arrive in one batch (and would take over down_at x target)
+    up_at: float = 0.5  # step up when the recent p95 is under this fraction of the target
+    queue_down: int = 4  # ... or when this many requests arrive in one batch
+    queue_down_at: float = 0.8  # ... that this rung would take over this fraction of the target to serve (0: any)
     queue_up: int = 1  # step up only when at most this many arrive together
     dwell_down_s: float = 0.2  # least time between a move and a step down
     dwell_up_s: float = 1.0  # least time between a move and a step up
@@ -74,7 +75,7 @@ class ControllerSettings:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < (1 if name != "queue_up" else 0):
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        for name in ("dwell_down_s", "dwell_up_s"):
+        for name in ("dwell_down_s", "dwell_up_s", "queue_down_at"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
                 raise ValueError(f"{name} must be a number >= 0, got {value!r}")
@@ -136,7 +137,7 @@ class BudgetController:
         latencies = [ms for _, ms in self._recent]
         since = now - self.last_move
         service = self.service_ms[self.rung]
-        queued = waiting >= s.queue_down and (service is None or waiting * service > s.down_at * s.target_p99_ms)
+        queued = waiting >= s.queue_down and (service is None or waiting * service > s.queue_down_at * s.target_p99_ms)
         hot = queued or (len(latencies) >= s.min_samples and _percentile(latencies, 0.99) > s.down_at *
                          s.target_p99_ms) or (len(latencies) >= 2 and min(latencies[-2:]) > s.target_p99_ms) \
             or self._utilization(self.rung, full_window=True) > s.down_utilization

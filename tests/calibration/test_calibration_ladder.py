@@ -13,9 +13,8 @@ import pytest
 
 from bfexport.cli import main
 from bfexport.errors import BfexportError
-from bfexport.ladder_result import LadderResult
+from bfexport.ladder_result import LadderResult, Rung
 from calibration import FlopsTarget, LatencyTarget, calibrate, load_model
-from bfexport.ladder_result import Rung
 from calibration.ladder import MERGED, best_points, calibrate_ladder
 from tests.calibration.test_calibration_latency import FakeRuntime
 

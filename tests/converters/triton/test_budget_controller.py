@@ -119,7 +119,8 @@ def test_counters_and_snapshot_say_what_happened() -> None:
 
 @pytest.mark.parametrize("bad, message", [({"up_at": 0.9}, "hysteresis"), ({"queue_up": 4}, "queue_up"),
                                           ({"target_p99_ms": 0}, "target_p99_ms"), ({"n_rungs": 0}, "n_rungs"),
-                                          ({"dwell_up_s": -1}, "dwell_up_s")])
+                                          ({"dwell_up_s": -1}, "dwell_up_s"),
+                                          ({"queue_down_at": -0.1}, "queue_down_at")])
 def test_bad_settings_are_refused(bad: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         ControllerSettings(**{"target_p99_ms": TARGET, "n_rungs": 3, **bad})
@@ -214,6 +215,9 @@ def test_a_queue_the_target_absorbs_keeps_the_rung() -> None:
     assert slow.choose(6) == 1  # 6 x 20 ms: 120 ms, over it
     fresh, clock = controller()
     assert fresh.choose(6) == 1  # the service time unknown yet: the count alone decides
+    counting, clock = controller(queue_down_at=0)
+    counting.record(5.0, 0, service_ms=5.0)
+    assert counting.choose(6) == 1  # queue_down_at 0: any queue of queue_down counts
 
 
 def test_one_stall_among_cool_latencies_does_not_hold_the_rung_down() -> None:

@@ -17,7 +17,7 @@ from bfexport.runtime import OnnxClassifier
 from converters.triton import DeployOptions, deploy
 from converters.triton.live_cases import Reference
 from converters.triton.live_check import bfexport_models, served_copy
-from converters.triton.schema import parse_config
+from converters.triton.schema import parse_config, render_config
 from converters.triton.server import ServerBinary, StubPython, TritonServer, running, shm_regions
 from tests.converters.triton.ladders import tiny_ladder
 from tests.converters.triton.test_live_server import server_env  # noqa: F401 - the fixture
@@ -48,6 +48,12 @@ def test_controller_serves_rungs_on_a_real_server(server_env: tuple[ServerBinary
     regions = shm_regions()
     with tempfile.TemporaryDirectory() as work:
         copy = served_copy(slo_repo["repo"], bfexport_models(slo_repo["repo"]), Path(work), not binary.has_onnxruntime)
+        # a queue of 4 steps down however fast this tiny model serves it (by default a queue counts only when
+        # the rung would take over 0.8 x target to serve it): the burst moves the controller on any machine
+        path = copy / "m_slo" / "config.pbtxt"
+        config = parse_config(path.read_text())
+        config.parameters["controller"].string_value = json.dumps({"queue_down_at": 0})
+        path.write_text(render_config(config, "# test_slo_live: a queue always counts\n"))
         with TritonServer.start(copy, binary, stub) as server:
             server.load("m", "m_tokenizer", "m_slo")
             client = server.client()
