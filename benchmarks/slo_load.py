@@ -251,7 +251,7 @@ def main() -> int:
                 closed_loop(client, f"{NAME}_{variant}", texts, 4, 1.0)  # warm-up
             unloaded = closed_loop(client, f"{NAME}_fixed_full", texts, 1, 1.5)
             capacity, cheap_capacity = (saturated(client, f"{NAME}_{variant}", texts, labels,
-                                                  2.0 if args.quick else 4.0, args.seed + 2000, pool)
+                                                  1.5 if args.quick else 4.0, args.seed + 2000, pool)
                                         for variant in ("fixed_full", "fixed_cheapest"))
             half = open_loop(client, f"{NAME}_fixed_full", texts, labels, 0.5 * capacity, step_s, args.seed + 1000,
                              len(texts) // 2, pool)
