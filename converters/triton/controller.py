@@ -28,8 +28,10 @@ The rule, evaluated before each batch:
   (a rung steps down for its own utilisation only once the instance has served for a whole
   window, so a first burst, which the queue rule handles, does not read as a rate);
 - hysteresis: down_at > up_at, and a move needs `dwell_down_s` / `dwell_up_s` since the last
-  one (stepping up waits longer); only latencies recorded since the last move count, so a rung is
-  judged on its own latencies.
+  one (stepping up waits longer); a step up that a step down undoes within a window doubles the
+  wait before the next one (up to `max_dwell_up_s`; back to `dwell_up_s` once a step up holds for
+  a window), so a load the rung above cannot carry stops drawing the controller up every second;
+  only latencies recorded since the last move count, so a rung is judged on its own latencies.
 """
 
 from __future__ import annotations
@@ -62,6 +64,7 @@ class ControllerSettings:
     queue_up: int = 1  # step up only when at most this many arrive together
     dwell_down_s: float = 0.2  # least time between a move and a step down
     dwell_up_s: float = 1.0  # least time between a move and a step up
+    max_dwell_up_s: float = 8.0  # ... doubled after each step up undone within a window, up to this
     up_utilization: float = 0.8  # step up only if the rung above would be busy less than this fraction of the time
     down_utilization: float = 1.2  # step down when this rung would need more than this fraction of the time
 
@@ -75,10 +78,12 @@ class ControllerSettings:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < (1 if name != "queue_up" else 0):
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        for name in ("dwell_down_s", "dwell_up_s", "queue_down_at"):
+        for name in ("dwell_down_s", "dwell_up_s", "max_dwell_up_s", "queue_down_at"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
                 raise ValueError(f"{name} must be a number >= 0, got {value!r}")
+        if self.max_dwell_up_s < self.dwell_up_s:
+            raise ValueError(f"max_dwell_up_s ({self.max_dwell_up_s}) must be at least dwell_up_s ({self.dwell_up_s})")
         if self.up_at >= self.down_at:
             raise ValueError(f"up_at ({self.up_at}) must be below down_at ({self.down_at}): that gap is the "
                              "hysteresis that keeps the rung from flapping")
@@ -123,6 +128,8 @@ class BudgetController:
         self.settings, self.clock = settings, clock
         self.rung = 0
         self.last_move = -math.inf
+        self.up_dwell_s = settings.dwell_up_s  # the wait before the next step up (backs off, see the module doc)
+        self._last_up: float | None = None  # when the last step up happened, until it holds for a window
         self._recent: deque[tuple[float, float]] = deque()  # (time, latency ms) since the last move
         self._served: deque[tuple[float, int]] = deque()  # (time, requests) in the window, across moves
         self._first_served: float | None = None
@@ -144,11 +151,16 @@ class BudgetController:
         cool = waiting <= s.queue_up \
             and (not latencies or _percentile(latencies, 0.95) * self._slowdown_above() < s.up_at * s.target_p99_ms) \
             and (self.rung == 0 or self._utilization(self.rung - 1) < s.up_utilization)
+        if self._last_up is not None and now - self._last_up >= s.window_s:  # the last step up held
+            self.up_dwell_s, self._last_up = s.dwell_up_s, None
         if hot and self.rung < s.n_rungs - 1 and since >= s.dwell_down_s:
+            if self._last_up is not None:  # a step up undone within a window: wait longer before the next
+                self.up_dwell_s, self._last_up = min(2 * self.up_dwell_s, s.max_dwell_up_s), None
             self._move(now, self.rung + 1)
             self.counters.moves_down += 1
-        elif cool and not hot and self.rung > 0 and since >= s.dwell_up_s:
+        elif cool and not hot and self.rung > 0 and since >= self.up_dwell_s:
             self._move(now, self.rung - 1)
+            self._last_up = now
             self.counters.moves_up += 1
         self.counters.batches += 1
         return self.rung
@@ -176,7 +188,7 @@ class BudgetController:
     def snapshot(self) -> dict[str, Any]:
         """The counters and the state, for the log."""
         out = asdict(self.counters)
-        out.update(rung=self.rung, recent=len(self._recent),
+        out.update(rung=self.rung, recent=len(self._recent), up_dwell_s=self.up_dwell_s,
                    service_ms=[None if v is None else round(v, 3) for v in self.service_ms])
         out["decisions"] = out["decisions"][-8:]
         return out

@@ -236,3 +236,26 @@ def test_one_slow_batch_does_not_inflate_a_rungs_service_time() -> None:
         c.record(4.0, 0, service_ms=4.0)
     c.record(60.0, 0, service_ms=60.0)  # a stall: the median of the last batches stays 4 ms
     assert c.service_ms[0] == 4.0
+
+
+def test_a_step_up_undone_within_a_window_doubles_the_wait_before_the_next() -> None:
+    c, clock = controller(dwell_down_s=0.0, dwell_up_s=1.0, max_dwell_up_s=4.0, window_s=2.0)
+    c.record(20.0, 0, service_ms=20.0)  # the top rung: 20 ms a request, so a burst of 6 takes it 120 ms
+    ups, burst = [], True
+    for _ in range(400):  # 20 s: one request per 50 ms at rung 1, and a burst whenever the top rung serves
+        before = c.rung
+        rung = c.choose(6 if burst else 1)
+        if rung < before:
+            ups.append(clock.now)
+        clock.advance(0.05)
+        count = 6 if burst else 1
+        c.record(10.0, rung, count=count, service_ms=(20.0 if rung == 0 else 5.0) * count)
+        burst = rung == 0
+    gaps = [b - a for a, b in zip(ups, ups[1:], strict=False)]
+    assert len(gaps) >= 3 and [round(g) for g in gaps[:3]] == [2, 4, 4]  # 2 s, 4 s, then the 4 s cap
+    assert c.up_dwell_s == 4.0
+    for _ in range(160):  # 8 s without a burst: up after at most 4 s, and that step up holds for a window
+        rung = c.choose(1)
+        clock.advance(0.05)
+        c.record(10.0, rung, service_ms=20.0 if rung == 0 else 5.0)
+    assert c.rung == 0 and c.up_dwell_s == 1.0
