@@ -17,6 +17,10 @@ the dense model's mean) says which of the two budgets was better for this input,
 REINFORCE term moves q(k | x) toward it. Neither the straight-through budget gradient nor E_q[k]
 is used then; the relevance head keeps its straight-through gradient.
 
+`budget_entropy` B > 0 (either signal) subtracts B * mean_l H(q_l(.|x)) from the loss: the
+entropy bonus of policy-gradient methods, which keeps q soft instead of collapsing early onto one
+k for every input, so the quantile rule can still give different inputs different budgets.
+
 `static_heads` instead trains one fixed head set in every layer (fine-tuning a pruned model).
 """
 
@@ -68,6 +72,7 @@ class TrainConfig:
     distill_from: str | None = None  # a checkpoint with the same tokenizer and labels whose logits are soft targets
     distill_weight: float = 1.0  # weight of KL(teacher || student) on the logits, with distill_from
     budget_signal: str = "straight-through"  # or "paired": the budget head learns from k +- 1 probes (docstring)
+    budget_entropy: float = 0.0  # weight of the entropy bonus on q(k|x), subtracted from the loss; 0: none
     stop_after_epoch: int | None = None  # end early, keeping the schedule of `epochs` (time-boxed runs)
     seed: int = 0
     vocab_size: int = 8000
@@ -230,6 +235,11 @@ def expected_budget(budget_probs: list[torch.Tensor]) -> torch.Tensor:
     return torch.stack([(q * ks).sum(-1).mean() for q in budget_probs]).mean() / H
 
 
+def budget_entropy(budget_probs: list[torch.Tensor]) -> torch.Tensor:
+    """Mean over layers and batch of H(q(.|x)) in nats (0 log 0 = 0), the entropy bonus."""
+    return torch.stack([torch.special.entr(q).sum(-1).mean() for q in budget_probs]).mean()
+
+
 def paired_budget_loss(budget_probs: list[torch.Tensor], gate: ExploreExploit, probe: Probe,
                        main_loss: torch.Tensor, probe_loss: torch.Tensor) -> torch.Tensor:
     """Two-action REINFORCE: per sample, (probe loss - main loss) x (log q(k_probe) - log q(k_main))
@@ -342,6 +352,10 @@ def train(train_examples: list[data.Example], val_examples: list[data.Example], 
     seed_everything(tc.seed)
     if tc.budget_signal not in BUDGET_SIGNALS:
         raise BfexportError(f"budget_signal must be one of {', '.join(BUDGET_SIGNALS)}, got {tc.budget_signal!r}")
+    if not tc.budget_entropy >= 0:
+        raise BfexportError(f"budget_entropy must be >= 0, got {tc.budget_entropy!r}")
+    if tc.budget_entropy > 0 and (tc.dense or tc.static_heads is not None):
+        raise BfexportError("budget_entropy trains the budget head, which dense and static-heads training do not use")
     labels = sorted({e.label for e in train_examples if e.label is not None})
     if len(labels) < 2:
         raise BfexportError("training data needs at least two distinct labels")
@@ -414,6 +428,8 @@ def train(train_examples: list[data.Example], val_examples: list[data.Example], 
                 else:
                     loss = out.loss + paired_step(model, gate, ids, mask, y, out, dropout_state, mean_dense_macs,
                                                   tc.cost_lambda)
+                if fixed is None and tc.budget_entropy > 0:
+                    loss = loss - tc.budget_entropy * budget_entropy(out.budget_probs)
                 if teacher is not None:
                     with torch.no_grad():
                         teacher_logits = teacher(ids, mask).logits

@@ -46,6 +46,10 @@ SIZE_OPTIONS = ("vocab_size", "max_length", "d_model", "n_heads", "n_layers", "d
                    "E[k]/H, or 'paired': per input, a probe pass with one head more or fewer in one layer, and "
                    "q(k|x) moves toward the budget with the lower loss + --cost-lambda x FLOPs share (about a "
                    "third more time per step).")
+@click.option("--budget-entropy", type=click.FloatRange(min=0), default=DEFAULTS.budget_entropy, show_default=True,
+              help="Weight B of an entropy bonus on q(k|x): the loss loses B x its mean entropy (nats), so q "
+                   "stays soft and k can differ between inputs instead of collapsing to one value early. "
+                   "Either --budget-signal; not with --dense.")
 @click.option("--distill-from", type=click.Path(exists=True, file_okay=False), default=None,
               help="A checkpoint (the dense twin, trained on the same data with the same --vocab-size) whose "
                    "logits are soft targets: adds --distill-weight * KL(teacher || student).")
