@@ -47,9 +47,9 @@ SIZE_OPTIONS = ("vocab_size", "max_length", "d_model", "n_heads", "n_layers", "d
                    "q(k|x) moves toward the budget with the lower loss + --cost-lambda x FLOPs share (about a "
                    "third more time per step).")
 @click.option("--budget-entropy", type=click.FloatRange(min=0), default=DEFAULTS.budget_entropy, show_default=True,
-              help="Weight B of an entropy bonus on q(k|x): the loss loses B x its mean entropy (nats), so q "
-                   "stays soft and k can differ between inputs instead of collapsing to one value early. "
-                   "Either --budget-signal; not with --dense.")
+              help="Weight B of an entropy bonus on q(k|x): the loss loses B x its mean entropy (nats), which "
+                   "keeps q from collapsing onto one k early (on the shipped data q then came out near uniform for "
+                   "every input rather than input-dependent: README). Either --budget-signal; not with --dense.")
 @click.option("--distill-from", type=click.Path(exists=True, file_okay=False), default=None,
               help="A checkpoint (the dense twin, trained on the same data with the same --vocab-size) whose "
                    "logits are soft targets: adds --distill-weight * KL(teacher || student).")
