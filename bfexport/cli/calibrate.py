@@ -156,7 +156,9 @@ def command(model: str, data_path: str, target_flops: float | None, target_laten
 
     With --ladder-flops or --ladder-latency-fraction, every target of the list is calibrated in
     one run that shares the data, the path cache and the latency profile (each rung is searched
-    as a single target would be), and -o gets one ladder file for `bfexport deploy --ladder`.
+    as a single target would be, then takes the ladder's most accurate point that meets its
+    target; a rung that repeats the one above merges into it), and -o gets one ladder file for
+    `bfexport deploy --ladder`.
     """
     if ladder_flops is not None or ladder_latency_fraction is not None:
         if ladder_flops is not None and ladder_latency_fraction is not None:
