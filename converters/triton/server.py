@@ -126,10 +126,19 @@ def _probe_stub(python: Path, label: str) -> StubPython:
     return StubPython(python3, info["version"], info["numpy"])
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def free_ports(n: int, avoid: int | None = None) -> list[int]:
+    """n distinct free loopback ports, none equal to `avoid`: every socket stays bound until all
+    are picked (closing each before binding the next let the OS hand out one port twice, and the
+    server then refused to listen for HTTP and metrics on the same port)."""
+    with contextlib.ExitStack() as stack:
+        ports: list[int] = []
+        while len(ports) < n:
+            s = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+            if port != avoid:
+                ports.append(port)
+        return ports
 
 
 def _backends_for(binary: ServerBinary, stub: StubPython, work: Path) -> Path:
@@ -218,7 +227,7 @@ class TritonServer:
         work = Path(tempfile.mkdtemp(prefix="bfexport-triton-"))
         try:
             backends = _backends_for(binary, stub, work)
-            ports = [http_port or free_port(), free_port(), free_port()]
+            ports = [http_port, *free_ports(2, avoid=http_port)] if http_port else free_ports(3)
             env = dict(os.environ, PATH=f"{stub.executable.parent}{os.pathsep}{os.environ.get('PATH', '')}")
             parents = binary.path.resolve().parents  # the wheel: site-packages/pytriton/tritonserver/bin/
             libs = parents[3] / "nvidia_pytriton.libs" if len(parents) > 3 else None

@@ -28,6 +28,7 @@ from converters.triton.server import (
     check_stub_python,
     child_processes,
     find_server,
+    free_ports,
     running,
     shm_regions,
 )
@@ -148,3 +149,10 @@ def test_serve_answers_until_sigterm_then_leaves_nothing(server_env: tuple[Serve
     assert process.returncode == 0
     assert not running(server) and not any(running(p) for p in stubs)
     assert shm_regions() <= regions
+
+
+def test_the_server_gets_distinct_ports_never_the_given_one() -> None:
+    # picked one at a time, two of the three ports could come back equal and the server refused to start
+    for _ in range(200):
+        ports = free_ports(3, avoid=8000)
+        assert len(set(ports)) == 3 and 8000 not in ports
