@@ -45,11 +45,8 @@ def loss_changes(model: BudgetFormerForSequenceClassification, tokenizer: object
         for layer, delta in out:
             k = counts[:, layer] + delta
             valid = (k >= 1) & (k <= cfg.n_heads)
-            gate.probe = Probe(torch.full_like(k, layer), torch.where(valid, delta, 0))
-            try:
+            with gate.probing(Probe(torch.full_like(k, layer), torch.where(valid, delta, 0))):
                 changed = F.cross_entropy(model(ids, mask, gate_fn=gate).logits, y, reduction="none")
-            finally:
-                gate.probe = None
             out[layer, delta][rows] = torch.where(valid, changed - base, torch.nan).numpy()
     return out
 

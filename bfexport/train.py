@@ -28,9 +28,11 @@ every input at 0.05 and 0.2; README).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import random
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -123,6 +125,15 @@ class ExploreExploit:
             self.generator = torch.Generator(device=device)
             self.generator.manual_seed(self.tc.seed)
         return self.generator
+
+    @contextlib.contextmanager
+    def probing(self, probe: Probe) -> Iterator[None]:
+        """Within: every forward replays the last pass's heads, changed as `probe` says."""
+        self.probe = probe
+        try:
+            yield
+        finally:
+            self.probe = None
 
     def chosen_counts(self) -> torch.Tensor:
         """(B, L): each sample's k in each layer of the last pass."""
@@ -271,12 +282,10 @@ def paired_step(model: BudgetFormerForSequenceClassification, gate: GateFn, ids:
     probe = gate.plan_probe(ids.shape[0], ids.device)
     after = torch.get_rng_state()
     torch.set_rng_state(dropout_state)
-    gate.probe = probe
     try:
-        with torch.no_grad():
+        with gate.probing(probe), torch.no_grad():
             probe_logits = model(ids, mask, gate_fn=gate).logits
     finally:
-        gate.probe = None
         torch.set_rng_state(after)
     head_cost = cost_lambda * head_flops_share(model.config, mask.sum(-1), mean_dense_macs)  # (B,)
     main_loss = F.cross_entropy(out.logits.detach(), y, reduction="none")
@@ -392,8 +401,9 @@ def train(train_examples: list[data.Example], val_examples: list[data.Example], 
     epochs_run = min(tc.epochs, tc.stop_after_epoch or tc.epochs)
     fixed = [list(range(config.n_heads))] * config.n_layers if tc.dense else tc.static_heads
     # the paired signal's cost unit: the dense model's mean MACs over the training texts (special tokens left out)
+    paired = fixed is None and tc.budget_signal == "paired"
     mean_dense_macs = float(np.mean([model_macs(config, int(n)) for n in np.minimum(lengths, config.max_length)])) \
-        if tc.budget_signal == "paired" else 0.0
+        if paired else 0.0
     gate = fixed_heads_gate(fixed) if fixed is not None else ExploreExploit(config, tc, total)
     groups = parameter_groups(model, tc.weight_decay, encoder_lr_scale=1.0 if tc.init is None else tc.encoder_lr_scale)
     optimizer = torch.optim.AdamW(groups, lr=tc.lr)
@@ -420,16 +430,16 @@ def train(train_examples: list[data.Example], val_examples: list[data.Example], 
             model.train()
             for batch in length_batches(train_examples, lengths, tc.batch_size, seed=tc.seed + epoch):
                 ids, mask, y = tensors(tokenizer, batch, labels, config.max_length, device)
-                dropout_state = torch.get_rng_state()
+                dropout_state = torch.get_rng_state() if paired else None  # for the probe pass to replay
                 out = model(ids, mask, gate_fn=gate, labels=y)
                 assert out.loss is not None
                 if fixed is not None:
                     loss = out.loss
-                elif tc.budget_signal == "straight-through":
-                    loss = out.loss + tc.cost_lambda * expected_budget(out.budget_probs)
-                else:
+                elif dropout_state is not None:  # the paired signal
                     loss = out.loss + paired_step(model, gate, ids, mask, y, out, dropout_state, mean_dense_macs,
                                                   tc.cost_lambda)
+                else:
+                    loss = out.loss + tc.cost_lambda * expected_budget(out.budget_probs)
                 if fixed is None and tc.budget_entropy > 0:
                     loss = loss - tc.budget_entropy * budget_entropy(out.budget_probs)
                 if teacher is not None:

@@ -34,17 +34,16 @@ def test_the_probe_replays_the_main_pass_heads_and_dropout(step: int) -> None:
     main = model(ids, mask, gate_fn=gate)
     B = ids.shape[0]
     torch.set_rng_state(state)
-    gate.probe = Probe(torch.zeros(B, dtype=torch.long), torch.zeros(B, dtype=torch.long))  # change nothing
-    with torch.no_grad():
+    nothing = Probe(torch.zeros(B, dtype=torch.long), torch.zeros(B, dtype=torch.long))
+    with gate.probing(nothing), torch.no_grad():
         same = model(ids, mask, gate_fn=gate)
+    assert gate.probe is None  # the main pass's rule again after the block
     assert torch.equal(same.head_counts, main.head_counts)
     assert torch.allclose(same.logits, main.logits.detach(), atol=1e-6)  # same heads and same dropout units
 
-    gate.probe = None
     probe = gate.plan_probe(B, ids.device)
     torch.set_rng_state(state)
-    gate.probe = probe
-    with torch.no_grad():
+    with gate.probing(probe), torch.no_grad():
         changed = model(ids, mask, gate_fn=gate)
     expected = main.head_counts.clone()
     expected[torch.arange(B), probe.layer] += probe.delta
