@@ -27,6 +27,7 @@ ONNX Runtime loads the file.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from converters.onnx.router import RoutedWriter, Selection
@@ -40,10 +41,7 @@ class _Weights:
 
     qkv: str  # (H, d, 3dh) per head: shared and pairs gather on axis 0
     qkv_bias: str  # (H, 1, 3dh)
-    qkv_dense: str  # (d, H*3dh): packed
-    qkv_bias_dense: str  # (H*3dh,)
     out: str  # (H, dh, d) per head: shared and pairs gather on axis 0
-    out_dense: str  # (H*dh, d): packed
     out_bias: str  # (d,)
 
 
@@ -57,28 +55,32 @@ class AdaptiveWriter(RoutedWriter):
         if g.opset >= 23:
             self.full_bias(key_bias)  # made here, in the outer graph, so every branch can read it
         self.bias_columns(key_bias)  # likewise
-        shared_limit, pairs_limit = self.shape_limits(h)
+        limits = self.shape_limits(h)
         kmax = g.reduce("ReduceMax", sel.k, [0], False)  # (1,)
+        paths: dict[str, Callable[[], str]] = {
+            "shared": lambda: self.shared(p, h, key_bias, sel, kmax, w),
+            "pairs": lambda: self.pairs(p, h, key_bias, sel, kmax, w),
+            "packed": lambda: self.packed(p, h, key_bias, sel, w)}
+        return self.choose(p, sel, kmax, limits, paths)
+
+    def choose(self, p: str, sel: Selection, kmax: str, limits: tuple[str, str],
+               paths: dict[str, Callable[[], str]]) -> str:
+        """The Ifs that pick one of `paths` per call, by the rule in the module docstring."""
+        g, (shared_limit, pairs_limit) = self.g, limits
         shared = g.op("Less", kmax, shared_limit, name=f"{p}.use_shared")
 
         def batched() -> str:  # the pairs test runs only here, so batch 1 does not pay for it
             pairs = g.reduce("ReduceSum", sel.k, [0], False)  # (1,) selected (sample, head) pairs
             per_pair = g.op("Less", pairs, pairs_limit, name=f"{p}.use_pairs")
-            return g.if_else(per_pair, lambda: self.pairs(p, h, key_bias, sel, kmax, w),
-                             lambda: self.packed(p, h, key_bias, sel, w), name=f"{p}.pairs_or_packed")
+            return g.if_else(per_pair, paths["pairs"], paths["packed"], name=f"{p}.pairs_or_packed")
 
-        return g.if_else(shared, lambda: self.shared(p, h, key_bias, sel, kmax, w), batched, name=f"{p}.strategy")
+        return g.if_else(shared, paths["shared"], batched, name=f"{p}.strategy")
 
     def weights(self, p: str) -> _Weights:
-        g, H, dh, d = self.g, self.cfg.n_heads, self.cfg.d_head, self.cfg.d_model
-        qkv = g.weight(f"{p}.qkv_weight", self.w[f"{p}.qkv_weight"])
-        bias = g.weight(f"{p}.qkv_bias", self.w[f"{p}.qkv_bias"][:, None, :])
-        out = g.weight(f"{p}.out_weight", self.w[f"{p}.out_weight"])
-        dense = g.op("Transpose", qkv, perm=[1, 0, 2])  # (d, H, 3dh)
-        return _Weights(qkv=qkv, qkv_bias=bias,
-                        qkv_dense=g.op("Reshape", dense, g.const([d, H * 3 * dh]), name=f"{p}.qkv_dense"),
-                        qkv_bias_dense=g.op("Reshape", bias, g.const([-1]), name=f"{p}.qkv_bias_dense"),
-                        out=out, out_dense=g.op("Reshape", out, g.const([H * dh, d]), name=f"{p}.out_dense"),
+        g = self.g
+        return _Weights(qkv=g.weight(f"{p}.qkv_weight", self.w[f"{p}.qkv_weight"]),
+                        qkv_bias=g.weight(f"{p}.qkv_bias", self.w[f"{p}.qkv_bias"][:, None, :]),
+                        out=g.weight(f"{p}.out_weight", self.w[f"{p}.out_weight"]),
                         out_bias=g.weight(f"{p}.out_bias", self.w[f"{p}.out_bias"]))
 
     def shape_limits(self, h: str) -> tuple[str, str]:
@@ -154,12 +156,22 @@ class AdaptiveWriter(RoutedWriter):
         return self._columns
 
     def packed(self, p: str, h: str, key_bias: str, sel: Selection, w: _Weights) -> str:
-        """Every head with the dense weights; the heads a sample did not select are zeroed."""
-        g, H, dh = self.g, self.cfg.n_heads, self.cfg.d_head
-        qkv = g.op("Add", g.op("MatMul", h, w.qkv_dense), w.qkv_bias_dense, name=f"{p}.packed.qkv")  # (B, S, H*3dh)
+        """Every head with the dense weights; the heads a sample did not select are zeroed.
+
+        The dense layouts are Transpose/Reshape nodes of the per-head weights written here, in
+        this path's own branch, so ONNX Runtime folds them into that branch's constants and
+        pre-packs them for its MatMuls. Written in the outer graph, two Ifs up, they were not
+        pre-packed (ONNX Runtime 1.32, measured) and every call packed them again: the Ifs
+        cost +40% at batch 8 seq 1 on the wide shape (benchmarks/adaptive_overhead.py)."""
+        g, H, dh, d = self.g, self.cfg.n_heads, self.cfg.d_head, self.cfg.d_model
+        qkv_dense = g.op("Reshape", g.op("Transpose", w.qkv, perm=[1, 0, 2]), g.const([d, H * 3 * dh]),
+                         name=f"{p}.qkv_dense")  # (d, H*3dh)
+        qkv = g.op("Add", g.op("MatMul", h, qkv_dense), g.op("Reshape", w.qkv_bias, g.const([-1])),
+                   name=f"{p}.packed.qkv")  # (B, S, H*3dh)
         qkv = g.op("Transpose", g.op("Reshape", qkv, g.const([0, 0, H, 3 * dh])), perm=[0, 2, 1, 3])  # (B, H, S, 3dh)
         q, k, v = g.op("Split", qkv, g.const([dh, dh, dh]), axis=-1, outputs=3)
         ctx = self.attend(q, k, v, key_bias, f"{p}.packed")  # (B, H, S, dh)
         ctx = g.op("Mul", ctx, g.op("Unsqueeze", self.head_mask(sel, f"{p}.packed"), g.const([2, 3])))
         ctx = g.op("Reshape", g.op("Transpose", ctx, perm=[0, 2, 1, 3]), g.const([0, 0, H * dh]))  # (B, S, H*dh)
-        return g.op("Add", g.op("MatMul", ctx, w.out_dense), w.out_bias, name=f"{p}.packed.out")
+        out_dense = g.op("Reshape", w.out, g.const([H * dh, d]), name=f"{p}.out_dense")  # (H*dh, d)
+        return g.op("Add", g.op("MatMul", ctx, out_dense), w.out_bias, name=f"{p}.packed.out")

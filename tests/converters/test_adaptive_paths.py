@@ -11,6 +11,7 @@ import onnxruntime as ort
 import pytest
 import torch
 
+from bfexport.benchmark.decomposition import rule_path
 from bfexport.checkpoint import load_checkpoint
 from bfexport.runtime import session_options
 from converters import AdaptiveExport, export
@@ -60,6 +61,8 @@ def test_each_path_runs_for_its_shapes_and_computes_only_the_selected_heads(case
     dh3 = 3 * model.config.d_head
     taken = {p for p in ("shared", "pairs", "packed") if f"blocks.0.attn.{p}.qkv" in shapes}
     assert taken == {path}
+    column = np.asarray(caps)[:, 0]
+    assert rule_path(batch, seq, int(column.max()), int(column.sum()), H) == path  # the benchmark's copy of the rule
     qkv = shapes[f"blocks.0.attn.{path}.qkv"]
     expected = {"shared": [1, heads, seq, dh3], "pairs": [heads, seq, dh3], "packed": [batch, seq, heads * dh3]}
     assert qkv == expected[path]  # pairs: sum of k pairs, not batch * max k
