@@ -41,7 +41,7 @@ from converters import export
 ROOT = Path(__file__).resolve().parents[1]
 SHAPES = {shape.name: shape for shape in (SHIPPED, WIDE)}
 MAX_LENGTH = 512
-CELLS = [(1, seq) for seq in (1, 8, 32, 128, 512)] + [(8, 128), (8, 512)]  # (batch, seq)
+CELLS = [(1, seq) for seq in (1, 8, 32, 128, 512)] + [(8, seq) for seq in (1, 8, 128, 512)]  # (batch, seq)
 EXPORT_AT_REVISION = """
 import sys
 from bfexport.benchmark import {shape}, random_model

@@ -8,7 +8,8 @@ loop is bfexport.timing, the one calibration's latency runtimes use.
 
 Modules, one job each: settings (model shapes, default cells, forced budgets), models (the
 models a run times: random, checkpoint, exported file, longer copy), baselines (benchmark-only
-dense graphs: fused attention, ONNX Runtime's optimizer), hf_peer (the Hugging Face peer:
+dense graphs: fused attention, ONNX Runtime's optimizer), decomposition (benchmark-only graphs
+that split adaptive's overhead: the router floor, one path without its Ifs), hf_peer (the Hugging Face peer:
 BERT of the same shape, dense and prune_heads, exported by torch.onnx), graphs (the graphs of a quick or full
 run, exported and checked, with their feeds and sessions), rows (timed rows and cells: ideal,
 speedup, efficiency, overheads), result (the run's JSON and the head-skipping criteria),

@@ -130,3 +130,18 @@ def test_router_k_matches_pytorch_at_threshold_extremes(tau: float) -> None:
                         thresholds=[tau] * L)
     assert (counts == ref.head_counts.numpy()).all()
     assert (selected == ref.selected_heads(H).numpy()).all()
+
+
+def test_the_packed_paths_dense_weights_are_made_in_its_own_branch() -> None:
+    """ONNX Runtime folds the Transpose/Reshape of the per-head weights into constants of the
+    graph they are written in, and pre-packs a MatMul's constant weight from its own graph (or
+    its parent): written in the outer graph, two Ifs above the packed path, they were packed
+    again on every call (benchmarks/adaptive_overhead.py: +40% at wide batch 8 seq 1)."""
+    proto = export(tiny_model(), AdaptiveExport())
+    assert not [n.name for n in proto.graph.node if "dense" in n.name]
+    strategy = next(n for n in proto.graph.node if n.name == "blocks.0.attn.strategy")
+    else_branch = next(a.g for a in strategy.attribute if a.name == "else_branch")
+    pairs_or_packed = next(n for n in else_branch.node if n.name == "blocks.0.attn.pairs_or_packed")
+    packed = next(a.g for a in pairs_or_packed.attribute if a.name == "else_branch")
+    made = {n.name for n in packed.node}
+    assert {"blocks.0.attn.qkv_dense", "blocks.0.attn.out_dense"} <= made
