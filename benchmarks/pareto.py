@@ -187,6 +187,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="BudgetFormer recipes to train")
     parser.add_argument("--calibration-rounds", type=int, default=4, help="local-search rounds per calibration")
     parser.add_argument("--cost-lambda", type=float, default=TrainConfig.cost_lambda)
+    parser.add_argument("--explore-frac", type=float, default=TrainConfig.explore_frac,
+                        help="share of each BudgetFormer's steps spent exploring before exploitation")
     parser.add_argument("--paired-lambda", type=float, default=1.0,
                         help="cost_lambda of the paired-signal recipes (a FLOPs share, not E[k]/H)")
     parser.add_argument("--max-length", type=int, default=128)
@@ -209,7 +211,7 @@ def main(argv: list[str] | None = None) -> None:
     validation = args.data / "validation.jsonl.gz"
     tc = TrainConfig(epochs=args.epochs, max_length=args.max_length, d_model=args.d_model, n_heads=args.n_heads,
                      n_layers=args.n_layers, d_ff=args.d_ff, vocab_size=args.vocab_size, seed=args.seed,
-                     cost_lambda=args.cost_lambda)
+                     cost_lambda=args.cost_lambda, explore_frac=args.explore_frac)
     bench = Bench(test_rows)
     H, ks = args.n_heads, list(range(1, args.n_heads))
     with tempfile.TemporaryDirectory(prefix="pareto-") as tmp:
@@ -221,7 +223,7 @@ def main(argv: list[str] | None = None) -> None:
         static_from(bench, "dense pruned (importance)", "static: importance, no fine-tune", dense, tok, ks, importance)
         first = np.tile(np.arange(H, 0, -1, dtype=float), (args.n_layers, 1))  # heads 0..k-1
         static_from(bench, "dense first heads", "static: first heads, no fine-tune", dense, tok, ks, first)
-        ft = replace(tc, epochs=args.finetune_epochs, explore_frac=0.5)
+        ft = replace(tc, epochs=args.finetune_epochs)
         for k in args.finetune_k:
             heads = pruning.top_heads(importance, k)
             model, t, _ = fit(f"pruned-k{k}-finetuned", bench, work, train_rows, val_rows,

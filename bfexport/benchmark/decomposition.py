@@ -62,8 +62,9 @@ def one_path_export(model: BudgetFormerForSequenceClassification, path: str, ops
 
 
 def rule_path(batch: int, seq: int, kmax: int, pairs: int, n_heads: int) -> str:
-    """The path the adaptive graph's Ifs pick (converters/onnx/adaptive.py): for the largest k in
-    the batch kmax and the batch's selected (sample, head) pairs."""
+    """The path one layer's Ifs pick, from the batch's largest k (kmax) and its number of selected
+    (sample, head) pairs: a copy of the rule in converters/onnx/adaptive.py, which
+    tests/converters/test_adaptive_paths.py checks against the paths ONNX Runtime runs."""
     if batch == 1 and kmax < n_heads:
         return "shared"
     if batch > 1 and seq >= PAIRS_MIN_SEQ and pairs < batch * n_heads:

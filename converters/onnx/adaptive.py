@@ -20,8 +20,8 @@ measurements behind the rule):
 Every path runs exactly the router's heads (pairs, shared) or zeroes exactly the others
 (packed), so head_counts, selected_heads and the logits are the same whichever runs. The
 file stores the per-head weights in the state_dict's layout (converters/onnx/rebuild.py reads
-them back); the other layouts are Transpose/Reshape nodes of them, folded to constants when
-ONNX Runtime loads the file.
+them back); the other layouts are Transpose/Reshape nodes of them, written in the branch that
+reads them and folded to constants when ONNX Runtime loads the file.
 """
 
 from __future__ import annotations
