@@ -25,11 +25,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from cell_options import add_cell_options, chosen_cells, clock_of
 
 from bfexport.benchmark import SHIPPED, WIDE, budgets, per_sample_caps, random_model
 from bfexport.benchmark.decomposition import one_path_export, router_floor_export, rule_path
@@ -100,18 +100,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog=__doc__.split("\n\n", 2)[2])
-    parser.add_argument("--shape", action="append", choices=sorted(SHAPES), help="repeatable (default: both)")
-    parser.add_argument("--seq", type=int, action="append", help="only these sequence lengths (repeatable)")
-    parser.add_argument("--batch", type=int, action="append", help="only these batch sizes (repeatable)")
+    add_cell_options(parser, SHAPES)
     parser.add_argument("--threads", type=int, default=1, help="ONNX Runtime intra-op threads (1)")
-    parser.add_argument("--repeats", type=int, default=15, help="interleaved rounds per cell, at least (15)")
-    parser.add_argument("--min-time", type=float, default=1.0, help="seconds per cell, at least (1)")
-    parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
-                        help="cpu: this process's CPU time (a busy neighbour does not inflate it)")
     parser.add_argument("--out", type=Path, help="write the rows to this JSON file, and a table beside it (.md)")
     args = parser.parse_args(argv)
-    clock = time.process_time_ns if args.clock == "cpu" else time.perf_counter_ns
-    cells = [(b, s) for b, s in CELLS if (not args.seq or s in args.seq) and (not args.batch or b in args.batch)]
+    clock, cells = clock_of(args), chosen_cells(args, CELLS)
     command = " ".join(["python", "benchmarks/adaptive_overhead.py", *(sys.argv[1:] if argv is None else argv)])
     print(f"load average {load_average()}; {args.threads} thread(s); clock {args.clock}", file=sys.stderr)
     rows = []

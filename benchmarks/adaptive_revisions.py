@@ -21,12 +21,12 @@ import subprocess
 import sys
 import tarfile
 import tempfile
-import time
 from io import BytesIO
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from cell_options import add_cell_options, chosen_cells, clock_of
 
 from bfexport.benchmark import SHIPPED, WIDE, budgets, per_sample_caps, random_model
 from bfexport.benchmark.graphs import budget_feeds, cpu_session, token_feeds
@@ -95,17 +95,10 @@ def time_cell(sessions: dict[str, Any], cfg: BudgetFormerConfig, batch: int, seq
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("revision", help="the git revision whose adaptive graph is the 'before'")
-    parser.add_argument("--shape", action="append", choices=sorted(SHAPES), help="repeatable (default: both)")
-    parser.add_argument("--seq", type=int, action="append", help="only these sequence lengths (repeatable)")
-    parser.add_argument("--batch", type=int, action="append", help="only these batch sizes (repeatable)")
-    parser.add_argument("--repeats", type=int, default=15, help="interleaved rounds per cell, at least (15)")
-    parser.add_argument("--min-time", type=float, default=1.0, help="seconds per cell, at least (1)")
-    parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
-                        help="cpu: this process's CPU time (a busy neighbour does not inflate it)")
+    add_cell_options(parser, SHAPES)
     parser.add_argument("--out", type=Path, help="write the rows to this JSON file")
     args = parser.parse_args(argv)
-    clock = time.process_time_ns if args.clock == "cpu" else time.perf_counter_ns
-    cells = [(b, s) for b, s in CELLS if (not args.seq or s in args.seq) and (not args.batch or b in args.batch)]
+    clock, cells = clock_of(args), chosen_cells(args, CELLS)
     rows = []
     print(f"load average {load_average()}; 1 thread; clock {args.clock}", file=sys.stderr)
     with tempfile.TemporaryDirectory() as tmp:
