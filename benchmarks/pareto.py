@@ -11,8 +11,10 @@ steps, static head pruning fine-tuned. Every model is scored on the same test te
 the dense model; each BudgetFormer at its default thresholds and calibrated (on validation) to
 each --targets FLOPs ratio, with thresholds only and with caps; static pruning of the dense twin
 by head importance (Michel et al. 2019) with and without the fine-tune, and its first k heads;
-each BudgetFormer's k most-used heads. Exact McNemar p-values on the test texts, against the
-dense twin and, for each adaptive point, against the best static baseline at no more FLOPs.
+each BudgetFormer's k most-used heads; with --tune-calibrated, also each calibrated point
+fine-tuned at its own budget for --finetune-epochs (as static pruning is fine-tuned at its heads).
+Exact McNemar p-values on the test texts, against the dense twin and, for each adaptive point,
+against the best static baseline at no more FLOPs.
 
 Writes benchmarks/results/pareto-NAME.json, .md (the comparison table) and .png. A benchmark, not a test: it exits 0
 whatever the goals say. Progress on stderr.
@@ -21,6 +23,7 @@ whatever the goals say. Progress on stderr.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import sys
 import tempfile
@@ -90,8 +93,10 @@ def fit(name: str, bench: Bench, work: Path, train_rows: list[data.Example], val
 
 
 def calibrated(bench: Bench, name: str, model: BudgetFormerForSequenceClassification, tokenizer: Any, ckpt: Path,
-               validation: Path, targets: list[float], max_rounds: int) -> None:
-    """The BudgetFormer calibrated on validation to each target, thresholds only and with caps."""
+               validation: Path, targets: list[float], max_rounds: int) -> list[tuple[str, list[float], list[int]]]:
+    """The BudgetFormer calibrated on validation to each target, thresholds only and with caps;
+    returns each point's row name, thresholds and caps."""
+    points = []
     onnx_path = ckpt / "model.onnx"
     save_onnx(export_with_metadata(model, AdaptiveExport(), load_tokenizer_json(ckpt)), onnx_path)
     for target in targets:
@@ -106,6 +111,22 @@ def calibrated(bench: Bench, name: str, model: BudgetFormerForSequenceClassifica
                 continue
             bench.score(f"{name} cal {target:g} ({mode})", name, ADAPTIVE, model, tokenizer,
                         thresholds=result.thresholds, caps=result.caps)
+            points.append((f"{name} cal {target:g} ({mode})", list(result.thresholds), list(result.caps)))
+    return points
+
+
+def tuned_at(bench: Bench, points: list[tuple[str, list[float], list[int]]], name: str,
+             model: BudgetFormerForSequenceClassification, tokenizer: Any, work: Path, train_rows: list[data.Example],
+             val_rows: list[data.Example], ft: TrainConfig) -> None:
+    """Each calibrated point fine-tuned at its own budget (exploitation only, the model's thresholds and
+    caps set to the point's), as static pruning is fine-tuned at its heads; scored at that budget."""
+    for label, thresholds, caps in points:
+        start = copy.deepcopy(model)
+        start.config = replace(start.config, budget_thresholds=thresholds, head_caps=caps)
+        tuned, t, _ = fit(f"{label} + fine-tune".replace(" ", "_"), bench, work, train_rows, val_rows,
+                          replace(ft, explore_frac=0.0), start=(start, tokenizer))
+        bench.score(f"{label} + fine-tune", f"{name} + fine-tune at its calibrated point", ADAPTIVE, tuned, t,
+                    thresholds=thresholds, caps=caps)
 
 
 def static_from(bench: Bench, name: str, family: str, model: BudgetFormerForSequenceClassification, tokenizer: Any,
@@ -187,6 +208,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="BudgetFormer recipes to train")
     parser.add_argument("--calibration-rounds", type=int, default=4, help="local-search rounds per calibration")
     parser.add_argument("--cost-lambda", type=float, default=TrainConfig.cost_lambda)
+    parser.add_argument("--tune-calibrated", action="store_true",
+                        help="also fine-tune each calibrated BudgetFormer point at its budget for --finetune-epochs")
     parser.add_argument("--explore-frac", type=float, default=TrainConfig.explore_frac,
                         help="share of each BudgetFormer's steps spent exploring before exploitation")
     parser.add_argument("--paired-lambda", type=float, default=1.0,
@@ -240,7 +263,9 @@ def main(argv: list[str] | None = None) -> None:
         for name, config, start in (v for v in variants if v[0] in args.variants):
             model, t, ckpt = fit(name, bench, work, train_rows, val_rows, config, start=start)
             bench.score(f"{name} default", name, ADAPTIVE, model, t)
-            calibrated(bench, name, model, t, ckpt, validation, args.targets, args.calibration_rounds)
+            points = calibrated(bench, name, model, t, ckpt, validation, args.targets, args.calibration_rounds)
+            if args.tune_calibrated:
+                tuned_at(bench, points, name, model, t, work, train_rows, val_rows, ft)
             usage = summary.head_usage(predict(model, t, val_rows).heads, H)
             static_from(bench, f"{name} most-used heads", f"static: {name} most-used", model, t, ks, usage)
             checkpoint()

@@ -3,7 +3,7 @@
 Exploration (the first `explore_frac` of steps): each layer samples its budget k from q(k|x)
 mixed with an epsilon of uniform, and picks heads by Gumbel-top-k on relevance / temperature;
 epsilon and temperature anneal linearly. Exploitation: the deterministic inference rule
-(k from the threshold, top-k relevance). Either way the hard 0/1 head gate carries
+(k from the model's threshold within its cap, top-k relevance). Either way the hard 0/1 head gate carries
 straight-through gradients to the relevance head (softmax of relevance) and to the budget
 head (P(k > rank of the head)). Loss = cross-entropy + cost_lambda * mean_l E_q[k]/H, plus, with
 a teacher (`distill_from`, the dense twin), distill_weight * KL(teacher || student) on the logits:
@@ -165,7 +165,8 @@ class ExploreExploit:
         phase = self.schedule()
         if phase is None:
             tau = torch.tensor(self.config.budget_thresholds[layer], device=q.device)
-            counts = Router.budget(budget_logits, tau, torch.tensor(H, device=q.device))
+            cap = torch.tensor(self.config.head_caps[layer], device=q.device)
+            counts = Router.budget(budget_logits, tau, cap)
             order, temperature = Router.rank(relevance), 1.0
         else:
             temperature, eps = phase

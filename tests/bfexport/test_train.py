@@ -6,13 +6,14 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 from safetensors.torch import load_file
 
 from bfexport import data
 from bfexport.checkpoint import load_checkpoint
 from bfexport.errors import BfexportError
-from bfexport.train import TrainConfig, train
-from tests.factories import LABELS, TEXTS
+from bfexport.train import ExploreExploit, TrainConfig, train
+from tests.factories import LABELS, TEXTS, tiny_config
 
 TINY = dict(epochs=2, batch_size=8, explore_frac=0.75, vocab_size=150, max_length=16, d_model=16, n_heads=2,
             n_layers=1, d_ff=32)
@@ -93,3 +94,14 @@ def test_distillation_needs_the_teachers_tokenizer_and_labels(tmp_path: Path) ->
         train(examples(), examples(), TrainConfig(**{**TINY, "vocab_size": 120, "distill_from": str(tmp_path / "t")}),
               tmp_path / "x", show_progress=False)
     assert not (tmp_path / "x").exists()
+
+
+def test_exploitation_runs_the_models_own_caps() -> None:
+    """Exploiting, the gate applies the model's threshold and cap per layer, as inference does, so a
+    model fine-tuned at a calibrated budget (thresholds and caps) trains at that budget."""
+    config = tiny_config(budget_thresholds=[1.0, 1.0, 1.0], head_caps=[1, 2, 4])
+    gate = ExploreExploit(config, TrainConfig(explore_frac=0.0), total_steps=10)
+    many = torch.tensor([[-9.0, -9.0, -9.0, 9.0]] * 5)  # q(k = 4) ~ 1: uncapped, every head
+    for layer, cap in enumerate(config.head_caps):
+        gates, sel = gate(layer, many, torch.randn(5, 4))
+        assert (sel.counts == cap).all() and (gates.detach().sum(-1) == cap).all()
