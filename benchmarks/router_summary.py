@@ -22,15 +22,13 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
-from shuffled_budgets import run
+from shuffled_budgets import against_shuffled
 from torch import nn
 
 import bfexport.model as model_module
-from bfexport import cost, data, summary
+from bfexport import data
 from bfexport.checkpoint import load_checkpoint, load_tokenizer_json
-from bfexport.names import HEAD_COUNTS, LOGITS
 
 DATA = Path(__file__).resolve().parents[1] / "examples/man-sections"
 RECIPE = ["--epochs", "3", "--max-length", "128", "--d-model", "64", "--n-heads", "8", "--n-layers", "2",
@@ -80,19 +78,11 @@ def main() -> int:
     cfg = model.config
     examples = data.read_examples(DATA / "test.jsonl.gz", require_labels=True)
     y, texts = data.label_ids(examples, cfg.labels), [e.text for e in examples]
-    routed = run(model, tokenizer, texts, cfg.budget_thresholds)
-    counts = routed[HEAD_COUNTS]
-    accuracy = float((routed[LOGITS].argmax(-1) == y).mean())
-    shuffled = []
-    for seed in range(args.shuffles):
-        rng = np.random.default_rng(seed)
-        caps = np.stack([rng.permutation(counts[:, layer]) for layer in range(cfg.n_layers)], 1)
-        out = run(model, tokenizer, texts, cfg.budget_thresholds, caps)
-        shuffled.append(float((out[LOGITS].argmax(-1) == y).mean()))
+    found = against_shuffled(model, tokenizer, texts, y, cfg.budget_thresholds, args.shuffles)
+    accuracy, shuffled = found["accuracy"], [s["accuracy"] for s in found["shuffled"]]
     line = {"summary": args.summary, "seed": args.seed, "train_s": round(seconds, 1), "accuracy": accuracy,
-            "flops_ratio": cost.flops_ratio(cfg, routed["lengths"], counts),
-            "adaptivity": summary.adaptivity(counts, cfg.n_heads), "shuffled_mean": float(np.mean(shuffled)),
-            "shuffled_std": float(np.std(shuffled)),
+            "flops_ratio": found["flops_ratio"], "adaptivity": found["adaptivity_per_layer"],
+            "shuffled_mean": found["shuffled_mean_accuracy"], "shuffled_std": found["shuffled_std_accuracy"],
             "shuffled_at_least_as_accurate": sum(a >= accuracy for a in shuffled)}
     print(json.dumps(line))
     if args.out:

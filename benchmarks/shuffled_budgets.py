@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import Any
 
 import numpy as np
 import tokenizers
@@ -41,6 +42,31 @@ def run(model: BudgetFormerForSequenceClassification, tokenizer: tokenizers.Toke
     return summary.run_data(runner, tokenizer, model.config, texts, batch_size)
 
 
+def against_shuffled(model: BudgetFormerForSequenceClassification, tokenizer: tokenizers.Tokenizer, texts: list[str],
+                     y: np.ndarray, thresholds: list[float], shuffles: int) -> dict[str, Any]:
+    """The router's accuracy, FLOPs and adaptivity at `thresholds`, then per shuffle (seeds 0..shuffles-1)
+    the same per-layer k dealt out at random: accuracy and FLOPs, and their mean and std."""
+    cfg = model.config
+    routed = run(model, tokenizer, texts, thresholds)
+    counts = routed[HEAD_COUNTS]
+    result: dict[str, Any] = {
+        "thresholds": thresholds, "accuracy": float((routed[LOGITS].argmax(-1) == y).mean()),
+        "flops_ratio": cost.flops_ratio(cfg, routed["lengths"], counts),
+        "adaptivity_per_layer": summary.adaptivity(counts, cfg.n_heads)}
+    dealt: list[dict[str, float]] = []
+    for seed in range(shuffles):
+        rng = np.random.default_rng(seed)
+        caps = np.stack([rng.permutation(counts[:, layer]) for layer in range(cfg.n_layers)], 1)
+        shuffled = run(model, tokenizer, texts, thresholds, caps)
+        assert (shuffled[HEAD_COUNTS] == caps).all()  # every input ran exactly its dealt k
+        dealt.append({"accuracy": float((shuffled[LOGITS].argmax(-1) == y).mean()),
+                      "flops_ratio": cost.flops_ratio(cfg, shuffled["lengths"], caps)})
+    accuracies = [s["accuracy"] for s in dealt]
+    result.update(shuffled=dealt, shuffled_mean_accuracy=float(np.mean(accuracies)),
+                  shuffled_std_accuracy=float(np.std(accuracies)))
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("checkpoint")
@@ -54,23 +80,7 @@ def main() -> None:
     examples = data.read_examples(args.data, require_labels=True)
     y, texts = data.label_ids(examples, cfg.labels), [e.text for e in examples]
     thresholds = cfg.budget_thresholds if args.thresholds is None else [float(t) for t in args.thresholds.split(",")]
-    routed = run(model, tokenizer, texts, thresholds)
-    counts = routed[HEAD_COUNTS]
-    result: dict[str, object] = {
-        "thresholds": thresholds, "accuracy": float((routed[LOGITS].argmax(-1) == y).mean()),
-        "flops_ratio": cost.flops_ratio(cfg, routed["lengths"], counts),
-        "adaptivity_per_layer": summary.adaptivity(counts, cfg.n_heads)}
-    shuffles: list[dict[str, float]] = []
-    for seed in range(args.shuffles):
-        rng = np.random.default_rng(seed)
-        caps = np.stack([rng.permutation(counts[:, layer]) for layer in range(cfg.n_layers)], 1)
-        shuffled = run(model, tokenizer, texts, thresholds, caps)
-        assert (shuffled[HEAD_COUNTS] == caps).all()  # every input ran exactly its dealt k
-        shuffles.append({"accuracy": float((shuffled[LOGITS].argmax(-1) == y).mean()),
-                         "flops_ratio": cost.flops_ratio(cfg, shuffled["lengths"], caps)})
-    accuracies = [s["accuracy"] for s in shuffles]
-    result.update(shuffled=shuffles, shuffled_mean_accuracy=float(np.mean(accuracies)),
-                  shuffled_std_accuracy=float(np.std(accuracies)))
+    result = against_shuffled(model, tokenizer, texts, y, thresholds, args.shuffles)
     print(json.dumps(result, indent=2))
 
 
