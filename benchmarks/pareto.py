@@ -208,6 +208,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="BudgetFormer recipes to train")
     parser.add_argument("--calibration-rounds", type=int, default=4, help="local-search rounds per calibration")
     parser.add_argument("--cost-lambda", type=float, default=TrainConfig.cost_lambda)
+    parser.add_argument("--cost-lambda-ramp", type=float, default=TrainConfig.cost_lambda_ramp,
+                        help="share of each BudgetFormer's steps over which its cost weight grows from 0")
     parser.add_argument("--tune-calibrated", action="store_true",
                         help="also fine-tune each calibrated BudgetFormer point at its budget for --finetune-epochs")
     parser.add_argument("--explore-frac", type=float, default=TrainConfig.explore_frac,
@@ -234,7 +236,8 @@ def main(argv: list[str] | None = None) -> None:
     validation = args.data / "validation.jsonl.gz"
     tc = TrainConfig(epochs=args.epochs, max_length=args.max_length, d_model=args.d_model, n_heads=args.n_heads,
                      n_layers=args.n_layers, d_ff=args.d_ff, vocab_size=args.vocab_size, seed=args.seed,
-                     cost_lambda=args.cost_lambda, explore_frac=args.explore_frac)
+                     cost_lambda=args.cost_lambda, explore_frac=args.explore_frac,
+                     cost_lambda_ramp=args.cost_lambda_ramp)
     bench = Bench(test_rows)
     H, ks = args.n_heads, list(range(1, args.n_heads))
     with tempfile.TemporaryDirectory(prefix="pareto-") as tmp:

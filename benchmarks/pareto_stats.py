@@ -2,8 +2,10 @@
 
 Exact McNemar: on the same test texts, only the discordant pairs (one model right, the other
 wrong) carry information; under H0 each discordant pair is a fair coin, so the two-sided p-value
-is the binomial probability of a split at least as uneven as the one seen. Written out here so
-the benchmark needs no scipy.
+is the binomial probability of a split at least as uneven as the one seen. Across seeds, the exact
+sign-flip test: under H0 each seed's difference is as likely to have come out with the other sign,
+so the p-value is the share of the 2^n sign patterns whose mean is at least as far from zero.
+Written out here so the benchmark needs no scipy.
 """
 
 from __future__ import annotations
@@ -25,6 +27,16 @@ def mcnemar_exact(a_correct: np.ndarray, b_correct: np.ndarray) -> float:
         return 1.0
     tail = sum(comb(n, i) for i in range(min(only_a, only_b) + 1)) / 2 ** n
     return min(1.0, 2 * tail)
+
+
+def sign_flip_exact(differences: list[float] | np.ndarray) -> float:
+    """Two-sided exact paired randomization p-value of the mean of per-seed differences (n <= 20)."""
+    d = np.asarray(differences, float)
+    if d.ndim != 1 or not 1 <= d.size <= 20:
+        raise ValueError(f"sign-flip test needs 1 to 20 differences, got shape {d.shape}")
+    signs = 1 - 2 * ((np.arange(2 ** d.size)[:, None] >> np.arange(d.size)) & 1)  # (2^n, n) of +-1
+    means = np.abs(signs @ d) / d.size
+    return float(np.mean(means >= abs(d.mean()) - 1e-12))
 
 
 def best_at_cost(rows: list[dict[str, Any]], kinds: set[str], ceiling: float,

@@ -17,6 +17,10 @@ the dense model's mean) says which of the two budgets was better for this input,
 REINFORCE term moves q(k | x) toward it. Neither the straight-through budget gradient nor E_q[k]
 is used then; the relevance head keeps its straight-through gradient.
 
+`cost_lambda_ramp` R > 0 (either signal) grows the penalty's weight linearly from 0 to cost_lambda
+over the first R of the steps, so the budget head first learns which k serves which input and
+only then what it costs (tried against a constant weight: README).
+
 `budget_entropy` B > 0 (either signal) subtracts B * mean_l H(q_l(.|x)) from the loss: the
 entropy bonus of policy-gradient methods, which keeps q soft instead of collapsing early onto one
 k for every input, so the quantile rule can still give different inputs different budgets (on the
@@ -71,6 +75,7 @@ class TrainConfig:
     temperature: tuple[float, float] = (2.0, 0.1)  # Gumbel-top-k temperature, start -> end of exploration
     epsilon: tuple[float, float] = (0.3, 0.0)  # uniform mixing into q when sampling k
     cost_lambda: float = 0.2  # weight of E_q[k]/H, the compute penalty
+    cost_lambda_ramp: float = 0.0  # share of steps over which the penalty's weight grows from 0 to cost_lambda
     dense: bool = False  # train with every head always on (the baseline)
     static_heads: list[list[int]] | None = None  # per layer, the heads that always run (a pruned model); no cost term
     distill_from: str | None = None  # a checkpoint with the same tokenizer and labels whose logits are soft targets
@@ -364,6 +369,8 @@ def train(train_examples: list[data.Example], val_examples: list[data.Example], 
     seed_everything(tc.seed)
     if tc.budget_signal not in BUDGET_SIGNALS:
         raise BfexportError(f"budget_signal must be one of {', '.join(BUDGET_SIGNALS)}, got {tc.budget_signal!r}")
+    if not 0 <= tc.cost_lambda_ramp <= 1:
+        raise BfexportError(f"cost_lambda_ramp must be in [0, 1], got {tc.cost_lambda_ramp!r}")
     if not tc.budget_entropy >= 0:
         raise BfexportError(f"budget_entropy must be >= 0, got {tc.budget_entropy!r}")
     if tc.budget_entropy > 0 and (tc.dense or tc.static_heads is not None):
@@ -413,6 +420,11 @@ def train(train_examples: list[data.Example], val_examples: list[data.Example], 
     def schedule(s: int) -> float:
         return min((s + 1) / warmup, max(0.0, (total - s) / max(1, total - warmup)))
 
+    ramp_steps = tc.cost_lambda_ramp * total
+
+    def cost_lambda(s: int) -> float:
+        return tc.cost_lambda * (min(1.0, s / ramp_steps) if ramp_steps > 0 else 1.0)
+
     frozen_until = gate.explore_steps if tc.init is not None and tc.freeze_encoder_while_exploring \
         and isinstance(gate, ExploreExploit) else 0
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, group_schedules(groups, schedule, frozen_until))
@@ -427,6 +439,7 @@ def train(train_examples: list[data.Example], val_examples: list[data.Example], 
     with Progress(*columns, console=console, disable=not (show_progress and console.is_terminal)) as progress:
         task = progress.add_task("train", total=steps_per_epoch * epochs_run, epoch=1, loss=0.0, acc=0.0,
                                  heads=float(config.n_heads))
+        step = 0
         for epoch in range(1, epochs_run + 1):
             model.train()
             for batch in length_batches(train_examples, lengths, tc.batch_size, seed=tc.seed + epoch):
@@ -438,9 +451,9 @@ def train(train_examples: list[data.Example], val_examples: list[data.Example], 
                     loss = out.loss
                 elif dropout_state is not None:  # the paired signal
                     loss = out.loss + paired_step(model, gate, ids, mask, y, out, dropout_state, mean_dense_macs,
-                                                  tc.cost_lambda)
+                                                  cost_lambda(step))
                 else:
-                    loss = out.loss + tc.cost_lambda * expected_budget(out.budget_probs)
+                    loss = out.loss + cost_lambda(step) * expected_budget(out.budget_probs)
                 if fixed is None and tc.budget_entropy > 0:
                     loss = loss - tc.budget_entropy * budget_entropy(out.budget_probs)
                 if teacher is not None:
@@ -452,6 +465,7 @@ def train(train_examples: list[data.Example], val_examples: list[data.Example], 
                 torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
                 optimizer.step()
                 scheduler.step()
+                step += 1
                 if isinstance(gate, ExploreExploit):
                     gate.step += 1
                 acc = float((out.logits.argmax(-1) == y).float().mean())

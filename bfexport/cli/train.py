@@ -41,6 +41,9 @@ SIZE_OPTIONS = ("vocab_size", "max_length", "d_model", "n_heads", "n_layers", "d
 @click.option("--cost-lambda", type=click.FloatRange(min=0), default=DEFAULTS.cost_lambda, show_default=True,
               help="Weight of the compute penalty: E[k]/H, or with --budget-signal paired the FLOPs share of the "
                    "probed head.")
+@click.option("--cost-lambda-ramp", type=click.FloatRange(0, 1), default=DEFAULTS.cost_lambda_ramp,
+              show_default=True, help="Share of steps over which the penalty's weight grows linearly from 0 to "
+                                      "--cost-lambda (0: the full weight from the first step).")
 @click.option("--budget-signal", type=click.Choice(BUDGET_SIGNALS), default=DEFAULTS.budget_signal,
               show_default=True,
               help="What trains the budget head: the straight-through gradient of the loss plus --cost-lambda x "

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from benchmarks.pareto_stats import best_at_cost, markdown, mcnemar_exact, pareto_front
+from benchmarks.pareto_stats import best_at_cost, markdown, mcnemar_exact, pareto_front, sign_flip_exact
 
 
 def test_mcnemar_exact_matches_the_binomial_by_hand() -> None:
@@ -52,3 +52,16 @@ def test_markdown_names_each_adaptive_point_and_its_static_rival() -> None:
                                "best_static_accuracy": 0.7, "vs_static": 0.05, "p_vs_static": 0.03}]}
     table = markdown(result).splitlines()
     assert table[-1] == "| a1 | 1 | 0.600 | 0.7500 | -0.0500 (0.2) | s1 | 0.500 | 0.7000 | +0.0500 (0.03) |"
+
+
+def test_sign_flip_counts_the_patterns_at_least_as_extreme() -> None:
+    # 4 positive differences: only all-plus and all-minus reach |mean| 1.5, 2 of 16 patterns
+    assert sign_flip_exact([1.0, 1.0, 2.0, 2.0]) == pytest.approx(2 / 16)
+    # +3, -1: patterns (+3,-1), (-3,+1) reach |mean| 1; (+3,+1), (-3,-1) reach 2: all 4
+    assert sign_flip_exact([3.0, -1.0]) == 1.0
+    assert sign_flip_exact([0.0, 0.0, 0.0]) == 1.0
+
+
+def test_sign_flip_refuses_too_many_seeds() -> None:
+    with pytest.raises(ValueError, match="1 to 20"):
+        sign_flip_exact(np.ones(21))
