@@ -7,14 +7,16 @@ Trains, with the same step budget (--epochs, same data, seed and sizes): the den
 BudgetFormer (the default recipe), the BudgetFormer distilled from the dense twin and the one whose
 budget head learns from paired probes (`budget_signal="paired"`); then, from the dense twin,
 --finetune-epochs more of: dense-then-budgetize BudgetFormers (distilled; paired) and, at matched
-steps, static head pruning fine-tuned. Every model is scored on the same test texts:
-the dense model; each BudgetFormer at its default thresholds and calibrated (on validation) to
-each --targets FLOPs ratio, with thresholds only and with caps; static pruning of the dense twin
+steps, static head pruning fine-tuned, and the dense twin itself (all heads). Every model is scored
+on the same test texts: the dense model, before and after those epochs; each BudgetFormer at its
+default thresholds and calibrated (on validation) to each --targets FLOPs ratio, with thresholds
+only and with caps; static pruning of the dense twin
 by head importance (Michel et al. 2019) with and without the fine-tune, and its first k heads;
 each BudgetFormer's k most-used heads; with --tune-calibrated, also each calibrated point
 fine-tuned at its own budget for --finetune-epochs (as static pruning is fine-tuned at its heads).
-Exact McNemar p-values on the test texts, against the dense twin and, for each adaptive point,
-against the best static baseline at no more FLOPs.
+Exact McNemar p-values on the test texts, against the dense twin (and the twin after the fine-tune
+epochs, the dense model at a fine-tuned point's step budget) and, for each adaptive point, against
+the best static baseline at no more FLOPs.
 
 Writes benchmarks/results/pareto-NAME.json, .md (the comparison table) and .png. A benchmark, not a test: it exits 0
 whatever the goals say. Progress on stderr.
@@ -45,6 +47,7 @@ from converters.onnx import AdaptiveExport, export_with_metadata, save_onnx
 
 RESULTS = Path(__file__).resolve().parent / "results"
 STATIC, ADAPTIVE, DENSE = "static", "adaptive", "dense"
+DENSE_TUNED = "dense + fine-tune"  # the twin trained --finetune-epochs more: dense at a fine-tuned point's step budget
 VARIANTS = ["budgetformer", "budgetformer+distill", "dense->budgetformer+distill", "budgetformer+paired",
             "dense->budgetformer+paired"]
 
@@ -139,11 +142,15 @@ def comparisons(bench: Bench) -> list[dict[str, Any]]:
     """Each adaptive point against the dense twin and the best static baseline at no more FLOPs."""
     out = []
     dense = next(r for r in bench.rows if r["kind"] == DENSE)
+    tuned = next((r for r in bench.rows if r["name"] == DENSE_TUNED), None)
     for r in (r for r in bench.rows if r["kind"] == ADAPTIVE):
         static = best_at_cost(bench.rows, {STATIC}, r["flops_ratio"])
         out.append({"adaptive": r["name"], "flops_ratio": r["flops_ratio"], "accuracy": r["accuracy"],
                     "vs_dense": r["accuracy"] - dense["accuracy"],
                     "p_vs_dense": mcnemar_exact(bench.correct[r["name"]], bench.correct[dense["name"]]),
+                    "vs_dense_tuned": None if tuned is None else r["accuracy"] - tuned["accuracy"],
+                    "p_vs_dense_tuned": None if tuned is None else mcnemar_exact(bench.correct[r["name"]],
+                                                                                 bench.correct[DENSE_TUNED]),
                     "best_static": None if static is None else static["name"],
                     "best_static_flops_ratio": None if static is None else static["flops_ratio"],
                     "best_static_accuracy": None if static is None else static["accuracy"],
@@ -250,6 +257,9 @@ def main(argv: list[str] | None = None) -> None:
         first = np.tile(np.arange(H, 0, -1, dtype=float), (args.n_layers, 1))  # heads 0..k-1
         static_from(bench, "dense first heads", "static: first heads, no fine-tune", dense, tok, ks, first)
         ft = replace(tc, epochs=args.finetune_epochs)
+        model, t, _ = fit("dense-finetuned", bench, work, train_rows, val_rows, replace(ft, dense=True),
+                          start=(dense, tok))
+        bench.score(DENSE_TUNED, DENSE_TUNED, DENSE, model, t)
         for k in args.finetune_k:
             heads = pruning.top_heads(importance, k)
             model, t, _ = fit(f"pruned-k{k}-finetuned", bench, work, train_rows, val_rows,

@@ -4,7 +4,8 @@
 
 Each file is one complete `pareto.py` run (one seed). For the named adaptive point, per seed: its
 accuracy minus the best static baseline's at no more FLOPs (chosen on the test set, which favours
-static) and minus the dense twin's, each with its exact McNemar p on that seed's test texts; then,
+static) and minus the dense twin's (before and, where the run has it, after the fine-tune epochs),
+each with its exact McNemar p on that seed's test texts; then,
 over the seeds, the mean difference and the exact sign-flip p-value (is the mean different from
 zero, with the seeds as the unit). Prints a markdown table (stdout); --json also writes the figures.
 """
@@ -17,8 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-from pareto_stats import sign_flip_exact
+from pareto_stats import RIVALS, seed_summary
 
 POINT = "budgetformer cal 0.7 (thresholds) + fine-tune"
 
@@ -38,15 +38,6 @@ def per_seed(paths: list[Path], point: str) -> list[dict[str, Any]]:
     return sorted(out, key=lambda s: s["seed"])
 
 
-def summarise(seeds: list[dict[str, Any]]) -> dict[str, Any]:
-    summary: dict[str, Any] = {"seeds": len(seeds)}
-    for key in ("vs_static", "vs_dense"):
-        d = np.array([s[key] for s in seeds], float)
-        summary[key] = {"mean": float(d.mean()), "above": int((d > 0).sum()), "below": int((d < 0).sum()),
-                        "sign_flip_p": sign_flip_exact(d)}
-    return summary
-
-
 def table(point: str, seeds: list[dict[str, Any]], summary: dict[str, Any]) -> str:
     lines = [f"`{point}`, {summary['seeds']} seeds", "",
              "| seed | FLOPs | accuracy | layers where k varies | vs dense (p) | best static at <= FLOPs | its FLOPs "
@@ -56,7 +47,7 @@ def table(point: str, seeds: list[dict[str, Any]], summary: dict[str, Any]) -> s
                      f"{100 * s['vs_dense']:+.1f} ({s['p_vs_dense']:.2g}) | {s['best_static']} | "
                      f"{s['best_static_flops_ratio']:.3f} | {s['best_static_accuracy']:.4f} | "
                      f"{100 * s['vs_static']:+.1f} ({s['p_vs_static']:.2g}) |")
-    for key, rival in (("vs_static", "the best static baseline"), ("vs_dense", "the dense twin")):
+    for key, rival in ((k, r) for k, r in RIVALS.items() if k in summary):
         v = summary[key]
         lines.append(f"\nAgainst {rival}: mean {100 * v['mean']:+.2f} points, above in {v['above']} seeds, below in "
                      f"{v['below']}; exact sign-flip p = {v['sign_flip_p']:.3g}.")
@@ -72,7 +63,7 @@ def main(argv: list[str] | None = None) -> None:
     seeds = per_seed(args.files, args.point)
     if len({s["seed"] for s in seeds}) != len(seeds):
         sys.exit("error: two files are from the same seed")
-    summary = summarise(seeds)
+    summary = seed_summary(seeds)
     print(table(args.point, seeds, summary), end="")
     if args.json is not None:
         args.json.write_text(json.dumps({"point": args.point, "summary": summary, "per_seed": seeds}, indent=1) + "\n")

@@ -39,6 +39,21 @@ def sign_flip_exact(differences: list[float] | np.ndarray) -> float:
     return float(np.mean(means >= abs(d.mean()) - 1e-12))
 
 
+RIVALS = {"vs_static": "the best static baseline", "vs_dense": "the dense twin",
+          "vs_dense_tuned": "the dense twin after the fine-tune epochs (the same step budget as a fine-tuned point)"}
+
+
+def seed_summary(seeds: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per rival that every seed was scored against (runs from before the tuned twin lack it): the mean
+    difference, how many seeds came out above and below it, and the exact sign-flip p-value."""
+    summary: dict[str, Any] = {"seeds": len(seeds)}
+    for key in (k for k in RIVALS if all(s.get(k) is not None for s in seeds)):
+        d = np.array([s[key] for s in seeds], float)
+        summary[key] = {"mean": float(d.mean()), "above": int((d > 0).sum()), "below": int((d < 0).sum()),
+                        "sign_flip_p": sign_flip_exact(d)}
+    return summary
+
+
 def best_at_cost(rows: list[dict[str, Any]], kinds: set[str], ceiling: float,
                  slack: float = 0.005) -> dict[str, Any] | None:
     """The most accurate row of `kinds` whose FLOPs ratio is at most `ceiling` (+ slack), cheaper on ties."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from benchmarks.pareto_stats import best_at_cost, markdown, mcnemar_exact, pareto_front, sign_flip_exact
+from benchmarks.pareto_stats import best_at_cost, markdown, mcnemar_exact, pareto_front, seed_summary, sign_flip_exact
 
 
 def test_mcnemar_exact_matches_the_binomial_by_hand() -> None:
@@ -65,3 +65,15 @@ def test_sign_flip_counts_the_patterns_at_least_as_extreme() -> None:
 def test_sign_flip_refuses_too_many_seeds() -> None:
     with pytest.raises(ValueError, match="1 to 20"):
         sign_flip_exact(np.ones(21))
+
+
+def test_seed_summary_counts_seeds_each_way_and_skips_a_rival_some_seeds_lack() -> None:
+    seeds = [{"vs_static": 0.02, "vs_dense": -0.01, "vs_dense_tuned": None},
+             {"vs_static": 0.01, "vs_dense": 0.0, "vs_dense_tuned": 0.01},
+             {"vs_static": -0.03, "vs_dense": 0.02}]
+    summary = seed_summary(seeds)
+    assert summary["seeds"] == 3 and "vs_dense_tuned" not in summary
+    assert summary["vs_static"]["mean"] == pytest.approx(0.0)
+    assert (summary["vs_static"]["above"], summary["vs_static"]["below"]) == (2, 1)
+    assert (summary["vs_dense"]["above"], summary["vs_dense"]["below"]) == (1, 1)  # a tie counts neither way
+    assert summary["vs_static"]["sign_flip_p"] == 1.0
