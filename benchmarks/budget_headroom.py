@@ -34,7 +34,7 @@ Budget = tuple[int, ...]
 
 def budgets(config: BudgetFormerConfig) -> list[Budget]:
     """Layer 0's k by the later layers' k, each a power of two up to H (and H)."""
-    ks = sorted({2 ** i for i in range(config.n_heads.bit_length()) if 2 ** i <= config.n_heads} | {config.n_heads})
+    ks = sorted({2 ** i for i in range(config.n_heads.bit_length())} | {config.n_heads})
     return [(first,) + (rest,) * (config.n_layers - 1) for first, rest in itertools.product(ks, repeat=2)] \
         if config.n_layers > 1 else [(k,) for k in ks]
 

@@ -350,6 +350,13 @@ def evaluate(model: BudgetFormerForSequenceClassification, tokenizer: Any, examp
             "mean_heads": float(heads.mean())}
 
 
+def ramped_cost_lambda(tc: TrainConfig, step: int, total: int) -> float:
+    """The penalty's weight at `step` of `total`: growing linearly from 0 to cost_lambda over the first
+    cost_lambda_ramp share of the steps, the full weight from the first step when that share is 0."""
+    ramp_steps = tc.cost_lambda_ramp * total
+    return tc.cost_lambda * min(1.0, step / ramp_steps) if ramp_steps > 0 else tc.cost_lambda
+
+
 def group_schedules(groups: list[dict[str, Any]], schedule: Callable[[int], float],
                     frozen_until: int = 0) -> list[Callable[[int], float]]:
     """Per parameter group, the learning-rate factor at each step: `schedule` times the group's
@@ -420,11 +427,6 @@ def train(train_examples: list[data.Example], val_examples: list[data.Example], 
     def schedule(s: int) -> float:
         return min((s + 1) / warmup, max(0.0, (total - s) / max(1, total - warmup)))
 
-    ramp_steps = tc.cost_lambda_ramp * total
-
-    def cost_lambda(s: int) -> float:
-        return tc.cost_lambda * (min(1.0, s / ramp_steps) if ramp_steps > 0 else 1.0)
-
     frozen_until = gate.explore_steps if tc.init is not None and tc.freeze_encoder_while_exploring \
         and isinstance(gate, ExploreExploit) else 0
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, group_schedules(groups, schedule, frozen_until))
@@ -451,9 +453,9 @@ def train(train_examples: list[data.Example], val_examples: list[data.Example], 
                     loss = out.loss
                 elif dropout_state is not None:  # the paired signal
                     loss = out.loss + paired_step(model, gate, ids, mask, y, out, dropout_state, mean_dense_macs,
-                                                  cost_lambda(step))
+                                                  ramped_cost_lambda(tc, step, total))
                 else:
-                    loss = out.loss + cost_lambda(step) * expected_budget(out.budget_probs)
+                    loss = out.loss + ramped_cost_lambda(tc, step, total) * expected_budget(out.budget_probs)
                 if fixed is None and tc.budget_entropy > 0:
                     loss = loss - tc.budget_entropy * budget_entropy(out.budget_probs)
                 if teacher is not None:
