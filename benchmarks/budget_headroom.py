@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from pareto_stats import best_at_cost
 
 from bfexport import cost, data
 from bfexport.checkpoint import load_checkpoint, load_tokenizer_json
@@ -59,8 +60,10 @@ class Split:
 
 
 def best(candidates: dict[Any, tuple[float, float]], ceiling: float) -> Any | None:
-    fit = [c for c, (_, flops) in candidates.items() if flops <= ceiling]
-    return max(fit, key=lambda c: (candidates[c][0], -candidates[c][1]), default=None)
+    """The key of the most accurate (accuracy, FLOPs ratio) within `ceiling` (no slack), cheaper on ties."""
+    rows = [{"kind": "", "key": c, "accuracy": a, "flops_ratio": f} for c, (a, f) in candidates.items()]
+    pick = best_at_cost(rows, {""}, ceiling, slack=0.0)
+    return None if pick is None else pick["key"]
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -38,6 +38,8 @@ def test_best_static_at_cost_never_spends_past_the_ceiling() -> None:
     assert best_at_cost(ROWS, {"static"}, 0.69)["name"] == "s1"
     assert best_at_cost(ROWS, {"static"}, 0.70)["name"] == "s2"  # s3 costs 0.02 more: outside the 0.005 slack
     assert best_at_cost(ROWS, {"static"}, 0.4) is None
+    assert best_at_cost(ROWS, {"static"}, 0.696)["name"] == "s2"  # within the default slack
+    assert best_at_cost(ROWS, {"static"}, 0.696, slack=0.0)["name"] == "s1"  # budget_headroom's strict ceiling
 
 
 def test_pareto_front_drops_dominated_rows() -> None:
