@@ -13,7 +13,9 @@ default thresholds and calibrated (on validation) to each --targets FLOPs ratio,
 only and with caps; static pruning of the dense twin
 by head importance (Michel et al. 2019) with and without the fine-tune, and its first k heads;
 each BudgetFormer's k most-used heads; with --tune-calibrated, also each calibrated point
-fine-tuned at its own budget for --finetune-epochs (as static pruning is fine-tuned at its heads).
+fine-tuned at its own budget for --finetune-epochs (as static pruning is fine-tuned at its heads;
+--static-finetune-epochs gives the static models and the dense twin as many epochs as a dense->...
+recipe had after the twin).
 Exact McNemar p-values on the test texts, against the dense twin (and the twin after the fine-tune
 epochs, the dense model at a fine-tuned point's step budget) and, for each adaptive point, against
 the best static baseline at no more FLOPs.
@@ -209,6 +211,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--epochs", type=int, default=4, help="training epochs of every model trained from scratch")
     parser.add_argument("--finetune-epochs", type=int, default=2,
                         help="epochs after the dense twin: dense-then-budgetize and the fine-tuned pruned models")
+    parser.add_argument("--static-finetune-epochs", type=int, default=None,
+                        help="epochs of the pruned models' and the dense twin's fine-tune (default: "
+                             "--finetune-epochs); twice it matches a dense->... recipe with --tune-calibrated, "
+                             "which trains --finetune-epochs to budgetize and as many at its calibrated point")
     parser.add_argument("--targets", type=float, nargs="+", default=[0.5, 0.6, 0.7, 0.8])
     parser.add_argument("--finetune-k", type=int, nargs="+", default=[2, 4], help="static k values to fine-tune")
     parser.add_argument("--variants", nargs="+", default=VARIANTS, choices=VARIANTS,
@@ -228,6 +234,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--n-heads", type=int, default=8)
     parser.add_argument("--n-layers", type=int, default=2)
     parser.add_argument("--d-ff", type=int, default=256)
+    parser.add_argument("--pooling", choices=["mean", "first"], default="mean",
+                        help="first: the classifier reads the first token only, so the heads carry the text")
     parser.add_argument("--vocab-size", type=int, default=4000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=RESULTS)
@@ -242,7 +250,8 @@ def main(argv: list[str] | None = None) -> None:
     train_rows, val_rows, test_rows = read("train"), read("validation"), read("test")
     validation = args.data / "validation.jsonl.gz"
     tc = TrainConfig(epochs=args.epochs, max_length=args.max_length, d_model=args.d_model, n_heads=args.n_heads,
-                     n_layers=args.n_layers, d_ff=args.d_ff, vocab_size=args.vocab_size, seed=args.seed,
+                     n_layers=args.n_layers, d_ff=args.d_ff, pooling=args.pooling, vocab_size=args.vocab_size,
+                     seed=args.seed,
                      cost_lambda=args.cost_lambda, explore_frac=args.explore_frac,
                      cost_lambda_ramp=args.cost_lambda_ramp)
     bench = Bench(test_rows)
@@ -257,13 +266,14 @@ def main(argv: list[str] | None = None) -> None:
         first = np.tile(np.arange(H, 0, -1, dtype=float), (args.n_layers, 1))  # heads 0..k-1
         static_from(bench, "dense first heads", "static: first heads, no fine-tune", dense, tok, ks, first)
         ft = replace(tc, epochs=args.finetune_epochs)
-        model, t, _ = fit("dense-finetuned", bench, work, train_rows, val_rows, replace(ft, dense=True),
+        static_ft = replace(tc, epochs=args.static_finetune_epochs or args.finetune_epochs)
+        model, t, _ = fit("dense-finetuned", bench, work, train_rows, val_rows, replace(static_ft, dense=True),
                           start=(dense, tok))
         bench.score(DENSE_TUNED, DENSE_TUNED, DENSE, model, t)
         for k in args.finetune_k:
             heads = pruning.top_heads(importance, k)
             model, t, _ = fit(f"pruned-k{k}-finetuned", bench, work, train_rows, val_rows,
-                              replace(ft, static_heads=heads), start=(dense, tok))
+                              replace(static_ft, static_heads=heads), start=(dense, tok))
             bench.score(f"dense pruned (importance) k={k} + fine-tune", "static: importance + fine-tune", STATIC,
                         model, t, fixed_heads=heads)
             checkpoint()

@@ -90,6 +90,7 @@ class TrainConfig:
     n_heads: int = 8
     n_layers: int = 4
     d_ff: int = 512
+    pooling: str = "mean"  # or "first": the classifier reads position 0 only ([CLS]-style), so heads carry the rest
     dropout: float = 0.1
     init: str | None = None  # a checkpoint to start from (architecture, tokenizer and weights); None: from scratch
     encoder_lr_scale: float = 0.1  # with init: learning rate of the pretrained weights / lr (routers get lr)
@@ -403,7 +404,7 @@ def train(train_examples: list[data.Example], val_examples: list[data.Example], 
         tokenizer = data.train_tokenizer((e.text for e in train_examples), tc.vocab_size)
         config = BudgetFormerConfig(vocab_size=tokenizer.get_vocab_size(), max_length=tc.max_length,
                                     d_model=tc.d_model, n_heads=tc.n_heads, n_layers=tc.n_layers, d_ff=tc.d_ff,
-                                    labels=labels, dropout=tc.dropout, adaptive=not tc.dense)
+                                    pooling=tc.pooling, labels=labels, dropout=tc.dropout, adaptive=not tc.dense)
         model = BudgetFormerForSequenceClassification(config)
     data.label_ids(train_examples, labels)  # with a start model, labels it does not know fail now
     data.label_ids(val_examples, labels)  # unknown validation labels fail now, not after an epoch

@@ -14,7 +14,7 @@ from bfexport.files import Output, check_outputs
 from bfexport.train import BUDGET_SIGNALS, TrainConfig, train
 
 DEFAULTS = TrainConfig()
-SIZE_OPTIONS = ("vocab_size", "max_length", "d_model", "n_heads", "n_layers", "d_ff")  # what --init decides
+SIZE_OPTIONS = ("vocab_size", "max_length", "d_model", "n_heads", "n_layers", "d_ff", "pooling")  # what --init decides
 
 
 @click.command("train")
@@ -68,6 +68,9 @@ SIZE_OPTIONS = ("vocab_size", "max_length", "d_model", "n_heads", "n_layers", "d
 @click.option("--n-heads", type=click.IntRange(min=1), default=DEFAULTS.n_heads, show_default=True)
 @click.option("--n-layers", type=click.IntRange(min=1), default=DEFAULTS.n_layers, show_default=True)
 @click.option("--d-ff", type=click.IntRange(min=8), default=DEFAULTS.d_ff, show_default=True)
+@click.option("--pooling", type=click.Choice(["mean", "first"]), default=DEFAULTS.pooling, show_default=True,
+              help="What the classifier reads: the mean over the tokens, or the first token's vector only (as "
+                   "BERT's [CLS]), so that everything else reaches it through attention.")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Use at most this many training rows.")
 @json_option
 def command(train_path: str, val_path: str, output: str, limit: int | None, force: bool, as_json: bool,

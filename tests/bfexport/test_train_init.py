@@ -109,6 +109,8 @@ def test_cli_init_refuses_size_options_and_an_output_over_the_init(dense_checkpo
     assert run([*base, "-o", str(tmp_path / "x"), "--d-model", "32"]) == 2
     err = capsys.readouterr().err
     assert "--init takes the architecture from" in err and "--d-model" in err and "Traceback" not in err
+    assert run([*base, "-o", str(tmp_path / "x"), "--pooling", "first"]) == 2
+    assert "--pooling" in capsys.readouterr().err
     assert run([*base, "-o", str(dense_checkpoint), "--force"]) == 2
     assert "--init" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
