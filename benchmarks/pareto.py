@@ -11,7 +11,8 @@ steps, static head pruning fine-tuned, and the dense twin itself (all heads). Ev
 on the same test texts: the dense model, before and after those epochs; each BudgetFormer at its
 default thresholds and calibrated (on validation) to each --targets FLOPs ratio, with thresholds
 only and with caps; static pruning of the dense twin
-by head importance (Michel et al. 2019) with and without the fine-tune, and its first k heads;
+by head importance (Michel et al. 2019) with and without the fine-tune, and its first k heads; the
+same pruning at each calibrated point's per-layer caps, fine-tuned (its static twin);
 each BudgetFormer's k most-used heads; with --tune-calibrated, also each calibrated point
 fine-tuned at its own budget for --finetune-epochs (as static pruning is fine-tuned at its heads;
 --static-finetune-epochs gives the static models and the dense twin as many epochs as a dense->...
@@ -132,6 +133,23 @@ def tuned_at(bench: Bench, points: list[tuple[str, list[float], list[int]]], nam
                           replace(ft, explore_frac=0.0), start=(start, tokenizer))
         bench.score(f"{label} + fine-tune", f"{name} + fine-tune at its calibrated point", ADAPTIVE, tuned, t,
                     thresholds=thresholds, caps=caps)
+
+
+def static_at_caps(bench: Bench, points: list[tuple[str, list[float], list[int]]], done: set[tuple[int, ...]],
+                   importance: np.ndarray, dense: BudgetFormerForSequenceClassification, tokenizer: Any,
+                   work: Path, train_rows: list[data.Example], val_rows: list[data.Example],
+                   static_ft: TrainConfig) -> None:
+    """Importance pruning to each calibrated point's per-layer caps, fine-tuned: the static twin of a
+    capped point (the same heads per layer, fixed instead of chosen per input). Once per allocation."""
+    for _, _, caps in points:
+        if tuple(caps) in done or min(caps) == dense.config.n_heads:
+            continue
+        done.add(tuple(caps))
+        heads = pruning.top_heads(importance, caps)
+        model, t, _ = fit(f"pruned-k{'-'.join(map(str, caps))}-finetuned", bench, work, train_rows, val_rows,
+                          replace(static_ft, static_heads=heads), start=(dense, tokenizer))
+        bench.score(f"dense pruned (importance) k=({', '.join(map(str, caps))}) + fine-tune",
+                    "static: importance + fine-tune", STATIC, model, t, fixed_heads=heads)
 
 
 def static_from(bench: Bench, name: str, family: str, model: BudgetFormerForSequenceClassification, tokenizer: Any,
@@ -270,6 +288,7 @@ def main(argv: list[str] | None = None) -> None:
         model, t, _ = fit("dense-finetuned", bench, work, train_rows, val_rows, replace(static_ft, dense=True),
                           start=(dense, tok))
         bench.score(DENSE_TUNED, DENSE_TUNED, DENSE, model, t)
+        allocations = {(k,) * args.n_layers for k in args.finetune_k}
         for k in args.finetune_k:
             heads = pruning.top_heads(importance, k)
             model, t, _ = fit(f"pruned-k{k}-finetuned", bench, work, train_rows, val_rows,
@@ -287,6 +306,7 @@ def main(argv: list[str] | None = None) -> None:
             model, t, ckpt = fit(name, bench, work, train_rows, val_rows, config, start=start)
             bench.score(f"{name} default", name, ADAPTIVE, model, t)
             points = calibrated(bench, name, model, t, ckpt, validation, args.targets, args.calibration_rounds)
+            static_at_caps(bench, points, allocations, importance, dense, tok, work, train_rows, val_rows, static_ft)
             if args.tune_calibrated:
                 tuned_at(bench, points, name, model, t, work, train_rows, val_rows, ft)
             usage = summary.head_usage(predict(model, t, val_rows).heads, H)

@@ -48,8 +48,10 @@ def head_importance(model: BudgetFormerForSequenceClassification, tokenizer: Any
     return normalised
 
 
-def top_heads(scores: np.ndarray, k: int) -> list[list[int]]:
-    """Per layer, the k heads with the highest score (ties to the lower index), in index order."""
-    order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
-    return [sorted(int(h) for h in row) for row in order]
+def top_heads(scores: np.ndarray, k: int | list[int]) -> list[list[int]]:
+    """Per layer, the k heads (k per layer, for a list) with the highest score (ties to the lower index),
+    in index order."""
+    ks = [k] * len(scores) if isinstance(k, int) else k
+    order = np.argsort(-scores, axis=1, kind="stable")
+    return [sorted(int(h) for h in row[:n]) for row, n in zip(order, ks, strict=True)]
 

@@ -32,3 +32,4 @@ def test_top_heads_keeps_the_k_best_per_layer_in_index_order() -> None:
     scores = np.array([[0.1, 0.9, 0.5, 0.5], [1.0, 0.0, 0.2, 0.3]])
     assert pruning.top_heads(scores, 2) == [[1, 2], [0, 3]]  # the tie 0.5/0.5 goes to the lower index
     assert pruning.top_heads(scores, 1) == [[1], [0]]
+    assert pruning.top_heads(scores, [3, 1]) == [[1, 2, 3], [0]]  # one k per layer
