@@ -11,8 +11,8 @@ steps, static head pruning fine-tuned, and the dense twin itself (all heads). Ev
 on the same test texts: the dense model, before and after those epochs; each BudgetFormer at its
 default thresholds and calibrated (on validation) to each --targets FLOPs ratio, with thresholds
 only and with caps; static pruning of the dense twin
-by head importance (Michel et al. 2019) with and without the fine-tune, and its first k heads; the
-same pruning at each calibrated point's per-layer caps, fine-tuned (its static twin);
+by head importance (Michel et al. 2019) with and without the fine-tune, and its first k heads (with
+--static-twins, the same pruning at each calibrated point's per-layer caps, fine-tuned);
 each BudgetFormer's k most-used heads; with --tune-calibrated, also each calibrated point
 fine-tuned at its own budget for --finetune-epochs (as static pruning is fine-tuned at its heads;
 --static-finetune-epochs gives the static models and the dense twin as many epochs as a dense->...
@@ -233,6 +233,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="epochs of the pruned models' and the dense twin's fine-tune (default: "
                              "--finetune-epochs); twice it matches a dense->... recipe with --tune-calibrated, "
                              "which trains --finetune-epochs to budgetize and as many at its calibrated point")
+    parser.add_argument("--static-twins", action="store_true",
+                        help="also importance-prune to each calibrated point's per-layer caps and fine-tune it "
+                             "(the point's static twin)")
     parser.add_argument("--targets", type=float, nargs="+", default=[0.5, 0.6, 0.7, 0.8])
     parser.add_argument("--finetune-k", type=int, nargs="+", default=[2, 4], help="static k values to fine-tune")
     parser.add_argument("--variants", nargs="+", default=VARIANTS, choices=VARIANTS,
@@ -306,7 +309,9 @@ def main(argv: list[str] | None = None) -> None:
             model, t, ckpt = fit(name, bench, work, train_rows, val_rows, config, start=start)
             bench.score(f"{name} default", name, ADAPTIVE, model, t)
             points = calibrated(bench, name, model, t, ckpt, validation, args.targets, args.calibration_rounds)
-            static_at_caps(bench, points, allocations, importance, dense, tok, work, train_rows, val_rows, static_ft)
+            if args.static_twins:
+                static_at_caps(bench, points, allocations, importance, dense, tok, work, train_rows, val_rows,
+                               static_ft)
             if args.tune_calibrated:
                 tuned_at(bench, points, name, model, t, work, train_rows, val_rows, ft)
             usage = summary.head_usage(predict(model, t, val_rows).heads, H)
