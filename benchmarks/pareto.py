@@ -21,6 +21,9 @@ Exact McNemar p-values on the test texts, against the dense twin (and the twin a
 epochs, the dense model at a fine-tuned point's step budget) and, for each adaptive point, against
 the best static baseline at no more FLOPs.
 
+With --dense-from CKPT the dense twin is that checkpoint (e.g. a fine-tuned BERT `bfexport import` wrote)
+instead of one trained here, and only the dense->... recipes run (they start from it).
+
 Writes benchmarks/results/pareto-NAME.json, .md (the comparison table) and .png. A benchmark, not a test: it exits 0
 whatever the goals say. Progress on stderr.
 """
@@ -258,9 +261,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--pooling", choices=["mean", "first"], default="mean",
                         help="first: the classifier reads the first token only, so the heads carry the text")
     parser.add_argument("--vocab-size", type=int, default=4000)
+    parser.add_argument("--dense-from", type=Path, default=None,
+                        help="a dense checkpoint (bfexport's, or one `bfexport import` wrote, e.g. a fine-tuned "
+                             "BERT), run with every head as the dense twin instead of training one; its "
+                             "architecture replaces the size options and only the dense->... recipes run")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=RESULTS)
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.dense_from is not None:
+        scratch = [v for v in args.variants if not v.startswith("dense->")]
+        if scratch:
+            parser.error(f"--dense-from: the recipes trained from scratch ({', '.join(scratch)}) would not share "
+                         "its architecture; pass --variants with dense->... recipes only")
+        if not (args.dense_from / "config.json").is_file():
+            parser.error(f"--dense-from: {args.dense_from} is not a checkpoint directory (no config.json)")
+    return args
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -276,22 +291,28 @@ def main(argv: list[str] | None = None) -> None:
                      cost_lambda=args.cost_lambda, explore_frac=args.explore_frac,
                      cost_lambda_ramp=args.cost_lambda_ramp)
     bench = Bench(test_rows)
-    H, ks = args.n_heads, list(range(1, args.n_heads))
     with tempfile.TemporaryDirectory(prefix="pareto-") as tmp:
         work = Path(tmp)
-        dense, tok, dense_dir = fit("dense", bench, work, train_rows, val_rows, replace(tc, dense=True))
+        if args.dense_from is None:
+            dense, tok, dense_dir = fit("dense", bench, work, train_rows, val_rows, replace(tc, dense=True))
+        else:
+            dense, dense_dir = load_checkpoint(args.dense_from), args.dense_from
+            dense.config = replace(dense.config, adaptive=False)  # every head (an import's opened routers: the same)
+            tok = data.tokenizer_from_str(load_tokenizer_json(dense_dir), str(dense_dir))
         bench.score("dense", "dense", DENSE, dense, tok)
+        H, n_layers = dense.config.n_heads, dense.config.n_layers
+        ks = list(range(1, H))
         checkpoint = lambda: save(bench, args, tc, dense.config, tok, test_rows, began, complete=False)  # noqa: E731
         importance = pruning.head_importance(dense, tok, val_rows)
         static_from(bench, "dense pruned (importance)", "static: importance, no fine-tune", dense, tok, ks, importance)
-        first = np.tile(np.arange(H, 0, -1, dtype=float), (args.n_layers, 1))  # heads 0..k-1
+        first = np.tile(np.arange(H, 0, -1, dtype=float), (n_layers, 1))  # heads 0..k-1
         static_from(bench, "dense first heads", "static: first heads, no fine-tune", dense, tok, ks, first)
         ft = replace(tc, epochs=args.finetune_epochs)
         static_ft = replace(tc, epochs=args.static_finetune_epochs or args.finetune_epochs)
         model, t, _ = fit("dense-finetuned", bench, work, train_rows, val_rows, replace(static_ft, dense=True),
                           start=(dense, tok))
         bench.score(DENSE_TUNED, DENSE_TUNED, DENSE, model, t)
-        allocations = {(k,) * args.n_layers for k in args.finetune_k}
+        allocations = {(k,) * n_layers for k in args.finetune_k}
         for k in args.finetune_k:
             heads = pruning.top_heads(importance, k)
             model, t, _ = fit(f"pruned-k{k}-finetuned", bench, work, train_rows, val_rows,
@@ -324,7 +345,7 @@ def save(bench: Bench, args: argparse.Namespace, tc: TrainConfig, config: Budget
          test_rows: list[data.Example], began: float, complete: bool) -> None:
     """Writes the results so far (after every model: a run cut short still leaves its figures)."""
     comps = comparisons(bench)
-    lengths = data.encode(tok, [x.text for x in test_rows], args.max_length)[1].sum(-1)
+    lengths = data.encode(tok, [x.text for x in test_rows], config.max_length)[1].sum(-1)
     attention = attention_share(config, lengths)
     result = {"complete": complete, "dataset": str(args.data), "test_rows": len(test_rows),
               "mean_test_tokens": float(lengths.mean()),

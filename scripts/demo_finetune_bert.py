@@ -55,6 +55,7 @@ def accuracy(model: BertForSequenceClassification, tok: BertTokenizerFast, texts
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--data", type=Path, default=DATA, help="directory with train/validation .jsonl.gz")
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--lr", type=float, default=5e-4)
     parser.add_argument("--batch-size", type=int, default=32)
@@ -69,8 +70,8 @@ def main() -> None:
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
-    train = read_examples(DATA / "train.jsonl.gz", require_labels=True)
-    val = read_examples(DATA / "validation.jsonl.gz", require_labels=True)
+    train = read_examples(args.data / "train.jsonl.gz", require_labels=True)
+    val = read_examples(args.data / "validation.jsonl.gz", require_labels=True)
     labels = sorted({e.label for e in train if e.label is not None})
     index = {name: i for i, name in enumerate(labels)}
 
