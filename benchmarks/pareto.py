@@ -46,6 +46,7 @@ from pareto_stats import best_at_cost, markdown, mcnemar_exact, pareto_front
 
 from bfexport import cost, data, pruning, summary
 from bfexport.checkpoint import load_checkpoint, load_tokenizer_json
+from bfexport.errors import BfexportError
 from bfexport.model import BudgetFormerConfig, BudgetFormerForSequenceClassification
 from bfexport.train import Predictions, TrainConfig, predict, train
 from calibration import FlopsTarget, calibrate
@@ -138,21 +139,25 @@ def tuned_at(bench: Bench, points: list[tuple[str, list[float], list[int]]], nam
                     thresholds=thresholds, caps=caps)
 
 
-def static_at_caps(bench: Bench, points: list[tuple[str, list[float], list[int]]], done: set[tuple[int, ...]],
-                   importance: np.ndarray, dense: BudgetFormerForSequenceClassification, tokenizer: Any,
-                   work: Path, train_rows: list[data.Example], val_rows: list[data.Example],
-                   static_ft: TrainConfig) -> None:
-    """Importance pruning to each calibrated point's per-layer caps, fine-tuned: the static twin of a
-    capped point (the same heads per layer, fixed instead of chosen per input). Once per allocation."""
-    for _, _, caps in points:
-        if tuple(caps) in done or min(caps) == dense.config.n_heads:
-            continue
-        done.add(tuple(caps))
-        heads = pruning.top_heads(importance, caps)
-        model, t, _ = fit(f"pruned-k{'-'.join(map(str, caps))}-finetuned", bench, work, train_rows, val_rows,
-                          replace(static_ft, static_heads=heads), start=(dense, tokenizer))
-        bench.score(f"dense pruned (importance) k=({', '.join(map(str, caps))}) + fine-tune",
-                    "static: importance + fine-tune", STATIC, model, t, fixed_heads=heads)
+def finetune_pruned(bench: Bench, k: int | list[int], importance: np.ndarray,
+                    dense: BudgetFormerForSequenceClassification, tokenizer: Any, work: Path,
+                    train_rows: list[data.Example], val_rows: list[data.Example], static_ft: TrainConfig) -> None:
+    """The dense twin pruned by importance to k heads in every layer (or k[i] in layer i), fine-tuned."""
+    run, label = (str(k), str(k)) if isinstance(k, int) else ("-".join(map(str, k)), f"({', '.join(map(str, k))})")
+    heads = pruning.top_heads(importance, k)
+    model, t, _ = fit(f"pruned-k{run}-finetuned", bench, work, train_rows, val_rows,
+                      replace(static_ft, static_heads=heads), start=(dense, tokenizer))
+    bench.score(f"dense pruned (importance) k={label} + fine-tune", "static: importance + fine-tune", STATIC,
+                model, t, fixed_heads=heads)
+
+
+def new_allocations(points: list[tuple[str, list[float], list[int]]], done: set[tuple[int, ...]],
+                    n_heads: int) -> list[list[int]]:
+    """The calibrated points' per-layer caps not pruned to yet (and not all heads), now marked done: the
+    allocations of their static twins (the same heads per layer, fixed instead of chosen per input)."""
+    fresh = [caps for caps in dict.fromkeys(tuple(c) for _, _, c in points) if caps not in done and min(caps) < n_heads]
+    done.update(fresh)
+    return [list(caps) for caps in fresh]
 
 
 def static_from(bench: Bench, name: str, family: str, model: BudgetFormerForSequenceClassification, tokenizer: Any,
@@ -273,8 +278,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         if scratch:
             parser.error(f"--dense-from: the recipes trained from scratch ({', '.join(scratch)}) would not share "
                          "its architecture; pass --variants with dense->... recipes only")
-        if not (args.dense_from / "config.json").is_file():
-            parser.error(f"--dense-from: {args.dense_from} is not a checkpoint directory (no config.json)")
     return args
 
 
@@ -296,7 +299,10 @@ def main(argv: list[str] | None = None) -> None:
         if args.dense_from is None:
             dense, tok, dense_dir = fit("dense", bench, work, train_rows, val_rows, replace(tc, dense=True))
         else:
-            dense, dense_dir = load_checkpoint(args.dense_from), args.dense_from
+            try:
+                dense, dense_dir = load_checkpoint(args.dense_from), args.dense_from
+            except BfexportError as e:
+                sys.exit(f"error: --dense-from: {e}")
             dense.config = replace(dense.config, adaptive=False)  # every head (an import's opened routers: the same)
             tok = data.tokenizer_from_str(load_tokenizer_json(dense_dir), str(dense_dir))
         bench.score("dense", "dense", DENSE, dense, tok)
@@ -313,12 +319,10 @@ def main(argv: list[str] | None = None) -> None:
                           start=(dense, tok))
         bench.score(DENSE_TUNED, DENSE_TUNED, DENSE, model, t)
         allocations = {(k,) * n_layers for k in args.finetune_k}
+        tune_pruned = lambda k: finetune_pruned(bench, k, importance, dense, tok, work,  # noqa: E731
+                                                train_rows, val_rows, static_ft)
         for k in args.finetune_k:
-            heads = pruning.top_heads(importance, k)
-            model, t, _ = fit(f"pruned-k{k}-finetuned", bench, work, train_rows, val_rows,
-                              replace(static_ft, static_heads=heads), start=(dense, tok))
-            bench.score(f"dense pruned (importance) k={k} + fine-tune", "static: importance + fine-tune", STATIC,
-                        model, t, fixed_heads=heads)
+            tune_pruned(k)
             checkpoint()
         teacher = str(dense_dir)
         paired: dict[str, Any] = {"budget_signal": "paired", "cost_lambda": args.paired_lambda}
@@ -330,9 +334,8 @@ def main(argv: list[str] | None = None) -> None:
             model, t, ckpt = fit(name, bench, work, train_rows, val_rows, config, start=start)
             bench.score(f"{name} default", name, ADAPTIVE, model, t)
             points = calibrated(bench, name, model, t, ckpt, validation, args.targets, args.calibration_rounds)
-            if args.static_twins:
-                static_at_caps(bench, points, allocations, importance, dense, tok, work, train_rows, val_rows,
-                               static_ft)
+            for caps in new_allocations(points, allocations, H) if args.static_twins else []:
+                tune_pruned(caps)
             if args.tune_calibrated:
                 tuned_at(bench, points, name, model, t, work, train_rows, val_rows, ft)
             usage = summary.head_usage(predict(model, t, val_rows).heads, H)

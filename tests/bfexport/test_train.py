@@ -51,8 +51,8 @@ def test_dense_training_runs_every_head(tmp_path: Path) -> None:
 def test_first_token_pooling_reaches_the_checkpoint(tmp_path: Path) -> None:
     train(examples(), examples(), TrainConfig(**{**TINY, "pooling": "first", "epochs": 1}), tmp_path / "f",
           show_progress=False)
-    assert load_checkpoint(tmp_path / "f").config.pooling == "first"
-    assert load_checkpoint(tmp_path / "f").config.adaptive
+    config = load_checkpoint(tmp_path / "f").config
+    assert config.pooling == "first" and config.adaptive
 
 
 def test_training_refuses_a_single_label(tmp_path: Path) -> None:
